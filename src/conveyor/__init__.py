@@ -1,0 +1,3 @@
+"""Conveyor: deployment orchestrator."""
+
+__version__ = "0.1.0"

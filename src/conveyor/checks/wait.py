@@ -1,0 +1,141 @@
+"""Waiting for an instance to become healthy, and building its check from config."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, cast
+
+from conveyor.checks.base import Check, CheckResult
+from conveyor.checks.command import CommandCheck
+from conveyor.checks.http import HttpCheck
+from conveyor.checks.tcp import TcpCheck
+from conveyor.errors import HealthCheckError
+
+# The config models satisfy these protocols; importing them here would make
+# checks depend on config.
+
+
+class HealthSpec(Protocol):
+    """What every health section of `conveyor.yml` has."""
+
+    @property
+    def type(self) -> str:
+        """One of "http", "tcp", "command"."""
+        ...
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one attempt may take."""
+        ...
+
+
+class HttpHealthSpec(HealthSpec, Protocol):
+    """`type: http`: GET `path` on the instance, expect `expect_status`."""
+
+    @property
+    def path(self) -> str:
+        """URL path, e.g. "/health"."""
+        ...
+
+    @property
+    def expect_status(self) -> int:
+        """The status code that means healthy."""
+        ...
+
+
+class CommandHealthSpec(HealthSpec, Protocol):
+    """`type: command`: a shell string or an argv list that exits 0 when healthy."""
+
+    @property
+    def command(self) -> str | Sequence[str]:
+        """A string runs through /bin/sh -c; a list is run as is."""
+        ...
+
+
+def make_check(
+    health: HttpHealthSpec | CommandHealthSpec | HealthSpec,
+    host: str,
+    port: int,
+    cwd: Path,
+    env: Mapping[str, str],
+) -> Check:
+    """Build the check of one instance from its service's health section.
+
+    `env` is the instance's environment; a command check also gets PORT and
+    HOST, and runs in `cwd` (the release directory).
+    """
+    kind = health.type
+    if kind == "http":
+        spec = cast(HttpHealthSpec, health)
+        path = spec.path if spec.path.startswith("/") else "/" + spec.path
+        url_host = f"[{host}]" if ":" in host else host
+        return HttpCheck(f"http://{url_host}:{port}{path}", spec.expect_status, spec.timeout)
+    if kind == "tcp":
+        return TcpCheck(host, port, health.timeout)
+    if kind == "command":
+        command = cast(CommandHealthSpec, health).command
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+        check_env = {**env, "PORT": str(port), "HOST": host}
+        return CommandCheck(argv, cwd=cwd, env=check_env, timeout=health.timeout)
+    raise ValueError(f"unknown health check type {kind!r} (expected http, tcp or command)")
+
+
+async def wait_until_healthy(
+    check: Check,
+    *,
+    interval: float,
+    healthy_threshold: int,
+    timeout: float,
+    is_alive: Callable[[], Awaitable[bool]] | None = None,
+) -> CheckResult:
+    """Run `check` every `interval` seconds until it passes `healthy_threshold` times in a row.
+
+    Returns the last (passing) result. Raises `HealthCheckError` when `timeout`
+    seconds pass first, with the last result's detail in the message, or at
+    once when `is_alive` reports that the instance is not running. An attempt
+    still running at the deadline is abandoned.
+    """
+    if healthy_threshold < 1:
+        raise ValueError("healthy_threshold must be at least 1")
+    if interval < 0 or timeout <= 0:
+        raise ValueError("interval must be >= 0 and timeout > 0")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    passes = 0
+    last: CheckResult | None = None
+
+    def last_seen() -> str:
+        return f"last check: {last.detail}" if last is not None else "no check completed"
+
+    while True:
+        if is_alive is not None and not await is_alive():
+            raise HealthCheckError(
+                f"instance is not running (it exited or is crash-looping); {last_seen()}",
+                hint="look at the instance's log for why it stopped",
+            )
+        started = loop.time()
+        remaining = deadline - started
+        if remaining <= 0:
+            break
+        try:
+            async with asyncio.timeout(remaining):
+                last = await check.run()
+        except TimeoutError:
+            break
+        passes = passes + 1 if last.ok else 0
+        if passes >= healthy_threshold:
+            return last
+        pause = min(interval - (loop.time() - started), deadline - loop.time())
+        if pause > 0:
+            await asyncio.sleep(pause)
+        elif deadline <= loop.time():
+            break
+
+    raise HealthCheckError(
+        f"not healthy after {timeout:g} s ({passes}/{healthy_threshold} consecutive passes); "
+        f"{last_seen()}",
+        hint="look at the instance's log; if it only needs longer to start, "
+        "raise the health timeout in conveyor.yml",
+    )

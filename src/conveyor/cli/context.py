@@ -1,0 +1,48 @@
+"""Shared CLI state: where the config is, and opening the runtime lazily."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from conveyor.config import LoadedConfig
+    from conveyor.engine.runtime import Runtime
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    config_path: Path | None = None
+
+
+STATE = CliState()
+
+
+def load() -> LoadedConfig:
+    from conveyor.config import load_config
+
+    return load_config(STATE.config_path)
+
+
+def runtime() -> Runtime:
+    from conveyor.engine.runtime import Runtime
+    from conveyor.identity import current_user
+
+    return Runtime.open(load(), current_user())
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+JsonOption = typer.Option(
+    False, "--json", help="Machine-readable output (documented in the README)."
+)
+YesOption = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")

@@ -1,0 +1,231 @@
+"""`conveyor deploy`, `rollback`, `resume`, `abort` and `down`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from conveyor.cli.context import JsonOption, YesOption, run, runtime
+from conveyor.cli.output import confirm, emit_json, iso, progress, say
+from conveyor.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(deploy)
+    app.command()(rollback)
+    app.command()(resume)
+    app.command()(abort)
+    app.command()(down)
+
+
+def deploy(
+    environment: str = typer.Argument(..., help="Environment to deploy to."),
+    release: list[str] | None = typer.Option(
+        None, "--release", "-r", help="SERVICE=RELEASE to deploy (repeatable; default: newest)."
+    ),
+    build: bool = typer.Option(False, "--build", help="Build the releases first."),
+    dirty: bool = typer.Option(False, "--dirty", help="With --build: include uncommitted changes."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    reason: str | None = typer.Option(None, "--message", "-m", help="Why (kept in history)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Deploy the newest (or given) releases to ENVIRONMENT, health-gated, zero downtime."""
+    from conveyor.engine import deployments
+    from conveyor.releases.builder import build_service
+
+    rt = runtime()
+    rt.environment(environment)
+    wanted = parse_release_args(release or [])
+    if build:
+        for name in rt.loaded.config.services:
+            if name in wanted:
+                continue
+            result = build_service(
+                rt.loaded, rt.paths, rt.store, name, user=rt.user, dirty=dirty, log=progress
+            )
+            wanted[name] = result.release.id
+    if not wanted:
+        wanted_or_none: dict[str, str] | None = None
+    else:
+        wanted_or_none = {**newest(rt), **wanted}
+
+    async def go() -> Any:
+        if dry_run:
+            return await deployments.propose(rt, environment, wanted_or_none, observe_live=False)
+        deployments.check_unfinished(rt, environment)
+        await rt.ensure_platform()
+        proposal = await deployments.propose(rt, environment, wanted_or_none)
+        if not proposal.plan.steps:
+            return proposal
+        return await deployments.deploy(
+            rt, proposal, reason=reason, progress=progress if not as_json else _silent
+        )
+
+    outcome = run(go())
+    if isinstance(outcome, deployments.Proposal):
+        show_proposal(outcome, as_json, dry_run)
+        return
+    show_deployment(outcome, as_json, rt.environment(environment).effective_url)
+
+
+def rollback(
+    environment: str = typer.Argument(..., help="Environment to roll back."),
+    to: list[str] | None = typer.Option(
+        None,
+        "--to",
+        help="RELEASE or SERVICE=RELEASE to go back to (default: the previous "
+        "successful release set).",
+    ),
+    reason: str | None = typer.Option(None, "--message", "-m", help="Why (kept in history)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Redeploy the previous successful release set (health-gated, zero downtime)."""
+    from conveyor.engine import deployments
+    from conveyor.engine.rollback import rollback_target
+
+    rt = runtime()
+    rt.environment(environment)
+    target = rollback_target(rt, environment, to or [])
+
+    async def go() -> Any:
+        deployments.check_unfinished(rt, environment)
+        await rt.ensure_platform()
+        proposal = await deployments.propose(rt, environment, target)
+        if not proposal.plan.steps:
+            return proposal
+        return await deployments.deploy(
+            rt,
+            proposal,
+            kind="rollback",
+            reason=reason,
+            progress=progress if not as_json else _silent,
+        )
+
+    outcome = run(go())
+    if isinstance(outcome, deployments.Proposal):
+        show_proposal(outcome, as_json, dry_run=False)
+        return
+    show_deployment(outcome, as_json, rt.environment(environment).effective_url)
+
+
+def resume(
+    environment: str = typer.Argument(..., help="Environment with an interrupted deployment."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Finish an interrupted deployment from where it stopped."""
+    from conveyor.engine import deployments
+
+    rt = runtime()
+    record = run(deployments.resume(rt, environment, progress if not as_json else _silent))
+    show_deployment(record, as_json, rt.environment(environment).effective_url)
+
+
+def abort(
+    environment: str = typer.Argument(..., help="Environment with an unfinished deployment."),
+    reason: str | None = typer.Option(None, "--message", "-m", help="Why (kept in history)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Roll an unfinished deployment back to the releases that ran before it."""
+    from conveyor.engine import deployments
+
+    rt = runtime()
+    record = run(deployments.abort(rt, environment, reason, progress if not as_json else _silent))
+    show_deployment(record, as_json, rt.environment(environment).effective_url)
+
+
+def down(
+    environment: str = typer.Argument(..., help="Environment to stop."),
+    yes: bool = YesOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop every instance of ENVIRONMENT (drained first) and stop routing to it."""
+    from conveyor.engine import deployments
+
+    rt = runtime()
+    rt.environment(environment)
+    confirm(f"stop every instance of {environment}?", yes=yes)
+    record = run(deployments.down(rt, environment, progress if not as_json else _silent))
+    if as_json:
+        emit_json(deployment_json(record) if record else None)
+    else:
+        say(f"{environment} is down" if record else f"{environment} has nothing running")
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+def _silent(_: str) -> None:
+    return None
+
+
+def parse_release_args(values: list[str]) -> dict[str, str]:
+    wanted: dict[str, str] = {}
+    for value in values:
+        service, sep, release = value.partition("=")
+        if not sep or not service or not release:
+            raise UsageError(f'--release expects SERVICE=RELEASE, got "{value}"')
+        wanted[service] = release
+    return wanted
+
+
+def newest(rt: Any) -> dict[str, str]:
+    from conveyor.engine.deployments import newest_releases
+
+    return newest_releases(rt)
+
+
+def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:
+    if as_json:
+        emit_json(
+            {
+                "environment": proposal.environment,
+                "dry_run": dry_run,
+                "strategy": proposal.strategy,
+                "releases": proposal.releases,
+                "previous": proposal.previous,
+                "steps": [
+                    {"index": i + 1, "description": s.describe(), **s.to_dict()}
+                    for i, s in enumerate(proposal.plan.steps)
+                ],
+            }
+        )
+        return
+    if not proposal.plan.steps:
+        say(f"{proposal.environment} already runs these releases; nothing to do")
+        return
+    say(f"plan for {proposal.environment} ({proposal.strategy}), nothing changed:")
+    for line in proposal.plan.describe():
+        say(line)
+
+
+def show_deployment(record: Any, as_json: bool, url: str) -> None:
+    if as_json:
+        emit_json(deployment_json(record))
+        return
+    releases = ", ".join(f"{s} {r}" for s, r in sorted(record.releases.items()))
+    say(f"{record.kind} {record.id} {record.status.replace('_', ' ')}: {releases}")
+    if record.error:
+        say(f"  reason: {record.error}")
+    say(f"  {url}")
+
+
+def deployment_json(d: Any) -> dict[str, Any]:
+    duration = None
+    if d.finished_at is not None:
+        duration = round((d.finished_at - d.started_at).total_seconds(), 3)
+    return {
+        "id": d.id,
+        "environment": d.environment,
+        "kind": d.kind,
+        "status": d.status,
+        "strategy": d.strategy,
+        "releases": d.releases,
+        "previous": d.previous,
+        "user": d.user,
+        "reason": d.reason,
+        "error": d.error,
+        "started_at": iso(d.started_at),
+        "finished_at": iso(d.finished_at),
+        "duration_s": duration,
+    }

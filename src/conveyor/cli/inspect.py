@@ -1,0 +1,162 @@
+"""`conveyor status`, `conveyor history` and `conveyor logs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from conveyor.cli.context import JsonOption, run, runtime
+from conveyor.cli.deploy import deployment_json
+from conveyor.cli.output import console, emit_json, local_time, say
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(status)
+    app.command()(history)
+    app.command()(logs)
+
+
+def status(
+    environment: str | None = typer.Argument(None, help="Only this environment."),
+    as_json: bool = JsonOption,
+) -> None:
+    """What runs where: URL, current release per service, each instance and its state."""
+    from conveyor.engine.status import environment_status
+
+    rt = runtime()
+    names = [environment] if environment else list(rt.loaded.config.environments)
+    for name in names:
+        rt.environment(name)
+    reports = [environment_status(rt, name) for name in names]
+    if as_json:
+        emit_json({"project": rt.loaded.config.project, "environments": reports})
+        return
+    for report in reports:
+        _print_status(report)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    out = console()
+    out.print(
+        f"[bold]{escape(report['name'])}[/bold]  {escape(report['url'])}  "
+        f"[dim]({report['strategy']})[/dim]"
+    )
+    if report["unfinished"]:
+        out.print(f"  [red]unfinished:[/red] {escape(report['unfinished']['summary'])}")
+    if report["lock"]:
+        lock = report["lock"]
+        out.print(
+            f"  [yellow]locked[/yellow] by {escape(lock['holder'])} since "
+            f"{lock['acquired_at']}: {escape(lock['message'] or '')}"
+        )
+    last = report["last_deployment"]
+    if last:
+        out.print(
+            f"  last deployment {last['id']} {last['status']} "
+            f"({last['kind']} by {escape(last['user'])})"
+        )
+    for service in report["services"]:
+        release = service["release"] or "not deployed"
+        out.print(
+            f"  [bold]{escape(service['name'])}[/bold] {escape(release)}  "
+            f"{service['healthy']}/{service['replicas']} serving"
+        )
+        for inst in service["instances"]:
+            extra = f" restarts={inst['restarts']}" if inst["restarts"] else ""
+            out.print(
+                f"    {escape(inst['name'])}  {inst['release']}  :{inst['port']}  "
+                f"{inst['state']}  process={inst['process']}{extra}"
+            )
+    out.print()
+
+
+def history(
+    environment: str = typer.Argument(..., help="Environment."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many deployments."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Deployments of ENVIRONMENT, newest first."""
+    from rich.table import Table
+
+    rt = runtime()
+    rt.environment(environment)
+    records = rt.store.list_deployments(environment, limit=limit)
+    if as_json:
+        emit_json([deployment_json(d) for d in records])
+        return
+    if not records:
+        say(f"{environment} has no deployments yet")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in (
+        "ID",
+        "KIND",
+        "STATUS",
+        "STRATEGY",
+        "RELEASES",
+        "USER",
+        "STARTED",
+        "TOOK",
+        "REASON",
+    ):
+        table.add_column(column)
+    for d in records:
+        took = deployment_json(d)["duration_s"]
+        table.add_row(
+            d.id,
+            d.kind,
+            d.status,
+            d.strategy,
+            " ".join(f"{s}={r}" for s, r in sorted(d.releases.items())) or "-",
+            d.user,
+            local_time(d.started_at),
+            f"{took:.1f}s" if took is not None else "-",
+            d.error or d.reason or "",
+        )
+    console().print(table)
+
+
+def logs(
+    environment: str = typer.Argument(..., help="Environment."),
+    service: str = typer.Argument(..., help="Service."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(100, "--lines", "-n", min=0, help="Lines per instance."),
+) -> None:
+    """Output of the service's instances, each line prefixed with its instance."""
+    import asyncio
+    import sys
+
+    from conveyor.errors import UsageError
+
+    rt = runtime()
+    rt.environment(environment)
+    if service not in rt.loaded.config.services:
+        raise UsageError(f'unknown service "{service}"')
+    instances = rt.store.list_instances(environment=environment, service=service)
+    if not instances:
+        raise UsageError(
+            f"{service} has no instance in {environment}",
+            hint=f"see: conveyor status {environment}",
+        )
+
+    async def tail() -> None:
+        for inst in instances:
+            for line in await rt.target.logs(inst.name, lines):
+                sys.stdout.write(f"{inst.name} | {line}\n")
+        sys.stdout.flush()
+
+    async def follow_all() -> None:
+        async def one(name: str) -> None:
+            async for line in rt.target.follow(name, lines):
+                sys.stdout.write(f"{name} | {line}\n")
+                sys.stdout.flush()
+
+        await asyncio.gather(*(one(i.name) for i in instances))
+
+    try:
+        run(follow_all() if follow else tail())
+    except KeyboardInterrupt:
+        return

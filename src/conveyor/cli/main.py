@@ -1,0 +1,67 @@
+"""The `conveyor` command: a thin layer that parses, calls the engine, renders."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from conveyor import __version__
+from conveyor.cli import deploy, inspect, lock, project, releases
+from conveyor.cli.context import STATE
+from conveyor.errors import ConveyorError
+
+app = typer.Typer(
+    name="conveyor",
+    help="Deploy web services from one conveyor.yml: health-gated, zero downtime, with "
+    "history, rollback and crash recovery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"conveyor {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Path to conveyor.yml (default: search upwards from here)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Conveyor: deployment orchestrator."""
+    STATE.config_path = config
+
+
+project.register(app)
+releases.register(app)
+deploy.register(app)
+inspect.register(app)
+app.add_typer(lock.app, name="lock")
+
+
+def main() -> None:
+    """Console entry point: user errors become messages and exit codes, never tracebacks.
+
+    Typer itself reports usage errors (exit 2); everything Conveyor raises for
+    a user is a `ConveyorError` with its own exit code.
+    """
+    from conveyor.cli.output import report_error
+
+    try:
+        app()
+    except ConveyorError as error:
+        report_error(error)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,42 @@
+"""`conveyor validate` and `conveyor schema`."""
+
+from __future__ import annotations
+
+import typer
+
+from conveyor.cli.context import JsonOption, load
+from conveyor.cli.output import emit_json, say
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(schema)
+
+
+def validate(as_json: bool = JsonOption) -> None:
+    """Check conveyor.yml; print every problem with its key path (exit 2 if any)."""
+    loaded = load()
+    config = loaded.config
+    if as_json:
+        emit_json(
+            {
+                "valid": True,
+                "path": str(loaded.path),
+                "project": config.project,
+                "services": list(config.services),
+                "environments": list(config.environments),
+            }
+        )
+        return
+    say(f"{loaded.path}: valid")
+    say(
+        f"  project {config.project}: services {', '.join(config.services)}; "
+        f"environments {', '.join(config.environments)}"
+    )
+
+
+def schema() -> None:
+    """Print the JSON Schema of conveyor.yml (for editor completion)."""
+    from conveyor.config.schema import json_schema
+
+    emit_json(json_schema())

@@ -1,0 +1,471 @@
+"""Find, read, interpolate and validate `conveyor.yml`.
+
+Every problem becomes one `key/path: message` line of a `ConfigError`; all
+problems of a file are reported at once. Runs on every CLI call, so it stays
+light: PyYAML and pydantic only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from conveyor.config.durations import ERROR_TYPE, FROM_FILE, describe_value
+from conveyor.config.models import Config, ServiceConfig
+from conveyor.errors import ConfigError
+
+__all__ = [
+    "CONFIG_NAMES",
+    "LoadedConfig",
+    "find_config",
+    "interpolate",
+    "load_config",
+    "parse_config",
+]
+
+CONFIG_NAMES = ("conveyor.yml", "conveyor.yaml")
+_HINT_NOT_FOUND = "run conveyor in your project directory or pass --config PATH"
+
+KeyPath = list[str | int]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    config: Config
+    path: Path
+    """The conveyor.yml file, absolute."""
+    root: Path
+    """Its directory: paths in the config are relative to it."""
+
+    def source_dir(self, service: str) -> Path:
+        """The absolute source directory of `service`."""
+        return (self.root / self.config.service(service).source).resolve()
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """The first conveyor.yml (or conveyor.yaml) in `start` (default: cwd) or its parents."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        for name in CONFIG_NAMES:
+            candidate = directory / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read and validate a conveyor.yml; raises `ConfigError` listing every problem.
+
+    Without `path`, the file is looked for in the current directory and its
+    parents. `environ` (default `os.environ`) feeds `${VAR}` interpolation.
+    """
+    if path is None:
+        cwd = Path.cwd()
+        found = find_config(cwd)
+        if found is None:
+            raise ConfigError(
+                [f"no conveyor.yml found in {cwd} or its parents"], hint=_HINT_NOT_FOUND
+            )
+        path = found
+        source = found.name if found.parent == cwd.resolve() else str(found)
+    else:
+        path = Path(path)
+        source = str(path)
+        if path.is_dir():
+            inside = next((path / n for n in CONFIG_NAMES if (path / n).is_file()), None)
+            if inside is None:
+                raise ConfigError([f"no conveyor.yml found in {path}"], source=source)
+            path = inside
+            source = str(path)
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], source=source) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["the file is not UTF-8 text"], source=source) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror}"], source=source) from None
+
+    config = parse_config(text, environ=os.environ if environ is None else environ, source=source)
+    absolute = path.resolve()
+    return LoadedConfig(config=config, path=absolute, root=absolute.parent)
+
+
+def parse_config(text: str, environ: Mapping[str, str], source: str = "conveyor.yml") -> Config:
+    """Validate the YAML `text` of a conveyor.yml; raises `ConfigError`."""
+    data = _read_yaml(text, source)
+    data = _strip_extensions(data)
+
+    interpolation_issues: list[tuple[KeyPath, str]] = []
+    data = _interpolate(data, [], environ, interpolation_issues)
+    issues = [_line(p, m) for p, m in interpolation_issues]
+    failed = [p for p, _ in interpolation_issues]
+
+    try:
+        config = Config.model_validate(data, context={FROM_FILE: True})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where, message = _translate(error)
+            # A value that could not be interpolated was validated as ""; its errors are noise.
+            if any(where[: len(p)] == p for p in failed):
+                continue
+            line = _line(where, message)
+            if line not in issues:
+                issues.append(line)
+        raise ConfigError(issues, source=source) from None
+    if issues:
+        raise ConfigError(issues, source=source)
+
+    issues = _cross_field_issues(config)
+    if issues:
+        raise ConfigError(issues, source=source)
+    return config
+
+
+def _line(where: KeyPath, message: str) -> str:
+    return f"{'/'.join(str(p) for p in where)}: {message}" if where else message
+
+
+# --- YAML ------------------------------------------------------------------------------
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe loader that refuses duplicate keys instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {describe_value(key)}", key_node.start_mark
+                )
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+def _read_yaml(text: str, source: str) -> dict[Any, Any]:
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        message = str(exc.problem)
+        if mark is None:
+            raise ConfigError([message], source=source) from None
+        lines = text.splitlines()
+        if mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+            message += " (a tab: YAML indents with spaces only)"
+        raise ConfigError(
+            [f"line {mark.line + 1}, column {mark.column + 1}: {message}"], source=source
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid YAML: {exc}"], source=source) from None
+    if data is None:
+        raise ConfigError(["the file is empty"], source=source)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"expected a mapping at the top level, got {describe_value(data)}"], source=source
+        )
+    return data
+
+
+def _strip_extensions(value: Any) -> Any:
+    """Drop `x-...` keys at every level: they hold YAML anchors and tool settings."""
+    if isinstance(value, dict):
+        return {
+            k: _strip_extensions(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and k.startswith("x-"))
+        }
+    if isinstance(value, list):
+        return [_strip_extensions(v) for v in value]
+    return value
+
+
+# --- interpolation ---------------------------------------------------------------------
+
+_REFERENCE = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)\}|(?P<open>\{))")
+_BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
+
+
+def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Expand `${VAR}`, `${VAR:-default}` and `$$` in `text`; returns (result, problems).
+
+    `${VAR:-default}` uses the default when VAR is unset or empty, like the
+    shell. A `$` not followed by `{` or `$` stays as it is.
+    """
+    problems: list[str] = []
+
+    def expand(match: re.Match[str]) -> str:
+        if match.group("dollar"):
+            return "$"
+        if match.group("open"):
+            problems.append('unclosed "${" (write $$ for a literal "$")')
+            return ""
+        body = match.group("body")
+        parsed = _BODY.fullmatch(body)
+        if parsed is None:
+            problems.append(
+                f"invalid reference {describe_value('${' + body + '}')} "
+                '(write ${NAME} or ${NAME:-default}, or $$ for a literal "$")'
+            )
+            return ""
+        name, default = parsed.group("name"), parsed.group("default")
+        value = environ.get(name)
+        if default is not None:
+            return value if value else default
+        if value is None:
+            problems.append(
+                f'environment variable "{name}" is not set '
+                f"(write ${{{name}:-default}} to give a default)"
+            )
+            return ""
+        return value
+
+    if "$" not in text:
+        return text, problems
+    return _REFERENCE.sub(expand, text), problems
+
+
+def _interpolate(
+    value: Any, where: KeyPath, environ: Mapping[str, str], issues: list[tuple[KeyPath, str]]
+) -> Any:
+    if isinstance(value, str):
+        result, problems = interpolate(value, environ)
+        issues.extend((where, p) for p in problems)
+        return result
+    if isinstance(value, dict):
+        return {k: _interpolate(v, [*where, k], environ, issues) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, [*where, i], environ, issues) for i, v in enumerate(value)]
+    return value
+
+
+# --- pydantic errors -> messages -------------------------------------------------------
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType):
+        members = [a for a in get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _tags(model: Any) -> tuple[Any, ...]:
+    field = model.model_fields.get("type")
+    return get_args(field.annotation) if field is not None else ()
+
+
+def _tag_member(tp: Any, tag: object) -> Any:
+    """The model of a discriminated union whose `type` is `tag`, if any."""
+    for member in get_args(tp):
+        if _is_model(member) and tag in _tags(member):
+            return member
+    return None
+
+
+def _walk(loc: tuple[str | int, ...]) -> tuple[KeyPath, Any, Any]:
+    """Follow an error location through the models.
+
+    Returns the path as the file spells it (union tags dropped), the type holding
+    the last element and the type of the last element (None where unknown).
+    """
+    where: KeyPath = []
+    parent: Any = None
+    tp: Any = Config
+    for part in loc:
+        if part == "[key]":
+            continue
+        tp = _unwrap(tp)
+        if get_origin(tp) in (Union, types.UnionType):
+            member = _tag_member(tp, part)
+            if member is not None:
+                tp = member
+                continue
+        parent = tp
+        where.append(part)
+        if _is_model(tp):
+            field = tp.model_fields.get(part) if isinstance(part, str) else None
+            tp = field.annotation if field is not None else None
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        elif get_origin(tp) is list:
+            tp = get_args(tp)[0]
+        else:
+            tp = None
+    return where, parent, _unwrap(tp)
+
+
+def _quoted_list(values: list[str]) -> str:
+    return ", ".join(f'"{v}"' for v in sorted(values))
+
+
+def _one_of(values: list[str], got: object) -> str:
+    if len(values) == 1:
+        return f'expected "{values[0]}", got {describe_value(got)}'
+    return f"expected one of {_quoted_list(values)}, got {describe_value(got)}"
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+}
+
+
+def _translate(error: ErrorDetails) -> tuple[KeyPath, str]:
+    kind = error["type"]
+    value = error.get("input")
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    where, parent, tp = _walk(tuple(error["loc"]))
+
+    if kind == ERROR_TYPE:
+        at = ctx.get("at")
+        if at is not None:
+            where = [*where, at]
+        return where, str(ctx["message"])
+    if kind == "missing":
+        return where, "required"
+    if kind == "extra_forbidden":
+        known = list(parent.model_fields) if _is_model(parent) else []
+        close = difflib.get_close_matches(str(where[-1]), known, n=1, cutoff=0.6)
+        return where, f'unknown key (did you mean "{close[0]}"?)' if close else "unknown key"
+    if kind == "literal_error":
+        options = [str(a) for a in get_args(tp)] if get_origin(tp) is Literal else []
+        options = options or re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return where, _one_of(options, value)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        if not tags and tp is not None:
+            tags = [
+                str(t) for m in get_args(tp) for t in get_args(m.model_fields["type"].annotation)
+            ]
+        where = [*where, "type"]
+        if kind == "union_tag_not_found":
+            return where, f"required (one of {_quoted_list(tags)})"
+        return where, _one_of(tags, ctx.get("tag", value))
+    if kind in _EXPECTED:
+        return where, f"expected {_EXPECTED[kind]}, got {describe_value(value)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+                "less_than": "<"}[kind]  # fmt: skip
+        limit = next(iter(ctx.values()), "?")
+        return where, f"expected a value {sign} {limit}, got {describe_value(value)}"
+    if kind in ("string_too_short", "too_short"):
+        return where, "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return where, f"expected text matching {ctx.get('pattern')}, got {describe_value(value)}"
+    if kind in ("value_error", "assertion_error"):
+        return where, str(ctx.get("error", error["msg"]))
+    # Not produced by today's models; pydantic's own sentence is the best left.
+    message = error["msg"]
+    return where, f"{message[:1].lower()}{message[1:]}, got {describe_value(value)}"
+
+
+# --- rules across fields ---------------------------------------------------------------
+
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+
+
+def _hosts_overlap(a: str, b: str) -> bool:
+    a, b = a.lower(), b.lower()
+    if a == "localhost":
+        a = "127.0.0.1"
+    if b == "localhost":
+        b = "127.0.0.1"
+    return a == b or a in _WILDCARD_HOSTS or b in _WILDCARD_HOSTS
+
+
+def _route_key(service: ServiceConfig) -> tuple[str, str]:
+    path = service.route.path
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    return service.route.host or "*", path
+
+
+def _cross_field_issues(config: Config) -> list[str]:
+    issues: list[str] = []
+
+    routes: dict[tuple[str, str], str] = {}
+    for name, service in config.services.items():
+        key = _route_key(service)
+        if key in routes:
+            host, path = key
+            issues.append(
+                f'services/{name}/route: same route as service "{routes[key]}" '
+                f"(host {host}, path {path})"
+            )
+        else:
+            routes[key] = name
+
+    listeners: list[tuple[str, str, int]] = []
+    known = ", ".join(sorted(config.services))
+    for name, environment in config.environments.items():
+        host, port = environment.listen_host, environment.listen_port
+        for other, other_host, other_port in listeners:
+            if port == other_port and _hosts_overlap(host, other_host):
+                issues.append(
+                    f"environments/{name}/listen: port {port} is already used by "
+                    f'environment "{other}"'
+                )
+                break
+        listeners.append((name, host, port))
+
+        for override in environment.services:
+            if override not in config.services:
+                issues.append(
+                    f'environments/{name}/services/{override}: unknown service "{override}" '
+                    f"(services are: {known})"
+                )
+
+        strategy = environment.strategy
+        if (
+            strategy.type == "rolling"
+            and _is_zero(strategy.max_surge)
+            and _is_zero(strategy.max_unavailable)
+        ):
+            issues.append(
+                f"environments/{name}/strategy: max_surge and max_unavailable are both 0, "
+                "so a rolling deploy could never replace an instance (set max_surge to 1)"
+            )
+    return issues
+
+
+def _is_zero(step: int | str) -> bool:
+    return step == 0 or (isinstance(step, str) and step.rstrip("%").lstrip("0") == "")

@@ -1,0 +1,659 @@
+"""The models of `conveyor.yml`.
+
+Every model forbids unknown keys; the loader strips `x-` keys before validation.
+Validators raise `problem(...)` errors whose message the loader shows as is, so
+every message here is written for the person editing the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    field_validator,
+)
+
+from conveyor.config.durations import Duration, describe_value, format_duration, problem
+from conveyor.errors import UsageError
+
+__all__ = [
+    "NAME_PATTERN",
+    "PROJECT_PATTERN",
+    "Command",
+    "CommandHealth",
+    "Config",
+    "EnvironmentConfig",
+    "HealthConfig",
+    "HttpHealth",
+    "ReleasesConfig",
+    "RouteConfig",
+    "ServiceConfig",
+    "ServiceOverride",
+    "StrategyConfig",
+    "StrategyType",
+    "TcpHealth",
+    "command_argv",
+    "parse_listen",
+]
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+PROJECT_PATTERN = r"^[a-z0-9-]+$"
+_NAME = re.compile(NAME_PATTERN)
+_PROJECT = re.compile(PROJECT_PATTERN)
+_HOST = re.compile(r"^[A-Za-z0-9.-]+$")
+_IPV6 = re.compile(r"^[0-9A-Fa-f:.]+$")
+_ROUTE_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+_PERCENT = re.compile(r"^\d+%$")
+_DIGITS = re.compile(r"^[+-]?\d+$")
+
+
+# --- small value types -------------------------------------------------------------
+
+
+def _scalar_text(value: object) -> str | None:
+    """YAML scalars as the text a program sees (`true`, `8080`); None for anything else."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, datetime.date):  # YAML reads 2024-01-31 as a date
+        return value.isoformat()
+    return None
+
+
+def _name_validator(kind: str) -> PlainValidator:
+    def check(value: object) -> str:
+        if isinstance(value, str) and _NAME.match(value):
+            return value
+        raise problem(
+            f"invalid {kind} name {describe_value(value)}: "
+            'use lowercase letters, digits and "-", starting with a letter'
+        )
+
+    return PlainValidator(check)
+
+
+# Keys starting with "x-" are extensions the loader drops, so names never start with it.
+_NAME_SCHEMA = WithJsonSchema({"type": "string", "pattern": r"^(?!x-)[a-z][a-z0-9-]*$"})
+ServiceName = Annotated[str, _name_validator("service"), _NAME_SCHEMA]
+EnvironmentName = Annotated[str, _name_validator("environment"), _NAME_SCHEMA]
+
+
+def _check_project(value: object) -> str:
+    if isinstance(value, str) and _PROJECT.match(value):
+        return value
+    raise problem(
+        f'expected a project name of lowercase letters, digits and "-", got {describe_value(value)}'
+    )
+
+
+ProjectName = Annotated[
+    str,
+    PlainValidator(_check_project),
+    WithJsonSchema({"type": "string", "pattern": PROJECT_PATTERN}),
+]
+
+
+def _int_validator(minimum: int, maximum: int | None = None) -> PlainValidator:
+    if maximum is None:
+        expected = f"an integer >= {minimum}"
+    else:
+        expected = f"an integer between {minimum} and {maximum}"
+
+    def check(value: object) -> int:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and _DIGITS.match(value.strip()):
+            number = int(value)  # interpolated values arrive as text
+        if number is None:
+            raise problem(f"expected an integer, got {describe_value(value)}")
+        if number < minimum or (maximum is not None and number > maximum):
+            raise problem(f"expected {expected}, got {describe_value(value)}")
+        return number
+
+    return PlainValidator(check)
+
+
+PositiveInt = Annotated[int, _int_validator(1), WithJsonSchema({"type": "integer", "minimum": 1})]
+StatusCode = Annotated[
+    int,
+    _int_validator(100, 599),
+    WithJsonSchema({"type": "integer", "minimum": 100, "maximum": 599}),
+]
+
+
+def _check_step(value: object) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if _PERCENT.match(text):
+            return text
+        if text.isdigit():
+            return int(text)
+    raise problem(
+        f'expected an integer >= 0 or a percentage like "25%", got {describe_value(value)}'
+    )
+
+
+Step = Annotated[
+    int | str,
+    PlainValidator(_check_step),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d+%$"}]}
+    ),
+]
+
+
+def _check_env_name(value: object) -> str:
+    text = _scalar_text(value)
+    if text and "=" not in text and "\0" not in text:
+        return text
+    raise problem(f"invalid environment variable name {describe_value(value)}")
+
+
+def _check_env_value(value: object) -> str:
+    text = _scalar_text(value)
+    if text is not None:
+        return text
+    hint = ' (write "" for an empty value)' if value is None else ""
+    raise problem(f"expected a string, got {describe_value(value)}{hint}")
+
+
+EnvName = Annotated[str, PlainValidator(_check_env_name), WithJsonSchema({"type": "string"})]
+EnvValue = Annotated[
+    str,
+    PlainValidator(_check_env_value),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
+Env = dict[EnvName, EnvValue]
+
+
+def _check_relative_path(value: object) -> str:
+    if not isinstance(value, str):
+        raise problem(f"expected a path, got {describe_value(value)}")
+    if not value.strip():
+        raise problem("expected a path, got an empty string")
+    if value.startswith(("/", "~")):
+        raise problem(f"expected a path relative to conveyor.yml, got {describe_value(value)}")
+    return value
+
+
+RelativePath = Annotated[
+    str, PlainValidator(_check_relative_path), WithJsonSchema({"type": "string", "minLength": 1})
+]
+
+
+def _check_command(value: object) -> str | list[str]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise problem("expected a command, got an empty string")
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise problem("expected a command, got an empty list")
+        argv = []
+        for index, item in enumerate(value):
+            text = _scalar_text(item)
+            if text is None:
+                raise problem(f"expected a string, got {describe_value(item)}", at=str(index))
+            argv.append(text)
+        return argv
+    raise problem(
+        "expected a command: a string (run by /bin/sh -c) or a list of strings (argv), "
+        f"got {describe_value(value)}"
+    )
+
+
+Command = Annotated[
+    str | list[str],
+    PlainValidator(_check_command),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ],
+            "description": "A shell command (run with /bin/sh -c) or an argv list (run as is).",
+        }
+    ),
+]
+"""A command: a string run through `/bin/sh -c`, or an argv list run as is."""
+
+
+def command_argv(cmd: str | list[str]) -> list[str]:
+    """The argv that runs `cmd`: a string goes through `/bin/sh -c`, a list is used as is."""
+    if isinstance(cmd, str):
+        return ["/bin/sh", "-c", cmd]
+    return list(cmd)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split a listen address into (host, port).
+
+    "127.0.0.1:8080" -> ("127.0.0.1", 8080); "[::1]:80" -> ("::1", 80);
+    ":8080" -> ("", 8080), where "" means all interfaces. Raises ValueError.
+    """
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(
+                f'expected "[ipv6]:port" like "[::1]:8080", got {describe_value(text)}'
+            )
+        host, port_text = text[1:end], text[end + 2 :]
+        if not _IPV6.match(host):
+            raise ValueError(f"invalid IPv6 address {describe_value(host)}")
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            raise ValueError(
+                'expected "host:port" like "127.0.0.1:8080" (or ":8080" for all interfaces), '
+                f"got {describe_value(text)}"
+            )
+        if ":" in host:
+            raise ValueError(
+                f'put an IPv6 address in brackets, like "[::1]:8080", got {describe_value(text)}'
+            )
+        if host and not _HOST.match(host):
+            raise ValueError(f"invalid host {describe_value(host)}")
+    if not port_text.isdigit():
+        raise ValueError(f'expected a port number after the last ":", got {describe_value(text)}')
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"expected a port between 1 and 65535, got {port}")
+    return host, port
+
+
+def _check_listen(value: object) -> str:
+    if not isinstance(value, str):
+        raise problem(
+            'expected "host:port" like "127.0.0.1:8080" (or ":8080" for all interfaces), '
+            f"got {describe_value(value)}"
+        )
+    try:
+        parse_listen(value.strip())
+    except ValueError as exc:
+        raise problem(str(exc)) from None
+    return value.strip()
+
+
+ListenAddress = Annotated[
+    str,
+    PlainValidator(_check_listen),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$"}
+    ),
+]
+
+
+# --- models --------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _duration_field(seconds: float, description: str) -> Any:
+    """A Duration field whose schema default reads like the file ("2s", not 2.0)."""
+    text = format_duration(seconds)
+    return Field(
+        seconds,
+        description=f'{description} (default "{text}").',
+        json_schema_extra={"default": text},
+    )
+
+
+class ReleasesConfig(_Model):
+    """How releases are kept on disk."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep: PositiveInt = Field(
+        5,
+        description="How many releases to keep per service (the newest ones, at least 1). "
+        "Older releases are deleted; the ones in use are always kept.",
+    )
+
+
+class RouteConfig(_Model):
+    """Which requests of the environment's listener reach this service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        "/",
+        description='Path prefix the service receives, starting with "/". "/" matches everything.',
+    )
+    host: str | None = Field(
+        None,
+        description='Host name the request must carry (e.g. "api.example.com", or '
+        '"*.example.com"); null matches any host.',
+    )
+    strip_prefix: bool = Field(
+        False,
+        description="Remove the path prefix before passing the request to the service.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise problem(f'expected a path starting with "/", got {describe_value(value)}')
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower()
+        if not _ROUTE_HOST.match(host):
+            raise problem(
+                'expected a host name like "api.example.com" (no scheme, port or path), '
+                f"got {describe_value(value)}"
+            )
+        return host
+
+
+class _HealthBase(_Model):
+    timeout: Duration = _duration_field(2.0, "How long one check may take before it fails")
+    interval: Duration = _duration_field(1.0, "Time between two checks")
+    healthy_threshold: PositiveInt = Field(
+        1, description="Consecutive passing checks needed before the instance counts as healthy."
+    )
+
+
+class HttpHealth(_HealthBase):
+    """Healthy when an HTTP GET on the instance answers with the expected status."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["http"] = Field("http", description="Check with an HTTP GET request.")
+    path: str = Field("/health", description='Path requested on the instance, starting with "/".')
+    expect_status: StatusCode = Field(200, description="HTTP status the check must answer with.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise problem(f'expected a path starting with "/", got {describe_value(value)}')
+        return value
+
+
+class TcpHealth(_HealthBase):
+    """Healthy when the instance accepts a TCP connection on its port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["tcp"] = Field("tcp", description="Check that the port accepts connections.")
+
+
+class CommandHealth(_HealthBase):
+    """Healthy when a command exits with status 0. It runs in the release directory
+    with the instance's environment plus PORT."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["command"] = Field("command", description="Check by running a command.")
+    command: Command = Field(
+        description="Command to run: a string (run by /bin/sh -c) or a list of strings (argv)."
+    )
+
+
+HealthConfig = Annotated[HttpHealth | TcpHealth | CommandHealth, Field(discriminator="type")]
+"""One of `HttpHealth`, `TcpHealth`, `CommandHealth`, chosen by `type`."""
+
+
+class ServiceConfig(_Model):
+    """A program Conveyor builds into releases and runs as instances behind the router."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: RelativePath = Field(
+        ".", description="Directory with the service's code, relative to conveyor.yml."
+    )
+    include: list[RelativePath] = Field(
+        default_factory=list,
+        description="Extra files or directories, relative to conveyor.yml, copied into the "
+        "release root when they exist.",
+    )
+    build: list[Command] = Field(
+        default_factory=list,
+        description="Commands run in the release directory to build it, in order. Each is a "
+        "string (run by /bin/sh -c) or a list of strings (argv).",
+    )
+    run: Command = Field(
+        description="Command that starts one instance: a string (run by /bin/sh -c) or a list "
+        "of strings (argv). It must listen on the port given in $PORT."
+    )
+    env: Env = Field(
+        default_factory=dict,
+        description="Environment variables of every instance. Numbers and booleans become "
+        "strings. Environments can add to and override them.",
+    )
+    replicas: PositiveInt = Field(1, description="How many instances run (at least 1).")
+    route: RouteConfig = Field(
+        default_factory=RouteConfig,
+        description='Which requests reach the service (default: path "/", any host).',
+    )
+    health: HealthConfig = Field(
+        default_factory=TcpHealth,
+        description='How to tell an instance is healthy (default: {type: tcp}). "type" is '
+        '"http", "tcp" or "command".',
+    )
+    stop_timeout: Duration = _duration_field(
+        10.0, "How long an instance has to exit after SIGTERM before it gets SIGKILL"
+    )
+    drain_timeout: Duration = _duration_field(
+        30.0,
+        "How long in-flight requests may take to finish once an instance stops receiving traffic",
+    )
+    deploy_timeout: Duration = _duration_field(
+        120.0,
+        "How long a new instance has to become healthy before the deploy fails and rolls back",
+    )
+
+
+StrategyType = Literal["immediate", "rolling"]
+
+
+class StrategyConfig(_Model):
+    """How a deploy replaces the running instances."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: StrategyType = Field(
+        "rolling",
+        description='"rolling" replaces instances a few at a time behind health checks; '
+        '"immediate" starts all new instances, then switches traffic at once.',
+    )
+    max_surge: Step = Field(
+        1,
+        description='How many instances may run above "replicas" during a rolling deploy: a '
+        'number or a percentage of replicas like "25%".',
+    )
+    max_unavailable: Step = Field(
+        0,
+        description='How many instances may be missing below "replicas" during a rolling '
+        'deploy: a number or a percentage of replicas like "25%".',
+    )
+    min_ready: Duration = _duration_field(
+        0.0, "How long a new instance must stay healthy before it counts as ready"
+    )
+
+
+class ServiceOverride(_Model):
+    """Settings of one service that differ in this environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: PositiveInt | None = Field(
+        None, description="Number of instances in this environment (replaces the service's)."
+    )
+    env: Env = Field(
+        default_factory=dict,
+        description="Environment variables merged over the service's and the environment's.",
+    )
+
+
+def _strategy_shorthand(value: object) -> object:
+    return {"type": value} if isinstance(value, str) else value
+
+
+def _strategy_schema(schema: dict[str, Any]) -> None:
+    # The file may say `strategy: rolling`; pydantic only sees the mapping form.
+    ref = schema.pop("$ref", None)
+    if ref is not None:
+        schema["anyOf"] = [
+            {"type": "string", "enum": ["immediate", "rolling"]},
+            {"$ref": ref},
+        ]
+
+
+class EnvironmentConfig(_Model):
+    """A place the services are deployed to (staging, production, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: ListenAddress = Field(
+        description='Address the router listens on, "host:port": "127.0.0.1:8080", '
+        '"[::1]:8080", or ":8080" for all interfaces.'
+    )
+    url: str | None = Field(
+        None,
+        description="Public URL of the environment, starting with http:// or https://. "
+        'Default: "http://<listen host or 127.0.0.1>:<port>".',
+    )
+    router: Literal["caddy"] = Field("caddy", description="Router that sends traffic to instances.")
+    strategy: Annotated[StrategyConfig, BeforeValidator(_strategy_shorthand)] = Field(
+        default_factory=StrategyConfig,
+        description='Deploy strategy: "rolling" or "immediate", or a mapping with "type" and its '
+        "settings.",
+        json_schema_extra=_strategy_schema,
+    )
+    env: Env = Field(
+        default_factory=dict,
+        description="Environment variables of every instance in this environment, merged over "
+        "each service's env.",
+    )
+    services: dict[ServiceName, ServiceOverride] = Field(
+        default_factory=dict,
+        description="Per-service settings for this environment, by service name.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or value in ("http://", "https://"):
+            raise problem(
+                f"expected a URL starting with http:// or https://, got {describe_value(value)}"
+            )
+        return value
+
+    @property
+    def listen_host(self) -> str:
+        """The host part of `listen` without brackets; "" means all interfaces."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int:
+        """The port part of `listen`."""
+        return parse_listen(self.listen)[1]
+
+    @property
+    def effective_url(self) -> str:
+        """`url`, else `http://<listen host or 127.0.0.1>:<port>`."""
+        if self.url is not None:
+            return self.url
+        host = self.listen_host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.listen_port}"
+
+
+class Config(_Model):
+    """conveyor.yml: the services of a project and the environments they are deployed to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: ProjectName = Field(
+        description='Project name: lowercase letters, digits and "-". It names processes, '
+        "routes and the state."
+    )
+    releases: ReleasesConfig = Field(
+        default_factory=ReleasesConfig, description="How releases are kept on disk."
+    )
+    services: dict[ServiceName, ServiceConfig] = Field(
+        description='The services, by name (lowercase letters, digits and "-", starting with a '
+        "letter). At least one."
+    )
+    environments: dict[EnvironmentName, EnvironmentConfig] = Field(
+        description='The environments, by name (lowercase letters, digits and "-", starting '
+        "with a letter). At least one."
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _some_services(cls, value: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
+        if not value:
+            raise problem("at least one service is required")
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _some_environments(
+        cls, value: dict[str, EnvironmentConfig]
+    ) -> dict[str, EnvironmentConfig]:
+        if not value:
+            raise problem("at least one environment is required")
+        return value
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        """The environment called `name`; `UsageError` when there is none."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise UsageError(f'unknown environment "{name}" (environments are: {known})') from None
+
+    def service(self, name: str) -> ServiceConfig:
+        """The service called `name` as written, without environment overrides."""
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(sorted(self.services))
+            raise UsageError(f'unknown service "{name}" (services are: {known})') from None
+
+    def service_for(self, environment: str, service: str) -> ServiceConfig:
+        """The service as it runs in `environment`.
+
+        `replicas` comes from the environment's override when it sets one; env is
+        merged with later winning: service env < environment env < override env.
+        """
+        env_config = self.environment(environment)
+        base = self.service(service)
+        override = env_config.services.get(service)
+        merged = {**base.env, **env_config.env}
+        replicas = base.replicas
+        if override is not None:
+            merged.update(override.env)
+            if override.replicas is not None:
+                replicas = override.replicas
+        return base.model_copy(update={"env": merged, "replicas": replicas}, deep=True)

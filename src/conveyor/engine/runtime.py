@@ -1,0 +1,116 @@
+"""The pieces one command works with: config, paths, store, target and router.
+
+Target and router are built on first use so that read-only commands such as
+`conveyor status` never start supervisord or Caddy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from conveyor.errors import RouterError, UsageError
+from conveyor.paths import Paths
+
+if TYPE_CHECKING:
+    from conveyor.config import EnvironmentConfig, LoadedConfig
+    from conveyor.routers.caddy import CaddyRouter
+    from conveyor.store import Store
+    from conveyor.targets.local import LocalTarget
+    from conveyor.targets.supervisor import Supervisor
+
+CADDY_PROGRAM = "conveyor-caddy"
+
+
+@dataclass
+class Runtime:
+    """Everything a command needs, created once per CLI invocation."""
+
+    loaded: LoadedConfig
+    paths: Paths
+    store: Store
+    user: str
+    progress: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, loaded: LoadedConfig, user: str) -> Runtime:
+        from conveyor.store import open_store
+
+        paths = Paths.for_project(loaded.root).ensure()
+        url = os.environ.get("CONVEYOR_STATE_URL") or f"sqlite:///{paths.state_db}"
+        return cls(loaded=loaded, paths=paths, store=open_store(url), user=user)
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        envs = self.loaded.config.environments
+        if name not in envs:
+            known = ", ".join(sorted(envs)) or "none"
+            raise UsageError(
+                f'unknown environment "{name}" (environments are: {known})',
+                hint=f"environments are declared under environments: in {self.loaded.path}",
+            )
+        return envs[name]
+
+    @cached_property
+    def supervisor(self) -> Supervisor:
+        from conveyor.targets.supervisor import Supervisor
+
+        return Supervisor(self.paths)
+
+    @cached_property
+    def target(self) -> LocalTarget:
+        from conveyor.targets.local import LocalTarget
+
+        return LocalTarget(self.supervisor, self.paths)
+
+    @cached_property
+    def router(self) -> CaddyRouter:
+        from conveyor.routers.caddy import CaddyRouter
+
+        return CaddyRouter(self.paths.caddy_admin_socket, self.paths.caddy_dir)
+
+    async def ensure_platform(self) -> None:
+        """Start supervisord and Caddy (under it) when they are not running."""
+        from conveyor.routers.caddy_process import caddy_argv, caddy_env, write_bootstrap_config
+
+        await asyncio.to_thread(self.supervisor.ensure_running)
+        if self.paths.caddy_admin_socket.exists() and await self._caddy_answers():
+            return
+        write_bootstrap_config(self.paths)
+        await asyncio.to_thread(
+            self.supervisor.add_program,
+            CADDY_PROGRAM,
+            caddy_argv(self.paths),
+            cwd=self.paths.caddy_dir,
+            env=caddy_env(self.paths),
+            stdout_log=self.paths.caddy_dir / "caddy.log",
+            stop_timeout=30.0,
+            owner="caddy",
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if await self._caddy_answers():
+                return
+            await asyncio.sleep(0.05)
+        raise RouterError(
+            "Caddy did not start: its admin socket "
+            f"{self.paths.caddy_admin_socket} does not answer after 15 s",
+            hint=f"look at {self.paths.caddy_dir / 'caddy.log'}",
+        )
+
+    async def _caddy_answers(self) -> bool:
+        import httpx
+
+        transport = httpx.AsyncHTTPTransport(uds=str(self.paths.caddy_admin_socket))
+        try:
+            async with httpx.AsyncClient(transport=transport, timeout=1.0) as client:
+                response = await client.get("http://localhost/config/")
+                return response.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,57 @@
+"""Inputs every planner shares: what should run and what runs now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ObservedInstance:
+    """An instance as observed: its release and whether the router sends it traffic."""
+
+    name: str
+    release: str
+    serving: bool
+
+
+@dataclass(frozen=True)
+class ServiceGoal:
+    """Where one service of an environment should end up."""
+
+    service: str
+    release: str | None  # None: the service should not run at all
+    replicas: int
+    observed: tuple[ObservedInstance, ...] = ()
+    name_prefix: str = ""  # new instances are named f"{name_prefix}-{n}"
+
+    def new_name(self, n: int) -> str:
+        return f"{self.name_prefix}-{n}"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The observed instances sorted by what the plan does with them."""
+
+    keep: tuple[str, ...]  # serving instances of the target release, kept as they are
+    retire: tuple[str, ...]  # serving instances to replace (other releases, surplus)
+    discard: tuple[str, ...]  # instances without traffic: stopped first, no drain needed
+
+
+def partition(goal: ServiceGoal) -> Partition:
+    """Split observed instances into kept, retired and discarded ones.
+
+    Instances that receive no traffic are discarded even when they run the
+    target release: they come from an interrupted deploy and their health is
+    unknown, so fresh ones are started instead.
+    """
+    keep: list[str] = []
+    retire: list[str] = []
+    discard: list[str] = []
+    for instance in goal.observed:
+        if not instance.serving:
+            discard.append(instance.name)
+        elif instance.release == goal.release and len(keep) < goal.replicas:
+            keep.append(instance.name)
+        else:
+            retire.append(instance.name)
+    return Partition(tuple(keep), tuple(retire), tuple(discard))

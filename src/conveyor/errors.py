@@ -1,0 +1,91 @@
+"""The documented exception tree.
+
+Every error a user can cause or meet is a `ConveyorError`. The CLI prints
+`error: <message>` (and `hint: <hint>` when there is one) and exits with the
+error's `exit_code`, never with a traceback. Exit codes:
+
+* 0 - success
+* 1 - the operation failed or was refused (deploy failed and rolled back,
+  lock held, health check never passed, unfinished deployment, ...)
+* 2 - usage or configuration error (bad `conveyor.yml`, unknown environment,
+  unknown release, bad command-line arguments)
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class ConveyorError(Exception):
+    """Base of every error shown to a user: a message and what to do next."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ConveyorError):
+    """The command line names something that does not exist or is malformed."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(ConveyorError):
+    """`conveyor.yml` is invalid. `issues` holds one `key/path: problem` per line."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, issues: list[str], source: str = "conveyor.yml", hint: str | None = None):
+        self.issues = list(issues)
+        self.source = source
+        count = len(self.issues)
+        head = f"{source}: {count} problem{'s' if count != 1 else ''}"
+        super().__init__(head + "\n" + "\n".join(f"  {i}" for i in self.issues), hint)
+
+
+class StateError(ConveyorError):
+    """The state store cannot be opened, migrated or queried."""
+
+
+class BuildError(ConveyorError):
+    """A release could not be built (source missing, build command failed)."""
+
+
+class ReleaseIntegrityError(ConveyorError):
+    """A release directory no longer matches the digest recorded at build time."""
+
+
+class LockHeldError(ConveyorError):
+    """Another deployment holds the environment's lock."""
+
+
+class UnfinishedDeploymentError(ConveyorError):
+    """An earlier deployment of the environment was interrupted."""
+
+
+class TargetError(ConveyorError):
+    """The place instances run (supervisord, a host) failed to do what was asked."""
+
+
+class RouterError(ConveyorError):
+    """The router (Caddy, ...) rejected or failed a change."""
+
+
+class HealthCheckError(ConveyorError):
+    """An instance never became healthy before its deploy timeout."""
+
+
+class DeployError(ConveyorError):
+    """A deployment failed; the environment was restored to its previous releases."""
+
+
+class CrashFailpoint(BaseException):
+    """Raised by a `crash` failpoint in tests run in-process; simulates a kill."""

@@ -1,0 +1,93 @@
+"""Where a Conveyor home keeps its files.
+
+The home is `.conveyor/` beside `conveyor.yml` unless `CONVEYOR_HOME` names
+another directory. Unix sockets live in a short run directory because their
+paths are limited to about 100 bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_SOCKET_PATH_BUDGET = 90  # bytes; AF_UNIX paths max out at 107 on Linux
+
+
+@dataclass(frozen=True)
+class Paths:
+    """All paths of one Conveyor home."""
+
+    home: Path
+
+    @classmethod
+    def for_project(cls, project_root: Path) -> Paths:
+        """`$CONVEYOR_HOME`, else `<project_root>/.conveyor`."""
+        override = os.environ.get("CONVEYOR_HOME")
+        home = Path(override) if override else project_root / ".conveyor"
+        return cls(home.resolve())
+
+    @property
+    def state_db(self) -> Path:
+        return self.home / "state.db"
+
+    @property
+    def releases(self) -> Path:
+        return self.home / "releases"
+
+    def release_dir(self, service: str, release_id: str) -> Path:
+        return self.releases / service / release_id
+
+    @property
+    def build_logs(self) -> Path:
+        return self.home / "logs" / "builds"
+
+    @property
+    def instance_logs(self) -> Path:
+        return self.home / "logs" / "instances"
+
+    @property
+    def data(self) -> Path:
+        """Persistent per-environment data shared by all releases of a service."""
+        return self.home / "data"
+
+    @property
+    def supervisor_dir(self) -> Path:
+        return self.home / "supervisor"
+
+    @property
+    def caddy_dir(self) -> Path:
+        return self.home / "caddy"
+
+    @property
+    def run_dir(self) -> Path:
+        """Directory for unix sockets: inside the home when short enough."""
+        inside = self.home / "run"
+        if len(str(inside / "supervisor.sock")) <= _SOCKET_PATH_BUDGET:
+            return inside
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return Path("/tmp") / f"conveyor-{digest}"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.run_dir / "supervisor.sock"
+
+    @property
+    def caddy_admin_socket(self) -> Path:
+        return self.run_dir / "caddy-admin.sock"
+
+    def ensure(self) -> Paths:
+        """Create the directories (the run directory private to the user)."""
+        for directory in (
+            self.home,
+            self.releases,
+            self.build_logs,
+            self.instance_logs,
+            self.data,
+            self.supervisor_dir,
+            self.caddy_dir,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self

@@ -1,0 +1,76 @@
+"""The `Router` protocol: how traffic reaches instances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One service's route inside an environment's listener."""
+
+    service: str
+    path: str = "/"  # path prefix; "/" matches everything
+    host: str | None = None
+    strip_prefix: bool = False
+
+
+@dataclass(frozen=True)
+class TrafficStats:
+    """Requests seen by the data plane for one backend address."""
+
+    address: str
+    requests: int = 0
+    status_2xx: int = 0
+    status_3xx: int = 0
+    status_4xx: int = 0
+    status_5xx: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class Router(Protocol):
+    """Sends an environment's traffic to weighted backends (host:port addresses).
+
+    A backend is registered with weight 0 (it receives nothing), weights are
+    then changed atomically per service. All methods are idempotent.
+    """
+
+    async def ensure_environment(
+        self, environment: str, listen: str, routes: list[RouteSpec]
+    ) -> None:
+        """Listen on `listen` and route each service; keeps existing backends."""
+        ...
+
+    async def remove_environment(self, environment: str) -> None:
+        """Stop listening for the environment and forget its routes."""
+        ...
+
+    async def register(self, environment: str, service: str, address: str) -> None:
+        """Add a backend with weight 0 (no traffic yet)."""
+        ...
+
+    async def set_weights(self, environment: str, service: str, weights: dict[str, int]) -> None:
+        """Set the weights of registered backends in one atomic change."""
+        ...
+
+    async def weights(self, environment: str, service: str) -> dict[str, int]:
+        """Registered backends of a service and their weights."""
+        ...
+
+    async def drain(self, environment: str, service: str, address: str, timeout: float) -> int:
+        """Set weight 0 and wait until in-flight requests finish or `timeout`.
+
+        Returns the number of requests still in flight when it gave up (0 = drained).
+        """
+        ...
+
+    async def remove(self, environment: str, service: str, address: str) -> None:
+        """Forget a backend."""
+        ...
+
+    async def traffic_stats(self, environment: str, service: str) -> dict[str, TrafficStats]:
+        """Per-backend request counts, status classes and latency quantiles."""
+        ...

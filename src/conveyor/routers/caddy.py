@@ -1,0 +1,991 @@
+"""`Router` on a real Caddy, driven through its admin API on a unix socket.
+
+Layout of the Caddy config (one environment = one HTTP server):
+
+* `apps.http.servers.<env>` listens on the environment's address, automatic
+  HTTPS off. One route per service, `@id` = `conveyor-<env>-<service>`,
+  matched by path prefix (`/api` matches `/api` and `/api/*`) and optional
+  host, longest prefix first, then a catch-all 404 route.
+* A service route's handlers: two `log_append` (route id and
+  `{http.reverse_proxy.upstream.address}` into the access log), an optional
+  `rewrite` with `strip_path_prefix`, and last either `reverse_proxy`
+  (`weighted_round_robin`, one upstream per registered backend, weight 0
+  allowed) or, when no backend has a weight, a `static_response` 503
+  "no healthy instance of <service>".
+* The access log of the server goes to `<state_dir>/access-<env>.log` (JSON),
+  read incrementally by `traffic_stats`.
+
+What lives where: the backends and their weights are read back from Caddy's
+live config (Caddy 2.11 honours weight 0 in `weighted_round_robin`, checked
+with real traffic). The one thing Caddy cannot hold is a list of backends
+that *all* have weight 0: it refuses such a `weighted_round_robin`, so the
+route answers 503 and those backends are "parked" in
+`<state_dir>/caddy-router.json`. The access-log offset and a bounded window
+of recent requests per route live in `<state_dir>/traffic-<env>.json`.
+
+Every change is one admin request: weight changes PATCH the service's route
+by `@id`, environment changes POST the whole config once; both with
+`If-Match` so that two Conveyor processes never overwrite each other.
+
+Caveats found on Caddy 2.11.7 (see the tests):
+
+* A config that fails to *provision* a `reverse_proxy` (e.g. all weights 0,
+  a malformed upstream) drops its upstreams from Caddy's in-flight request
+  counters (`/reverse_proxy/upstreams`) for good; those counters are what
+  `drain` waits on. So this module validates everything before sending and
+  never sends an all-zero `weighted_round_robin`.
+* Every config change is a graceful reload: the old server closes its *idle*
+  keep-alive connections at once. A client that sends its next request on
+  such a connection at that instant gets a connection closed before any
+  response byte; HTTP/1.1 clients are expected to retry idempotent requests
+  in that case (RFC 9112 §9.3.1; browsers and Go do, httpx does not). No
+  Caddy setting changes this (`grace_period`, `shutdown_delay` and
+  `idle_timeout` were measured: same failures). Listeners are re-bound with
+  SO_REUSEPORT on every reload; new connections queued on the old socket are
+  reset unless `net.ipv4.tcp_migrate_req=1` (Linux >= 5.14).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import errno
+import fcntl
+import json
+import math
+import os
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conveyor.errors import RouterError
+from conveyor.routers.base import RouteSpec, TrafficStats
+from conveyor.routers.caddy_process import atomic_write_text
+
+__all__ = ["CaddyRouter"]
+
+STATE_FILE = "caddy-router.json"
+LOCK_FILE = ".caddy-router.lock"
+TRAFFIC_WINDOW = 10_000  # requests kept per route for traffic_stats
+ACCESS_LOG_ROLL_MB = 20  # Caddy rolls the access log at this size...
+ACCESS_LOG_ROLL_KEEP = 2  # ...and keeps this many rolled files
+
+_HINT_NOT_RUNNING = (
+    "Caddy does not seem to run; check it with `conveyor status` "
+    "(it is supervised as the `caddy` program)"
+)
+_ENV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HOSTPORT_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+_LISTEN_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):(?P<port>\d{1,5})$")
+
+
+# ---------------------------------------------------------------------------
+# Names
+
+
+def route_id(environment: str, service: str) -> str:
+    """The `@id` of a service's route: `conveyor-<env>-<service>`."""
+    return f"conveyor-{environment}-{service}"
+
+
+def fallback_route_id(environment: str) -> str:
+    """The `@id` of the catch-all 404 route that ends an environment's routes."""
+    return f"conveyor-{environment}--fallback"
+
+
+def logger_name(environment: str) -> str:
+    """Name of the Caddy logger that writes the environment's access log."""
+    return f"conveyor_{environment}"
+
+
+# ---------------------------------------------------------------------------
+# Pure config builders
+
+
+def backend_handler(service: str, backends: Mapping[str, int]) -> dict[str, Any]:
+    """The last handler of a service route: weighted proxy, or 503 if nothing has a weight.
+
+    >>> backend_handler("api", {"10.0.0.1:80": 1, "10.0.0.2:80": 0})["load_balancing"]
+    {'selection_policy': {'policy': 'weighted_round_robin', 'weights': [1, 0]}, 'retries': 2}
+    >>> backend_handler("api", {"10.0.0.1:80": 0})["status_code"]
+    503
+    """
+    if not any(weight > 0 for weight in backends.values()):
+        return {
+            "handler": "static_response",
+            "status_code": 503,
+            "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
+            "body": f"no healthy instance of {service}\n",
+        }
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": address} for address in backends],
+        "load_balancing": {
+            "selection_policy": {
+                "policy": "weighted_round_robin",
+                "weights": list(backends.values()),
+            },
+            # a backend that refuses the connection is skipped (nothing was sent)
+            "retries": 2,
+        },
+    }
+
+
+def build_route(environment: str, spec: RouteSpec, backends: Mapping[str, int]) -> dict[str, Any]:
+    """One service's route: matchers, access-log fields, optional prefix strip, backends."""
+    matcher: dict[str, Any] = {}
+    if spec.path != "/":
+        matcher["path"] = [spec.path, spec.path + "/*"]
+    if spec.host:
+        matcher["host"] = [spec.host]
+    handlers: list[dict[str, Any]] = [
+        {
+            "handler": "log_append",
+            "key": "conveyor_route",
+            "value": route_id(environment, spec.service),
+        },
+        {
+            "handler": "log_append",
+            "key": "upstream",
+            "value": "{http.reverse_proxy.upstream.address}",
+        },
+    ]
+    if spec.strip_prefix and spec.path != "/":
+        handlers.append({"handler": "rewrite", "strip_path_prefix": spec.path})
+    handlers.append(backend_handler(spec.service, backends))
+    route: dict[str, Any] = {"@id": route_id(environment, spec.service)}
+    if matcher:
+        route["match"] = [matcher]
+    route["handle"] = handlers
+    route["terminal"] = True
+    return route
+
+
+def order_routes(routes: Iterable[RouteSpec]) -> list[RouteSpec]:
+    """Longest path prefix first; at equal length a host-specific route first.
+
+    >>> specs = [RouteSpec("web"), RouteSpec("api", "/api"), RouteSpec("v2", "/api/v2"),
+    ...          RouteSpec("adm", "/", "a.example")]
+    >>> [r.service for r in order_routes(specs)]
+    ['v2', 'api', 'adm', 'web']
+    """
+    return sorted(routes, key=lambda r: (-len(r.path), r.host is None, r.service))
+
+
+def build_server(
+    environment: str,
+    listen: str,
+    routes: list[RouteSpec],
+    backends: Mapping[str, Mapping[str, int]],
+) -> dict[str, Any]:
+    """The Caddy server of an environment; `backends` maps service -> address -> weight."""
+    built = [
+        build_route(environment, spec, backends.get(spec.service, {}))
+        for spec in order_routes(routes)
+    ]
+    built.append(
+        {
+            "@id": fallback_route_id(environment),
+            "handle": [
+                {
+                    "handler": "static_response",
+                    "status_code": 404,
+                    "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
+                    "body": f"no route for this request in environment {environment}\n",
+                }
+            ],
+        }
+    )
+    return {
+        "listen": [listen],
+        "automatic_https": {"disable": True},
+        "logs": {"default_logger_name": logger_name(environment)},
+        "routes": built,
+    }
+
+
+def build_logger(access_log: Path, environment: str) -> dict[str, Any]:
+    """The logger that writes the environment's access log as JSON lines."""
+    return {
+        "writer": {
+            "output": "file",
+            "filename": str(access_log),
+            "roll_size_mb": ACCESS_LOG_ROLL_MB,
+            "roll_keep": ACCESS_LOG_ROLL_KEEP,
+            "roll_gzip": False,
+        },
+        "encoder": {"format": "json"},
+        "level": "INFO",
+        "include": [f"http.log.access.{logger_name(environment)}"],
+    }
+
+
+def backends_of_route(route: Mapping[str, Any]) -> dict[str, int]:
+    """Backends (address -> weight) expressed by a route's last handler."""
+    handle = route.get("handle") or []
+    if not handle:
+        return {}
+    handler = handle[-1]
+    if handler.get("handler") != "reverse_proxy":
+        return {}
+    dials = [str(u.get("dial", "")) for u in handler.get("upstreams") or []]
+    policy = (handler.get("load_balancing") or {}).get("selection_policy") or {}
+    weights = policy.get("weights") or []
+    return {dial: int(weights[i]) if i < len(weights) else 1 for i, dial in enumerate(dials)}
+
+
+def with_backends(
+    route: Mapping[str, Any], service: str, backends: Mapping[str, int]
+) -> dict[str, Any]:
+    """A copy of `route` whose backend handler expresses `backends`."""
+    new = copy.deepcopy(dict(route))
+    new["handle"] = [*new.get("handle", [])[:-1], backend_handler(service, backends)]
+    return new
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 0.5), percentile([1.0, 2.0, 3.0, 4.0], 0.99)
+    (2.0, 4.0)
+    """
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def normalize_upstream(value: object) -> str | None:
+    """`tcp/127.0.0.1:8001` (Caddy's placeholder) -> `127.0.0.1:8001`; empty -> None."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value[4:] if value.startswith("tcp/") else value
+
+
+# ---------------------------------------------------------------------------
+# Validation
+
+
+def _check_environment(environment: str) -> None:
+    if not _ENV_RE.match(environment):
+        raise RouterError(
+            f"caddy: environment name {environment!r} cannot be used as a Caddy server name",
+            hint="use letters, digits, '-' and '_' only (at most 63 characters)",
+        )
+
+
+def _check_service(service: str) -> None:
+    if not _SERVICE_RE.match(service):
+        raise RouterError(
+            f"caddy: service name {service!r} cannot be used in a route id",
+            hint="use letters, digits, '.', '-' and '_' only (at most 63 characters)",
+        )
+
+
+def _check_address(environment: str, service: str, address: str) -> None:
+    match = _HOSTPORT_RE.match(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise RouterError(
+            f"caddy: backend address {address!r} of {environment}/{service} is not host:port",
+            hint="register instances by their listen address, e.g. 127.0.0.1:8001",
+        )
+
+
+def _check_listen(environment: str, listen: str) -> None:
+    match = _LISTEN_RE.match(listen)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise RouterError(
+            f"caddy: listen address {listen!r} of environment {environment} is not [host]:port",
+            hint="set the environment's listen address to e.g. 127.0.0.1:8080 or :80",
+        )
+
+
+def _normalize_routes(environment: str, routes: list[RouteSpec]) -> list[RouteSpec]:
+    seen: set[str] = set()
+    normalized: list[RouteSpec] = []
+    for spec in routes:
+        _check_service(spec.service)
+        if spec.service in seen:
+            raise RouterError(
+                f"caddy: service {spec.service!r} is routed twice in environment {environment}",
+                hint="give each service a single route",
+            )
+        seen.add(spec.service)
+        path = spec.path
+        if not path.startswith("/") or "*" in path or any(c.isspace() for c in path):
+            raise RouterError(
+                f"caddy: route path {path!r} of {environment}/{spec.service} is not a path prefix",
+                hint="use a prefix starting with '/', e.g. /api (no wildcards)",
+            )
+        path = path.rstrip("/") or "/"
+        normalized.append(RouteSpec(spec.service, path, spec.host or None, spec.strip_prefix))
+    return normalized
+
+
+def _port_is_free(listen: str) -> bool:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise RouterError(
+                f"caddy: cannot listen on {listen}: {exc.strerror}",
+                hint="use an address of this host, e.g. 127.0.0.1:8080",
+            ) from None
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Small local state
+
+
+@dataclass
+class _State:
+    """`caddy-router.json`: backends registered while every backend of a service has weight 0."""
+
+    parked: dict[str, dict[str, list[str]]]
+
+    @classmethod
+    def load(cls, path: Path) -> _State:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls(parked={})
+        except (OSError, ValueError) as exc:
+            raise RouterError(
+                f"caddy: router state {path} is unreadable: {exc}",
+                hint="restore the file or delete it (weight-0 backends of all-zero services "
+                "must then be registered again)",
+            ) from None
+        parked = raw.get("parked", {}) if isinstance(raw, dict) else {}
+        return cls(
+            parked={env: {svc: list(a) for svc, a in svcs.items()} for env, svcs in parked.items()}
+        )
+
+    def save(self, path: Path) -> None:
+        parked = {env: {s: a for s, a in svcs.items() if a} for env, svcs in self.parked.items()}
+        parked = {env: svcs for env, svcs in parked.items() if svcs}
+        atomic_write_text(
+            path, json.dumps({"version": 1, "parked": parked}, indent=2, sort_keys=True) + "\n"
+        )
+
+    def get(self, environment: str, service: str) -> list[str]:
+        return list(self.parked.get(environment, {}).get(service, []))
+
+    def put(self, environment: str, service: str, addresses: Iterable[str]) -> None:
+        self.parked.setdefault(environment, {})[service] = list(addresses)
+
+
+# ---------------------------------------------------------------------------
+# The router
+
+
+class CaddyRouter:
+    """`Router` backed by a running Caddy (see the module docstring for the config layout)."""
+
+    def __init__(self, admin_socket: Path, state_dir: Path, *, timeout: float = 10.0) -> None:
+        self.admin_socket = Path(admin_socket)
+        self.state_dir = Path(state_dir)
+        self.timeout = timeout
+
+    # -- paths ---------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def access_log(self, environment: str) -> Path:
+        """Where Caddy writes the environment's access log."""
+        return self.state_dir / f"access-{environment}.log"
+
+    def _traffic_file(self, environment: str) -> Path:
+        return self.state_dir / f"traffic-{environment}.json"
+
+    # -- admin API -----------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _admin(self) -> AsyncIterator[httpx.AsyncClient]:
+        # Caddy restarts its admin server after each config load, which closes
+        # pooled connections: never reuse one (a refused connect is retried).
+        transport = httpx.AsyncHTTPTransport(
+            uds=str(self.admin_socket),
+            retries=2,
+            limits=httpx.Limits(max_keepalive_connections=0),
+            verify=False,  # plain HTTP on a unix socket; loading CA certificates costs ~40 ms
+        )
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", timeout=self.timeout, trust_env=False
+        ) as client:
+            yield client
+
+    async def _call(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        if_match: str | None = None,
+        what: str,
+        allow: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        headers = {"If-Match": if_match} if if_match else {}
+        try:
+            if body is None:
+                response = await client.request(method, path, headers=headers)
+            else:
+                response = await client.request(method, path, json=body, headers=headers)
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+            raise RouterError(
+                f"caddy: cannot reach the admin API on {self.admin_socket} "
+                f"while trying to {what}: {exc}",
+                hint=_HINT_NOT_RUNNING,
+            ) from None
+        except httpx.TimeoutException:
+            raise RouterError(
+                f"caddy: the admin API on {self.admin_socket} did not answer within "
+                f"{self.timeout:g}s while trying to {what}",
+                hint=_HINT_NOT_RUNNING + "; a hung Caddy needs a restart",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise RouterError(
+                f"caddy: the admin API on {self.admin_socket} failed while trying to {what}: {exc}",
+                hint=_HINT_NOT_RUNNING,
+            ) from None
+        if response.status_code < 400 or response.status_code in allow:
+            return response
+        detail = _error_detail(response)
+        hint = (
+            "the change was refused by Caddy and nothing was applied; fix the cause above and retry"
+            if response.status_code < 500
+            else "Caddy could not load the new config and kept the previous one; see Caddy's log "
+            "(`conveyor status`) and retry"
+        )
+        raise RouterError(
+            f"caddy: {method} {path} failed with HTTP {response.status_code} "
+            f"while trying to {what}: {detail}",
+            hint=hint,
+        )
+
+    async def _get_json(
+        self, client: httpx.AsyncClient, path: str, *, what: str
+    ) -> tuple[Any, str | None]:
+        response = await self._call(client, "GET", path, what=what)
+        return response.json(), response.headers.get("etag")
+
+    # -- locking -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, name: str = LOCK_FILE, wait: float = 30.0) -> AsyncIterator[None]:
+        """An inter-process lock on a file in state_dir (CLI processes may overlap)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RouterError(
+                            f"caddy: another Conveyor process holds {self.state_dir / name} "
+                            f"for more than {wait:g}s",
+                            hint="wait for the other command to finish, then retry",
+                        ) from None
+                    await asyncio.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    # -- reading a service ---------------------------------------------------
+
+    async def _service(
+        self, client: httpx.AsyncClient, environment: str, service: str, state: _State
+    ) -> tuple[dict[str, Any], str | None, dict[str, int]]:
+        """The service's route, its ETag, and its registered backends (address -> weight)."""
+        rid = route_id(environment, service)
+        response = await self._call(
+            client,
+            "GET",
+            f"/id/{rid}",
+            what=f"read the route of {environment}/{service}",
+            allow=(404,),
+        )
+        if response.status_code == 404:
+            server = await self._call(
+                client,
+                "GET",
+                f"/config/apps/http/servers/{environment}",
+                what=f"look up environment {environment}",
+                allow=(400, 404),
+            )
+            if server.status_code >= 400 or server.json() is None:
+                raise RouterError(
+                    f"caddy: environment {environment} is not routed by Caddy "
+                    f"(no server {environment!r})",
+                    hint="deploy the environment first (ensure_environment creates its server)",
+                )
+            raise RouterError(
+                f"caddy: service {service} has no route in environment {environment} "
+                f"(no @id {rid!r})",
+                hint=f"add {service} to the environment's routes in conveyor.yml and deploy",
+            )
+        route = response.json()
+        backends = backends_of_route(route)
+        for address in state.get(environment, service):
+            backends.setdefault(address, 0)
+        return route, response.headers.get("etag"), backends
+
+    async def _apply_backends(
+        self,
+        environment: str,
+        service: str,
+        change: Callable[[dict[str, int]], dict[str, int]],
+        *,
+        what: str,
+    ) -> dict[str, int]:
+        """Read-modify-write of one service's backends: one PATCH by @id, If-Match guarded.
+
+        `change(backends) -> new backends` raises RouterError to refuse.
+        """
+        rid = route_id(environment, service)
+        async with self._locked(), self._admin() as client:
+            for _attempt in range(5):
+                state = _State.load(self.state_file)
+                route, etag, current = await self._service(client, environment, service, state)
+                new: dict[str, int] = change(dict(current))
+                new_route = with_backends(route, service, new)
+                all_zero = not any(w > 0 for w in new.values())
+                if all_zero:
+                    # Caddy cannot hold these: park them *before* the route
+                    # forgets them, so a crash in between loses nothing.
+                    state.put(environment, service, new)
+                    state.save(self.state_file)
+                if new_route != route:
+                    response = await self._call(
+                        client,
+                        "PATCH",
+                        f"/id/{rid}",
+                        body=new_route,
+                        if_match=etag,
+                        what=what,
+                        allow=(412,),
+                    )
+                    if response.status_code == 412:
+                        continue  # someone changed the route meanwhile: read again
+                if not all_zero and state.get(environment, service):
+                    state.put(environment, service, [])
+                    state.save(self.state_file)
+                return new
+        raise RouterError(
+            f"caddy: the route of {environment}/{service} kept changing while trying to {what}",
+            hint="another process is changing the same service; retry when it is done",
+        )
+
+    # -- Router protocol -----------------------------------------------------
+
+    async def ensure_environment(
+        self, environment: str, listen: str, routes: list[RouteSpec]
+    ) -> None:
+        """Listen on `listen` and route each service; keeps existing backends.
+
+        One config load (the whole config, If-Match guarded) when something
+        differs, none when the environment is already as asked.
+        """
+        _check_environment(environment)
+        _check_listen(environment, listen)
+        specs = _normalize_routes(environment, routes)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        async with self._locked(), self._admin() as client:
+            for _attempt in range(5):
+                config, etag = await self._get_json(client, "/config/", what="read Caddy's config")
+                config = config if isinstance(config, dict) else {}
+                state = _State.load(self.state_file)
+                wanted = copy.deepcopy(config)
+                servers = (
+                    wanted.setdefault("apps", {}).setdefault("http", {}).setdefault("servers", {})
+                )
+                existing = servers.get(environment)
+                self._check_listen_available(environment, listen, servers)
+                existing_routes = {r.get("@id"): r for r in (existing or {}).get("routes") or []}
+                backends: dict[str, dict[str, int]] = {}
+                for spec in specs:
+                    current = backends_of_route(
+                        existing_routes.get(route_id(environment, spec.service), {})
+                    )
+                    for address in state.get(environment, spec.service):
+                        current.setdefault(address, 0)
+                    backends[spec.service] = current
+                servers[environment] = build_server(environment, listen, specs, backends)
+                _ensure_logger(
+                    wanted, environment, build_logger(self.access_log(environment), environment)
+                )
+                if wanted != config:
+                    response = await self._call(
+                        client,
+                        "POST",
+                        "/config/",
+                        body=wanted,
+                        if_match=etag,
+                        what=f"configure environment {environment} on {listen}",
+                        allow=(412,),
+                    )
+                    if response.status_code == 412:
+                        continue  # changed by someone else meanwhile: read again
+                # services that left the environment take their parked backends with them
+                kept = {spec.service for spec in specs}
+                gone = [s for s in state.parked.get(environment, {}) if s not in kept]
+                if gone:
+                    for service in gone:
+                        state.put(environment, service, [])
+                    state.save(self.state_file)
+                return
+        raise RouterError(
+            f"caddy: Caddy's config kept changing while configuring environment {environment}",
+            hint="another process is changing Caddy's config; retry when it is done",
+        )
+
+    def _check_listen_available(
+        self, environment: str, listen: str, servers: Mapping[str, Any]
+    ) -> None:
+        """Refuse a listen address Caddy could not bind: a failed load has side effects."""
+        for name, other in servers.items():
+            if name != environment and listen in (other.get("listen") or []):
+                raise RouterError(
+                    f"caddy: {listen} is already used by Caddy server {name!r}; "
+                    f"environment {environment} cannot listen there too",
+                    hint="give each environment its own listen address in conveyor.yml",
+                )
+        existing = servers.get(environment) or {}
+        if listen not in (existing.get("listen") or []) and not _port_is_free(listen):
+            raise RouterError(
+                f"caddy: {listen} is already in use by another program; "
+                f"environment {environment} cannot listen there",
+                hint=f"stop the program that listens on {listen} or change the "
+                "environment's listen address",
+            )
+
+    async def remove_environment(self, environment: str) -> None:
+        """Stop listening for the environment and forget its routes, backends and traffic."""
+        _check_environment(environment)
+        async with self._locked(), self._admin() as client:
+            for _attempt in range(5):
+                config, etag = await self._get_json(client, "/config/", what="read Caddy's config")
+                config = config if isinstance(config, dict) else {}
+                wanted = copy.deepcopy(config)
+                servers = ((wanted.get("apps") or {}).get("http") or {}).get("servers") or {}
+                servers.pop(environment, None)
+                _drop_logger(wanted, environment)
+                if wanted != config:
+                    response = await self._call(
+                        client,
+                        "POST",
+                        "/config/",
+                        body=wanted,
+                        if_match=etag,
+                        what=f"remove environment {environment}",
+                        allow=(412,),
+                    )
+                    if response.status_code == 412:
+                        continue
+                break
+            else:
+                raise RouterError(
+                    f"caddy: Caddy's config kept changing while removing environment {environment}",
+                    hint="another process is changing Caddy's config; retry when it is done",
+                )
+            state = _State.load(self.state_file)
+            if state.parked.pop(environment, None) is not None:
+                state.save(self.state_file)
+        self._traffic_file(environment).unlink(missing_ok=True)
+        log = self.access_log(environment)
+        for path in [log, *log.parent.glob(f"{log.stem}-*{log.suffix}")]:
+            path.unlink(missing_ok=True)
+
+    async def register(self, environment: str, service: str, address: str) -> None:
+        """Add a backend with weight 0 (no traffic yet); a registered backend keeps its weight."""
+        _check_environment(environment)
+        _check_service(service)
+        _check_address(environment, service, address)
+
+        def change(backends: dict[str, int]) -> dict[str, int]:
+            backends.setdefault(address, 0)
+            return backends
+
+        await self._apply_backends(
+            environment, service, change, what=f"register {address} for {environment}/{service}"
+        )
+
+    async def set_weights(self, environment: str, service: str, weights: dict[str, int]) -> None:
+        """Set the weights of registered backends in one atomic change (one PATCH).
+
+        Backends not named keep their weight. All weights 0 makes the service
+        answer 503 "no healthy instance of <service>".
+        """
+        _check_environment(environment)
+        _check_service(service)
+        for address, weight in weights.items():
+            if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
+                raise RouterError(
+                    f"caddy: weight {weight!r} for {address} of {environment}/{service} "
+                    "is not a whole number >= 0",
+                    hint="weights are relative shares such as 0, 1, 3 or 100",
+                )
+
+        def change(backends: dict[str, int]) -> dict[str, int]:
+            unknown = sorted(set(weights) - set(backends))
+            if unknown:
+                raise RouterError(
+                    f"caddy: {', '.join(unknown)} is not registered for {environment}/{service}",
+                    hint="register the instance before giving it a weight",
+                )
+            backends.update(weights)
+            return backends
+
+        await self._apply_backends(
+            environment,
+            service,
+            change,
+            what=f"set weights {weights} for {environment}/{service}",
+        )
+
+    async def weights(self, environment: str, service: str) -> dict[str, int]:
+        """Registered backends of a service and their weights (read from Caddy's live config)."""
+        _check_environment(environment)
+        _check_service(service)
+        async with self._admin() as client:
+            _, _, backends = await self._service(
+                client, environment, service, _State.load(self.state_file)
+            )
+        return backends
+
+    async def drain(self, environment: str, service: str, address: str, timeout: float) -> int:
+        """Set weight 0 and wait until in-flight requests finish or `timeout`.
+
+        In-flight requests are Caddy's own counters (`/reverse_proxy/upstreams`),
+        which survive config reloads. Returns the number still in flight when
+        it gave up (0 = drained).
+        """
+        _check_environment(environment)
+        _check_service(service)
+        _check_address(environment, service, address)
+
+        def change(backends: dict[str, int]) -> dict[str, int]:
+            if address in backends:
+                backends[address] = 0
+            return backends
+
+        await self._apply_backends(
+            environment, service, change, what=f"drain {address} of {environment}/{service}"
+        )
+        deadline = time.monotonic() + max(timeout, 0.0)
+        # A request the old config accepted just before the reload may not be
+        # counted yet: ask for two idle readings in a row.
+        idle_readings = 0
+        async with self._admin() as client:
+            while True:
+                in_flight = await self._in_flight(client, address)
+                idle_readings = idle_readings + 1 if in_flight == 0 else 0
+                if idle_readings >= 2:
+                    return 0
+                if time.monotonic() >= deadline:
+                    return in_flight
+                await asyncio.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
+
+    async def _in_flight(self, client: httpx.AsyncClient, address: str) -> int:
+        upstreams, _ = await self._get_json(
+            client, "/reverse_proxy/upstreams", what=f"count requests in flight to {address}"
+        )
+        for upstream in upstreams or []:
+            if normalize_upstream(upstream.get("address")) == address:
+                return int(upstream.get("num_requests", 0))
+        return 0  # no config references it any more and nothing is in flight
+
+    async def remove(self, environment: str, service: str, address: str) -> None:
+        """Forget a backend (it stops receiving traffic at once)."""
+        _check_environment(environment)
+        _check_service(service)
+
+        def change(backends: dict[str, int]) -> dict[str, int]:
+            backends.pop(address, None)
+            return backends
+
+        await self._apply_backends(
+            environment, service, change, what=f"remove {address} from {environment}/{service}"
+        )
+
+    async def traffic_stats(self, environment: str, service: str) -> dict[str, TrafficStats]:
+        """Per-backend request counts, status classes and latency quantiles.
+
+        Read from the environment's access log (each line carries the
+        upstream address), incrementally: the offset and the last
+        `TRAFFIC_WINDOW` requests of each route are kept in state_dir, so the
+        figures cover the most recent requests, across Conveyor processes.
+        Registered backends without traffic are reported with zeros.
+        """
+        _check_environment(environment)
+        _check_service(service)
+        rid = route_id(environment, service)
+        async with self._locked(f".traffic-{environment}.lock"):
+            window = _TrafficWindow.load(self._traffic_file(environment))
+            window.ingest(self.access_log(environment))
+            window.save(self._traffic_file(environment))
+        entries = window.routes.get(rid, deque())
+        try:
+            registered = await self.weights(environment, service)
+        except RouterError:
+            registered = {}  # the log alone still answers; Caddy errors surface elsewhere
+        by_address: dict[str, list[tuple[int, float]]] = {address: [] for address in registered}
+        for address, status, millis in entries:
+            by_address.setdefault(address, []).append((status, millis))
+        return {address: _stats(address, seen) for address, seen in by_address.items()}
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "error" in body:
+        text = str(body["error"])
+    else:
+        text = response.text.strip() or response.reason_phrase
+    return text if len(text) <= 2000 else text[:2000] + "..."
+
+
+def _ensure_logger(config: dict[str, Any], environment: str, logger: dict[str, Any]) -> None:
+    logs = config.setdefault("logging", {}).setdefault("logs", {})
+    logs[logger_name(environment)] = logger
+    # keep access lines out of Caddy's default log (stderr), unless already excluded
+    default = logs.setdefault("default", {})
+    excluded = default.get("exclude") or []
+    name = f"http.log.access.{logger_name(environment)}"
+    if not any(name == e or name.startswith(e + ".") for e in excluded):
+        default["exclude"] = [*excluded, name]
+
+
+def _drop_logger(config: dict[str, Any], environment: str) -> None:
+    logs = (config.get("logging") or {}).get("logs") or {}
+    logs.pop(logger_name(environment), None)
+    default = logs.get("default")
+    if isinstance(default, dict) and default.get("exclude"):
+        name = f"http.log.access.{logger_name(environment)}"
+        default["exclude"] = [e for e in default["exclude"] if e != name]
+        if not default["exclude"]:
+            del default["exclude"]
+
+
+def _stats(address: str, seen: list[tuple[int, float]]) -> TrafficStats:
+    classes = [0, 0, 0, 0]
+    for status, _ in seen:
+        if 200 <= status < 600:
+            classes[status // 100 - 2] += 1
+    latencies = sorted(millis for _, millis in seen)
+    return TrafficStats(
+        address=address,
+        requests=len(seen),
+        status_2xx=classes[0],
+        status_3xx=classes[1],
+        status_4xx=classes[2],
+        status_5xx=classes[3],
+        p50_ms=percentile(latencies, 0.50),
+        p95_ms=percentile(latencies, 0.95),
+        p99_ms=percentile(latencies, 0.99),
+    )
+
+
+@dataclass
+class _TrafficWindow:
+    """Offset into the access log and the last requests per route: `traffic-<env>.json`."""
+
+    inode: int | None
+    offset: int
+    routes: dict[str, deque[tuple[str, int, float]]]
+
+    @classmethod
+    def load(cls, path: Path) -> _TrafficWindow:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            routes = {
+                rid: deque(((str(a), int(s), float(m)) for a, s, m in rows), maxlen=TRAFFIC_WINDOW)
+                for rid, rows in raw.get("routes", {}).items()
+            }
+            return cls(inode=raw.get("inode"), offset=int(raw.get("offset", 0)), routes=routes)
+        except (OSError, ValueError, TypeError, AttributeError):
+            # missing or damaged: start over from the beginning of the current log
+            return cls(inode=None, offset=0, routes={})
+
+    def save(self, path: Path) -> None:
+        raw = {
+            "version": 1,
+            "inode": self.inode,
+            "offset": self.offset,
+            "routes": {rid: [list(row) for row in rows] for rid, rows in self.routes.items()},
+        }
+        atomic_write_text(path, json.dumps(raw, separators=(",", ":")) + "\n")
+
+    def ingest(self, log: Path) -> None:
+        """Read the lines appended since last time (following one roll of the file)."""
+        try:
+            info = log.stat()
+        except FileNotFoundError:
+            return
+        if self.inode is not None and info.st_ino != self.inode:
+            # Caddy rolled the log: finish the rolled file if it is still there
+            for rolled in log.parent.glob(f"{log.stem}-*{log.suffix}"):
+                with contextlib.suppress(OSError):
+                    if rolled.stat().st_ino == self.inode:
+                        self._read(rolled, self.offset)
+                        break
+            self.offset = 0
+        elif info.st_size < self.offset:
+            self.offset = 0  # truncated
+        self.inode = info.st_ino
+        self.offset = self._read(log, self.offset)
+
+    def _read(self, path: Path, offset: int) -> int:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            for raw_line in handle:
+                if not raw_line.endswith(b"\n"):
+                    break  # Caddy is still writing this line
+                offset += len(raw_line)
+                self._add(raw_line)
+        return offset
+
+    def _add(self, raw_line: bytes) -> None:
+        try:
+            entry = json.loads(raw_line)
+        except ValueError:
+            return
+        if not isinstance(entry, dict):
+            return
+        rid = entry.get("conveyor_route")
+        address = normalize_upstream(entry.get("upstream"))
+        if not isinstance(rid, str) or address is None:
+            return  # not one of our routes, or answered without a backend (503)
+        try:
+            status = int(entry.get("status", 0))
+            millis = round(float(entry.get("duration", 0.0)) * 1000.0, 3)
+        except (TypeError, ValueError):
+            return
+        self.routes.setdefault(rid, deque(maxlen=TRAFFIC_WINDOW)).append((address, status, millis))

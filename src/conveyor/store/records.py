@@ -1,0 +1,114 @@
+"""Plain records the store returns: detached from any database session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Deployment statuses.
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"  # failed and could not restore the previous state
+ROLLED_BACK = "rolled_back"  # failed, previous releases restored automatically
+ABORTED = "aborted"  # stopped by `conveyor abort`, previous releases restored
+ROLLING_BACK = "rolling_back"  # failed; restoring the previous releases now
+ABORTING = "aborting"  # `conveyor abort` is restoring the previous releases
+UNFINISHED_STATUSES = (PENDING, RUNNING, ROLLING_BACK, ABORTING)
+
+# Step statuses.
+STEP_RUNNING = "running"
+STEP_DONE = "done"
+STEP_FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """An immutable built release of one service."""
+
+    id: str
+    service: str
+    path: str
+    digest: str  # sha256 of the built tree
+    source_digest: str  # sha256 of the source tree before build commands ran
+    created_at: datetime
+    built_by: str
+    git_commit: str | None = None
+    git_commit_time: datetime | None = None
+    build_log: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """One deployment of an environment (deploy, rollback, abort)."""
+
+    id: str
+    environment: str
+    kind: str  # "deploy" | "rollback"
+    status: str
+    strategy: str
+    releases: dict[str, str]  # service -> release id being deployed
+    previous: dict[str, str]  # service -> release id that ran before
+    user: str
+    reason: str | None
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+    plan: list[dict[str, Any]] = field(default_factory=list)  # serialized steps
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """Journal entry of one plan step."""
+
+    deployment_id: str
+    index: int
+    kind: str
+    description: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    error: str | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """An instance Conveyor started (and has not yet forgotten)."""
+
+    name: str
+    environment: str
+    service: str
+    release_id: str
+    port: int
+    state: str  # "starting" | "ready" | "serving" | "draining" | "stopped"
+    created_at: datetime
+    deployment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LockRecord:
+    """Who holds an environment's deploy lock."""
+
+    environment: str
+    holder: str  # user
+    acquired_at: datetime
+    deployment_id: str | None = None
+    message: str | None = None
+    pid: int | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """Something that happened, for the audit trail and `history`."""
+
+    id: int
+    time: datetime
+    kind: str
+    message: str
+    environment: str | None = None
+    deployment_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)

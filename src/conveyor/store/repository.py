@@ -1,0 +1,766 @@
+"""The state store: releases, deployments, the step journal, instances, locks, events.
+
+Every method is one short transaction and returns plain records from
+`conveyor.store.records`, detached from any connection. Database failures
+surface as `StateError` naming the (password-redacted) URL; a programming
+mistake such as a naive datetime stays a `ValueError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final
+
+from sqlalchemy import Table, and_, delete, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.sql.dml import Insert
+
+from conveyor.errors import ConveyorError, LockHeldError, StateError
+from conveyor.store import tables as t
+from conveyor.store.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    create_store_engine,
+    describe_error,
+    ensure_schema,
+    redact_url,
+    transaction,
+)
+from conveyor.store.records import (
+    STEP_RUNNING,
+    SUCCEEDED,
+    UNFINISHED_STATUSES,
+    DeploymentRecord,
+    EventRecord,
+    InstanceRecord,
+    LockRecord,
+    ReleaseRecord,
+    StepRecord,
+)
+
+LOCK_HINT = (
+    'wait for it to finish, or run "conveyor lock release {environment}" if you are sure it '
+    "is stale"
+)
+
+
+class EnvironmentLockedError(LockHeldError):
+    """`LockHeldError` raised by `Store.acquire_lock`; `.lock` is the lock that is held."""
+
+    def __init__(self, lock: LockRecord) -> None:
+        self.lock = lock
+        super().__init__(describe_lock(lock), hint=LOCK_HINT.format(environment=lock.environment))
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def describe_lock(lock: LockRecord) -> str:
+    """A sentence saying who holds `lock`, since when, for which deployment and why."""
+    who = lock.holder
+    where = [f"pid {lock.pid}" if lock.pid is not None else "", lock.hostname or ""]
+    if any(where):
+        who += " (" + " on ".join(part for part in where if part) + ")"
+    text = f'environment "{lock.environment}" is locked by {who} since {_iso(lock.acquired_at)}'
+    if lock.deployment_id:
+        text += f" for deployment {lock.deployment_id}"
+    if lock.message:
+        text += f": {lock.message}"
+    return text
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET: Final = _Unset.UNSET
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _release(row: Row[Any]) -> ReleaseRecord:
+    m = row._mapping
+    return ReleaseRecord(
+        id=m["id"],
+        service=m["service"],
+        path=m["path"],
+        digest=m["digest"],
+        source_digest=m["source_digest"],
+        created_at=m["created_at"],
+        built_by=m["built_by"],
+        git_commit=m["git_commit"],
+        git_commit_time=m["git_commit_time"],
+        build_log=m["build_log"],
+        manifest=dict(m["manifest"] or {}),
+    )
+
+
+def _deployment(row: Row[Any]) -> DeploymentRecord:
+    m = row._mapping
+    return DeploymentRecord(
+        id=m["id"],
+        environment=m["environment"],
+        kind=m["kind"],
+        status=m["status"],
+        strategy=m["strategy"],
+        releases=dict(m["releases"] or {}),
+        previous=dict(m["previous"] or {}),
+        user=m["user_name"],
+        reason=m["reason"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        error=m["error"],
+        plan=list(m["plan"] or []),
+    )
+
+
+def _step(row: Row[Any]) -> StepRecord:
+    m = row._mapping
+    return StepRecord(
+        deployment_id=m["deployment_id"],
+        index=m["step_index"],
+        kind=m["kind"],
+        description=m["description"],
+        status=m["status"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        error=m["error"],
+        attempt=m["attempt"],
+    )
+
+
+def _instance(row: Row[Any]) -> InstanceRecord:
+    m = row._mapping
+    return InstanceRecord(
+        name=m["name"],
+        environment=m["environment"],
+        service=m["service"],
+        release_id=m["release_id"],
+        port=m["port"],
+        state=m["state"],
+        created_at=m["created_at"],
+        deployment_id=m["deployment_id"],
+    )
+
+
+def _lock(row: Row[Any]) -> LockRecord:
+    m = row._mapping
+    return LockRecord(
+        environment=m["environment"],
+        holder=m["holder"],
+        acquired_at=m["acquired_at"],
+        deployment_id=m["deployment_id"],
+        message=m["message"],
+        pid=m["pid"],
+        hostname=m["hostname"],
+    )
+
+
+def _event(row: Row[Any]) -> EventRecord:
+    m = row._mapping
+    return EventRecord(
+        id=m["id"],
+        time=m["time"],
+        kind=m["kind"],
+        message=m["message"],
+        environment=m["environment"],
+        deployment_id=m["deployment_id"],
+        data=dict(m["data"] or {}),
+    )
+
+
+class Store:
+    """Conveyor's state in SQLite or PostgreSQL. Thread-safe; use `open_store`."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        """Wrap an engine whose database is already at the schema head."""
+        self._engine = engine
+        self._url = url  # kept to scrub its password from driver messages
+        self.url = redact_url(url)
+        """The state URL with any password replaced by `***`."""
+
+    @property
+    def dialect(self) -> str:
+        """`"sqlite"` or `"postgresql"`."""
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        """Close every pooled connection. The store must not be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # -- plumbing -------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+        try:
+            with transaction(self._engine, write=write) as conn:
+                yield conn
+        except ConveyorError:
+            raise
+        except StatementError as exc:
+            if not isinstance(exc, DBAPIError) and isinstance(exc.orig, ValueError | TypeError):
+                raise exc.orig from None  # a bad value from the caller, e.g. a naive datetime
+            raise self._error(what, exc) from None
+        except SQLAlchemyError as exc:
+            raise self._error(what, exc) from None
+
+    def _error(self, what: str, exc: SQLAlchemyError) -> StateError:
+        reason = describe_error(exc, self._url)
+        if "database is locked" in reason:
+            hint = (
+                f"another conveyor process kept the state database busy for more than "
+                f"{SQLITE_BUSY_TIMEOUT_MS // 1000}s; run the command again"
+            )
+        else:
+            hint = f"check that the state database {self.url} is reachable and not full"
+        return StateError(f"state store {self.url}: cannot {what}: {reason}", hint=hint)
+
+    def _insert(self, table: Table) -> Any:
+        """INSERT supporting ON CONFLICT for this backend (both spell it the same)."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    def _upsert(
+        self,
+        table: Table,
+        values: Mapping[str, Any],
+        keys: Sequence[str],
+        extra: Mapping[str, Any] | None = None,
+    ) -> Insert:
+        """INSERT `values`, or on a key conflict overwrite the other columns (and `extra`)."""
+        stmt = self._insert(table).values(**values)
+        changes: dict[str, Any] = {name: stmt.excluded[name] for name in values if name not in keys}
+        changes.update(extra or {})
+        result: Insert = stmt.on_conflict_do_update(index_elements=list(keys), set_=changes)
+        return result
+
+    # -- releases -------------------------------------------------------------
+
+    def add_release(self, r: ReleaseRecord) -> None:
+        """Record a built release. Refused when the service already has that id."""
+        with self._tx(f"add release {r.id} of service {r.service}", write=True) as conn:
+            exists = conn.execute(
+                select(t.releases.c.seq).where(
+                    t.releases.c.service == r.service, t.releases.c.id == r.id
+                )
+            ).first()
+            if exists is not None:
+                raise StateError(
+                    f"release {r.id} of service {r.service} is already recorded",
+                    hint="releases are immutable: build a new release instead",
+                )
+            conn.execute(
+                insert(t.releases).values(
+                    service=r.service,
+                    id=r.id,
+                    path=r.path,
+                    digest=r.digest,
+                    source_digest=r.source_digest,
+                    created_at=r.created_at,
+                    built_by=r.built_by,
+                    git_commit=r.git_commit,
+                    git_commit_time=r.git_commit_time,
+                    build_log=r.build_log,
+                    manifest=dict(r.manifest),
+                )
+            )
+
+    def get_release(self, service: str, release_id: str) -> ReleaseRecord | None:
+        """The release `release_id` of `service`, or None."""
+        with self._tx(f"read release {release_id} of service {service}") as conn:
+            row = conn.execute(
+                select(t.releases).where(
+                    t.releases.c.service == service, t.releases.c.id == release_id
+                )
+            ).first()
+        return None if row is None else _release(row)
+
+    def find_release_by_source(self, service: str, source_digest: str) -> ReleaseRecord | None:
+        """The newest release of `service` built from a source tree with this digest."""
+        with self._tx(f"look up releases of service {service}") as conn:
+            row = conn.execute(
+                select(t.releases)
+                .where(t.releases.c.service == service, t.releases.c.source_digest == source_digest)
+                .order_by(t.releases.c.created_at.desc(), t.releases.c.seq.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else _release(row)
+
+    def list_releases(self, service: str | None = None) -> list[ReleaseRecord]:
+        """Releases (of one service, or all), newest first; ties newest-inserted first."""
+        query = select(t.releases).order_by(t.releases.c.created_at.desc(), t.releases.c.seq.desc())
+        if service is not None:
+            query = query.where(t.releases.c.service == service)
+        with self._tx("list releases") as conn:
+            return [_release(row) for row in conn.execute(query)]
+
+    def delete_release(self, service: str, release_id: str) -> bool:
+        """Forget a release; True when there was one."""
+        with self._tx(f"delete release {release_id} of service {service}", write=True) as conn:
+            result = conn.execute(
+                delete(t.releases).where(
+                    t.releases.c.service == service, t.releases.c.id == release_id
+                )
+            )
+            return result.rowcount > 0
+
+    # -- deployments ----------------------------------------------------------
+
+    def create_deployment(self, d: DeploymentRecord) -> None:
+        """Record a new deployment. Refused when the id is taken."""
+        with self._tx(f"create deployment {d.id}", write=True) as conn:
+            exists = conn.execute(
+                select(t.deployments.c.seq).where(t.deployments.c.id == d.id)
+            ).first()
+            if exists is not None:
+                raise StateError(
+                    f"deployment {d.id} is already recorded",
+                    hint="deployment ids must be unique; this is a bug in the caller",
+                )
+            conn.execute(
+                insert(t.deployments).values(
+                    id=d.id,
+                    environment=d.environment,
+                    kind=d.kind,
+                    status=d.status,
+                    strategy=d.strategy,
+                    releases=dict(d.releases),
+                    previous=dict(d.previous),
+                    user_name=d.user,
+                    reason=d.reason,
+                    started_at=d.started_at,
+                    finished_at=d.finished_at,
+                    error=d.error,
+                    plan=list(d.plan),
+                )
+            )
+
+    def get_deployment(self, deployment_id: str) -> DeploymentRecord | None:
+        """The deployment with this id, or None."""
+        with self._tx(f"read deployment {deployment_id}") as conn:
+            row = conn.execute(
+                select(t.deployments).where(t.deployments.c.id == deployment_id)
+            ).first()
+        return None if row is None else _deployment(row)
+
+    def list_deployments(
+        self, environment: str | None = None, limit: int | None = None
+    ) -> list[DeploymentRecord]:
+        """Deployments (of one environment, or all), newest first."""
+        query = select(t.deployments).order_by(
+            t.deployments.c.started_at.desc(), t.deployments.c.seq.desc()
+        )
+        if environment is not None:
+            query = query.where(t.deployments.c.environment == environment)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx("list deployments") as conn:
+            return [_deployment(row) for row in conn.execute(query)]
+
+    def update_deployment(
+        self,
+        deployment_id: str,
+        *,
+        status: str | None = None,
+        error: str | None = None,
+        finished: bool = False,
+        plan: list[dict[str, Any]] | None = None,
+    ) -> DeploymentRecord:
+        """Change a deployment's status, error or plan; `finished=True` stamps finished_at.
+
+        Arguments left as None are not changed. Returns the updated record.
+        """
+        changes: dict[str, Any] = {}
+        if status is not None:
+            changes["status"] = status
+        if error is not None:
+            changes["error"] = error
+        if plan is not None:
+            changes["plan"] = list(plan)
+        if finished:
+            changes["finished_at"] = _now()
+        with self._tx(f"update deployment {deployment_id}", write=True) as conn:
+            where = t.deployments.c.id == deployment_id
+            if changes:
+                conn.execute(update(t.deployments).where(where).values(**changes))
+            row = conn.execute(select(t.deployments).where(where)).first()
+            if row is None:
+                raise StateError(
+                    f"deployment {deployment_id} is not in the state store",
+                    hint='list deployments with "conveyor history"',
+                )
+        return _deployment(row)
+
+    def unfinished_deployment(self, environment: str) -> DeploymentRecord | None:
+        """The newest deployment of `environment` still pending or running, if any."""
+        with self._tx(f"look up unfinished deployments of {environment}") as conn:
+            row = conn.execute(
+                select(t.deployments)
+                .where(
+                    t.deployments.c.environment == environment,
+                    t.deployments.c.status.in_(UNFINISHED_STATUSES),
+                )
+                .order_by(t.deployments.c.started_at.desc(), t.deployments.c.seq.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else _deployment(row)
+
+    def last_successful(
+        self, environment: str, before_id: str | None = None
+    ) -> DeploymentRecord | None:
+        """The newest succeeded deployment of `environment`.
+
+        With `before_id`, only deployments older than that one count (the
+        target of a rollback from it).
+        """
+        d = t.deployments
+        query = (
+            select(d)
+            .where(d.c.environment == environment, d.c.status == SUCCEEDED)
+            .order_by(d.c.started_at.desc(), d.c.seq.desc())
+            .limit(1)
+        )
+        with self._tx(f"look up the last successful deployment of {environment}") as conn:
+            if before_id is not None:
+                pivot = conn.execute(
+                    select(d.c.started_at, d.c.seq).where(d.c.id == before_id)
+                ).first()
+                if pivot is None:
+                    raise StateError(
+                        f"deployment {before_id} is not in the state store",
+                        hint='list deployments with "conveyor history"',
+                    )
+                query = query.where(
+                    or_(
+                        d.c.started_at < pivot.started_at,
+                        and_(d.c.started_at == pivot.started_at, d.c.seq < pivot.seq),
+                    )
+                )
+            row = conn.execute(query).first()
+        return None if row is None else _deployment(row)
+
+    # -- journal --------------------------------------------------------------
+
+    def step_started(
+        self, deployment_id: str, index: int, kind: str, description: str
+    ) -> StepRecord:
+        """Journal that step `index` starts; a retried step gets `attempt` + 1."""
+        s = t.steps
+        stmt = self._upsert(
+            s,
+            {
+                "deployment_id": deployment_id,
+                "step_index": index,
+                "kind": kind,
+                "description": description,
+                "status": STEP_RUNNING,
+                "started_at": _now(),
+                "finished_at": None,
+                "error": None,
+                "attempt": 1,
+            },
+            keys=("deployment_id", "step_index"),
+            extra={"attempt": s.c.attempt + 1},
+        ).returning(*s.c)
+        with self._tx(f"journal step {index} of deployment {deployment_id}", write=True) as conn:
+            row = conn.execute(stmt).one()
+        return _step(row)
+
+    def step_finished(
+        self, deployment_id: str, index: int, status: str, error: str | None = None
+    ) -> StepRecord:
+        """Journal the outcome (`done` or `failed`) of step `index`."""
+        s = t.steps
+        with self._tx(f"journal step {index} of deployment {deployment_id}", write=True) as conn:
+            row = conn.execute(
+                update(s)
+                .where(s.c.deployment_id == deployment_id, s.c.step_index == index)
+                .values(status=status, error=error, finished_at=_now())
+                .returning(*s.c)
+            ).first()
+            if row is None:
+                raise StateError(
+                    f"step {index} of deployment {deployment_id} was never journalled as started",
+                    hint="call step_started before step_finished; this is a bug in the caller",
+                )
+        return _step(row)
+
+    def list_steps(self, deployment_id: str) -> list[StepRecord]:
+        """The journal of a deployment, by step index."""
+        with self._tx(f"read the journal of deployment {deployment_id}") as conn:
+            rows = conn.execute(
+                select(t.steps)
+                .where(t.steps.c.deployment_id == deployment_id)
+                .order_by(t.steps.c.step_index)
+            )
+            return [_step(row) for row in rows]
+
+    # -- instances ------------------------------------------------------------
+
+    def upsert_instance(self, r: InstanceRecord) -> None:
+        """Record an instance, replacing what was known about one of the same name."""
+        stmt = self._upsert(
+            t.instances,
+            {
+                "name": r.name,
+                "environment": r.environment,
+                "service": r.service,
+                "release_id": r.release_id,
+                "port": r.port,
+                "state": r.state,
+                "created_at": r.created_at,
+                "deployment_id": r.deployment_id,
+            },
+            keys=("name",),
+        )
+        with self._tx(f"record instance {r.name}", write=True) as conn:
+            conn.execute(stmt)
+
+    def set_instance_state(self, name: str, state: str) -> bool:
+        """Change an instance's state; False when the instance is unknown."""
+        with self._tx(f"set the state of instance {name}", write=True) as conn:
+            result = conn.execute(
+                update(t.instances).where(t.instances.c.name == name).values(state=state)
+            )
+            return result.rowcount > 0
+
+    def get_instance(self, name: str) -> InstanceRecord | None:
+        """The instance called `name`, or None."""
+        with self._tx(f"read instance {name}") as conn:
+            row = conn.execute(select(t.instances).where(t.instances.c.name == name)).first()
+        return None if row is None else _instance(row)
+
+    def list_instances(
+        self, environment: str | None = None, service: str | None = None
+    ) -> list[InstanceRecord]:
+        """Instances, oldest first (then by name)."""
+        query = select(t.instances).order_by(t.instances.c.created_at, t.instances.c.name)
+        if environment is not None:
+            query = query.where(t.instances.c.environment == environment)
+        if service is not None:
+            query = query.where(t.instances.c.service == service)
+        with self._tx("list instances") as conn:
+            return [_instance(row) for row in conn.execute(query)]
+
+    def delete_instance(self, name: str) -> bool:
+        """Forget an instance; True when there was one."""
+        with self._tx(f"delete instance {name}", write=True) as conn:
+            result = conn.execute(delete(t.instances).where(t.instances.c.name == name))
+            return result.rowcount > 0
+
+    # -- current releases -----------------------------------------------------
+
+    def set_current(
+        self, environment: str, service: str, release_id: str, deployment_id: str | None
+    ) -> None:
+        """Record that `service` in `environment` now runs `release_id`."""
+        stmt = self._upsert(
+            t.current_releases,
+            {
+                "environment": environment,
+                "service": service,
+                "release_id": release_id,
+                "deployment_id": deployment_id,
+                "updated_at": _now(),
+            },
+            keys=("environment", "service"),
+        )
+        with self._tx(f"set the current release of {service} in {environment}", write=True) as conn:
+            conn.execute(stmt)
+
+    def clear_current(self, environment: str, service: str) -> bool:
+        """Record that `service` no longer runs in `environment` (after `down`)."""
+        c = t.current_releases
+        with self._tx(f"clear the current release of {service} in {environment}", write=True) as conn:
+            result = conn.execute(
+                delete(c).where(c.c.environment == environment, c.c.service == service)
+            )
+            return bool(result.rowcount)
+
+    def current_releases(self, environment: str) -> dict[str, str]:
+        """Service -> release id currently deployed in `environment`."""
+        c = t.current_releases
+        with self._tx(f"read the current releases of {environment}") as conn:
+            rows = conn.execute(
+                select(c.c.service, c.c.release_id)
+                .where(c.c.environment == environment)
+                .order_by(c.c.service)
+            )
+            return {row.service: row.release_id for row in rows}
+
+    # -- locks ----------------------------------------------------------------
+
+    def acquire_lock(self, lock: LockRecord) -> LockRecord:
+        """Take the environment's deploy lock, atomically.
+
+        Raises `EnvironmentLockedError` (a `LockHeldError`, with the held lock
+        as `.lock`) when somebody else has it.
+        """
+        stmt = (
+            self._insert(t.locks)
+            .values(
+                environment=lock.environment,
+                holder=lock.holder,
+                acquired_at=lock.acquired_at,
+                deployment_id=lock.deployment_id,
+                message=lock.message,
+                pid=lock.pid,
+                hostname=lock.hostname,
+            )
+            .on_conflict_do_nothing(index_elements=["environment"])
+            .returning(*t.locks.c)
+        )
+        held: Row[Any] | None = None
+        # A lock released between our INSERT and SELECT: try again.
+        for _ in range(10):
+            with self._tx(f"lock environment {lock.environment}", write=True) as conn:
+                mine = conn.execute(stmt).first()
+                if mine is not None:
+                    return _lock(mine)
+                held = conn.execute(
+                    select(t.locks).where(t.locks.c.environment == lock.environment)
+                ).first()
+            if held is not None:
+                raise EnvironmentLockedError(_lock(held))
+        raise StateError(
+            f"cannot lock environment {lock.environment}: its lock kept changing hands",
+            hint="another conveyor is taking and releasing it in a loop; try again",
+        )
+
+    def get_lock(self, environment: str) -> LockRecord | None:
+        """Who holds the lock of `environment`, or None."""
+        with self._tx(f"read the lock of {environment}") as conn:
+            row = conn.execute(select(t.locks).where(t.locks.c.environment == environment)).first()
+        return None if row is None else _lock(row)
+
+    def release_lock(self, environment: str, deployment_id: str | None = None) -> bool:
+        """Release the lock; with `deployment_id`, only if held for that deployment.
+
+        Returns True when a lock was released.
+        """
+        query = delete(t.locks).where(t.locks.c.environment == environment)
+        if deployment_id is not None:
+            query = query.where(t.locks.c.deployment_id == deployment_id)
+        with self._tx(f"release the lock of {environment}", write=True) as conn:
+            result = conn.execute(query)
+            return result.rowcount > 0
+
+    def update_lock(
+        self,
+        environment: str,
+        *,
+        holder: str | _Unset = UNSET,
+        pid: int | _Unset | None = UNSET,
+        hostname: str | _Unset | None = UNSET,
+        deployment_id: str | _Unset | None = UNSET,
+        message: str | _Unset | None = UNSET,
+        acquired_at: datetime | _Unset = UNSET,
+    ) -> LockRecord | None:
+        """Change fields of a held lock, e.g. hand it to a process resuming a deployment.
+
+        Returns the updated lock, or None when the environment is not locked.
+        """
+        given = {
+            "holder": holder,
+            "pid": pid,
+            "hostname": hostname,
+            "deployment_id": deployment_id,
+            "message": message,
+            "acquired_at": acquired_at,
+        }
+        changes = {name: value for name, value in given.items() if value is not UNSET}
+        with self._tx(f"update the lock of {environment}", write=True) as conn:
+            where = t.locks.c.environment == environment
+            if changes:
+                row = conn.execute(
+                    update(t.locks).where(where).values(**changes).returning(*t.locks.c)
+                ).first()
+            else:
+                row = conn.execute(select(t.locks).where(where)).first()
+        return None if row is None else _lock(row)
+
+    # -- events ---------------------------------------------------------------
+
+    def add_event(
+        self,
+        kind: str,
+        message: str,
+        environment: str | None = None,
+        deployment_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> EventRecord:
+        """Append an event to the audit trail, stamped now."""
+        with self._tx(f"record a {kind} event", write=True) as conn:
+            row = conn.execute(
+                insert(t.events)
+                .values(
+                    time=_now(),
+                    kind=kind,
+                    message=message,
+                    environment=environment,
+                    deployment_id=deployment_id,
+                    data=dict(data or {}),
+                )
+                .returning(*t.events.c)
+            ).one()
+        return _event(row)
+
+    def list_events(
+        self,
+        environment: str | None = None,
+        deployment_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[EventRecord]:
+        """Events, newest first, optionally of one environment and/or deployment."""
+        e = t.events
+        query = select(e).order_by(e.c.time.desc(), e.c.id.desc())
+        if environment is not None:
+            query = query.where(e.c.environment == environment)
+        if deployment_id is not None:
+            query = query.where(e.c.deployment_id == deployment_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx("list events") as conn:
+            return [_event(row) for row in conn.execute(query)]
+
+
+def open_store(url: str) -> Store:
+    """Open the state store at `url`, migrating its schema to the newest revision.
+
+    `url` is `sqlite:////absolute/path/state.db` or `postgresql://user:pw@host/db`.
+    Raises `StateError` (URL password redacted, with a hint) when the database
+    cannot be opened or migrated.
+    """
+    engine = create_store_engine(url)
+    try:
+        ensure_schema(engine, url)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine, url)

@@ -1,0 +1,272 @@
+"""`LocalTarget`: instances run on this machine under the home's supervisord.
+
+One supervisord program per instance, named after `InstanceSpec.name`. The
+target only sees programs it added itself (owner `"instance"` in the program
+conf), so other programs of the same supervisord (Caddy, ...) are neither
+listed nor stopped by it.
+
+Log files: the rule is `paths.instance_logs / f"{name}.log"` (see
+`log_path_for`); callers build `InstanceSpec.log_path` with it. A spec that
+names another file is honoured while the instance exists (the path is kept in
+its program conf); once it is stopped, `logs`/`follow` fall back to the rule.
+supervisord rotates the file at 10 MB into `.1` and `.2`; `logs` reads across
+the newest rotation and `follow` reopens a rotated file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from conveyor.errors import TargetError
+from conveyor.paths import Paths
+from conveyor.targets.base import UNKNOWN, CommandResult, InstanceSpec, InstanceStatus
+from conveyor.targets.supervisor import Supervisor, check_program_name
+
+__all__ = ["INSTANCE_OWNER", "LocalTarget"]
+
+INSTANCE_OWNER = "instance"
+FOLLOW_POLL_SECONDS = 0.2
+_OUTPUT_CAP = 1 << 20  # bytes of one-off command output kept (the tail)
+_BLOCK = 64 * 1024
+
+
+class LocalTarget:
+    """The `Target` of a single host: supervisord programs of one Conveyor home."""
+
+    def __init__(self, supervisor: Supervisor, paths: Paths) -> None:
+        self.supervisor = supervisor
+        self.paths = paths
+
+    def log_path_for(self, name: str) -> Path:
+        """Where the output of instance `name` goes: `<home>/logs/instances/<name>.log`."""
+        check_program_name(name)
+        return self.paths.instance_logs / f"{name}.log"
+
+    def _log_path(self, name: str) -> Path:
+        return self.supervisor.program_log(name) or self.log_path_for(name)
+
+    def _is_ours(self, name: str) -> bool:
+        return self.supervisor.program_owner(name) in (None, INSTANCE_OWNER)
+
+    async def start(self, spec: InstanceSpec) -> None:
+        """Start the instance (no-op if it is already running under this name).
+
+        The process gets supervisord's environment plus `spec.env`, runs in
+        `spec.release_dir` and writes stdout and stderr to `spec.log_path`. A
+        spec that differs from the running one replaces it.
+        """
+        if not spec.release_dir.is_dir():
+            raise TargetError(
+                f"instance {spec.name}: release directory {spec.release_dir} does not exist",
+                hint="build the release again (`conveyor build`)",
+            )
+        await asyncio.to_thread(
+            self.supervisor.add_program,
+            spec.name,
+            spec.command,
+            spec.release_dir,
+            spec.env,
+            spec.log_path,
+            spec.stop_timeout,
+            owner=INSTANCE_OWNER,
+        )
+
+    async def stop(self, name: str, timeout: float) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after `timeout`) and forget it.
+
+        No-op when no such instance exists (including programs of other owners).
+        The signals go to the whole process group of the instance. supervisord
+        itself sends SIGKILL after the spec's `stop_timeout`, so a longer
+        `timeout` here cannot extend that.
+        """
+        if not await asyncio.to_thread(self._is_ours, name):
+            return
+        await asyncio.to_thread(self.supervisor.remove_program, name, timeout)
+
+    async def status(self, name: str) -> InstanceStatus:
+        """The state of one instance; state UNKNOWN when the target has none."""
+        info = await asyncio.to_thread(self.supervisor.program_info, name)
+        if info is None or info.owner != INSTANCE_OWNER:
+            return InstanceStatus(name=name, state=UNKNOWN)
+        return info.status
+
+    async def list(self) -> builtins.list[InstanceStatus]:
+        """Every instance this target runs for the Conveyor home, sorted by name."""
+        infos = await asyncio.to_thread(self.supervisor.all_programs, INSTANCE_OWNER)
+        return [info.status for info in infos]
+
+    async def logs(self, name: str, lines: int) -> builtins.list[str]:
+        """The last `lines` lines of the instance's output (read from the end)."""
+        path = await asyncio.to_thread(self._log_path, name)
+        return await asyncio.to_thread(_tail_with_rotation, path, lines)
+
+    async def follow(self, name: str, lines: int) -> AsyncIterator[str]:
+        """The last `lines` lines, then every new line as it is written.
+
+        Polls every 0.2 s; waits for the file if it does not exist yet and
+        reopens it when supervisord rotates or truncates it.
+        """
+        path = await asyncio.to_thread(self._log_path, name)
+        tail, offset = await asyncio.to_thread(_tail, path, lines, True)
+        for line in tail:
+            yield line
+        handle = None
+        inode = -1
+        pending = b""
+        try:
+            while True:
+                if handle is None:
+                    try:
+                        handle = path.open("rb")
+                    except FileNotFoundError:
+                        await asyncio.sleep(FOLLOW_POLL_SECONDS)
+                        continue
+                    inode = os.fstat(handle.fileno()).st_ino
+                    handle.seek(offset)
+                chunk = handle.read(_BLOCK)
+                if chunk:
+                    *complete, pending = (pending + chunk).split(b"\n")
+                    for raw in complete:
+                        yield _decode(raw)
+                    continue
+                try:
+                    current = path.stat()
+                except FileNotFoundError:
+                    current = None
+                if current is None or current.st_ino != inode or current.st_size < handle.tell():
+                    # Rotated or truncated: everything of the old file has been read.
+                    if pending:
+                        yield _decode(pending)
+                        pending = b""
+                    handle.close()
+                    handle = None
+                    offset = 0
+                    continue
+                await asyncio.sleep(FOLLOW_POLL_SECONDS)
+        finally:
+            if handle is not None:
+                handle.close()
+
+    async def run_command(
+        self, command: builtins.list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> CommandResult:
+        """Run a one-off command in a release's context (migrations, hooks).
+
+        The environment is Conveyor's plus `env`; stdout and stderr are merged
+        (the last 1 MiB is kept). On timeout the command's whole process group
+        gets SIGKILL and the result has `timed_out=True`.
+        """
+        if not command:
+            raise TargetError("one-off command is empty", hint="give an argv list")
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=cwd,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        except OSError as exc:
+            raise TargetError(
+                f"cannot run {command[0]!r} in {cwd}: {exc.strerror or exc}",
+                hint="check the command and that the release directory exists",
+            ) from exc
+        output = bytearray()
+        assert proc.stdout is not None
+
+        async def pump() -> None:
+            assert proc.stdout is not None
+            while chunk := await proc.stdout.read(_BLOCK):
+                output.extend(chunk)
+                if len(output) > _OUTPUT_CAP:
+                    del output[: len(output) - _OUTPUT_CAP]
+
+        reader = asyncio.create_task(pump())
+        timed_out = False
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            timed_out = True
+            _kill_group(proc.pid)
+            await proc.wait()
+        except BaseException:  # cancelled: do not leave the command running
+            _kill_group(proc.pid)
+            reader.cancel()
+            raise
+        try:
+            # Leftover children holding the pipe would keep it open forever.
+            await asyncio.wait_for(asyncio.shield(reader), 1.0 if timed_out else 5.0)
+        except TimeoutError:
+            _kill_group(proc.pid)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        assert proc.returncode is not None
+        return CommandResult(
+            exit_code=proc.returncode,
+            output=output.decode(errors="replace"),
+            duration=time.monotonic() - started,
+            timed_out=timed_out,
+        )
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode(errors="replace").removesuffix("\r")
+
+
+def _tail(path: Path, lines: int, complete_only: bool = False) -> tuple[list[str], int]:
+    """The last `lines` lines of `path` and the offset just after them.
+
+    Reads backwards in blocks, so the cost depends on `lines`, not on the
+    file size. With `complete_only`, a last line without its newline yet is
+    left out (and the offset points at its start).
+    """
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        return [], 0
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        data = b""
+        while pos > 0 and data.count(b"\n") <= lines:
+            step = min(_BLOCK, pos)
+            pos -= step
+            f.seek(pos)
+            data = f.read(step) + data
+    if complete_only:
+        cut = data.rfind(b"\n") + 1
+        end = pos + cut
+        data = data[:cut]
+    parts = data.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    if pos > 0 and parts:
+        parts.pop(0)  # may start mid-line
+    if lines <= 0:
+        return [], end
+    return [_decode(p) for p in parts[-lines:]], end
+
+
+def _tail_with_rotation(path: Path, lines: int) -> list[str]:
+    tail, _ = _tail(path, lines)
+    if len(tail) < lines:
+        older, _ = _tail(path.with_name(path.name + ".1"), lines - len(tail))
+        tail = older + tail
+    return tail

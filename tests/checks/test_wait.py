@@ -1,0 +1,148 @@
+"""wait_until_healthy and make_check."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from conveyor.checks.base import CheckResult
+from conveyor.checks.command import CommandCheck
+from conveyor.checks.http import HttpCheck
+from conveyor.checks.tcp import TcpCheck
+from conveyor.checks.wait import make_check, wait_until_healthy
+from conveyor.errors import HealthCheckError
+
+
+class ScriptedCheck:
+    """Answers from a script; the subject here is the counting, not the check."""
+
+    def __init__(self, outcomes: str) -> None:
+        self.outcomes = outcomes  # "x" fail, "o" pass; the last one repeats
+        self.runs = 0
+
+    async def run(self) -> CheckResult:
+        ok = self.outcomes[min(self.runs, len(self.outcomes) - 1)] == "o"
+        self.runs += 1
+        return CheckResult(ok, f"attempt {self.runs} {'ok' if ok else 'failed'}", 0.0)
+
+
+def test_threshold_counts_consecutive_passes_only():
+    check = ScriptedCheck("xooxooo")
+    result = asyncio.run(wait_until_healthy(check, interval=0.01, healthy_threshold=3, timeout=5))
+    assert check.runs == 7
+    assert result == CheckResult(True, "attempt 7 ok", 0.0)
+
+
+def test_threshold_of_one_returns_on_first_pass():
+    check = ScriptedCheck("o")
+    asyncio.run(wait_until_healthy(check, interval=10, healthy_threshold=1, timeout=5))
+    assert check.runs == 1
+
+
+def test_runs_every_interval(http_server):
+    # /flaky answers 503 twice, then 200: passes on runs 3, 4 and 5.
+    check = HttpCheck(f"{http_server.base}/flaky")
+    start = time.monotonic()
+    result = asyncio.run(wait_until_healthy(check, interval=0.2, healthy_threshold=3, timeout=10))
+    elapsed = time.monotonic() - start
+    assert result.ok
+    assert http_server.hits["/flaky"] == 5
+    assert 0.75 <= elapsed < 2.0  # four intervals between five runs
+
+
+def test_timeout_error_names_last_check_detail(http_server):
+    check = HttpCheck(f"{http_server.base}/fail")
+    start = time.monotonic()
+    with pytest.raises(HealthCheckError) as info:
+        asyncio.run(wait_until_healthy(check, interval=0.1, healthy_threshold=2, timeout=0.5))
+    assert 0.45 <= time.monotonic() - start < 1.5
+    message = str(info.value)
+    assert message.startswith("not healthy after 0.5 s (0/2 consecutive passes); last check: ")
+    assert f"GET {http_server.base}/fail -> 503 in " in message
+    assert message.endswith("(expected 200): database unreachable")
+    assert info.value.hint
+
+
+def test_timeout_abandons_an_attempt_running_at_the_deadline(http_server):
+    check = HttpCheck(f"{http_server.base}/slow", timeout=5)
+    start = time.monotonic()
+    with pytest.raises(HealthCheckError, match="no check completed"):
+        asyncio.run(wait_until_healthy(check, interval=0.1, healthy_threshold=1, timeout=0.3))
+    assert time.monotonic() - start < 1.5
+
+
+def test_not_running_instance_fails_at_once():
+    check = ScriptedCheck("x")
+    states = iter([True, True, False])
+
+    async def is_alive() -> bool:
+        return next(states)
+
+    start = time.monotonic()
+    with pytest.raises(HealthCheckError) as info:
+        asyncio.run(
+            wait_until_healthy(
+                check, interval=0.01, healthy_threshold=1, timeout=30, is_alive=is_alive
+            )
+        )
+    assert time.monotonic() - start < 1
+    assert check.runs == 2
+    assert "instance is not running" in str(info.value)
+    assert "last check: attempt 2 failed" in str(info.value)
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError):
+        asyncio.run(
+            wait_until_healthy(ScriptedCheck("o"), interval=1, healthy_threshold=0, timeout=1)
+        )
+
+
+def test_make_check_http(http_server):
+    port = http_server.server_address[1]
+    health = SimpleNamespace(type="http", path="ok", expect_status=200, timeout=2.0)
+    check = make_check(health, "127.0.0.1", port, Path("."), {})
+    assert isinstance(check, HttpCheck)
+    assert check.url == f"http://127.0.0.1:{port}/ok"
+    assert check.timeout == 2.0
+    assert asyncio.run(check.run()).ok
+
+
+def test_make_check_http_ipv6_host():
+    health = SimpleNamespace(type="http", path="/health", expect_status=204, timeout=1.0)
+    check = make_check(health, "::1", 8080, Path("."), {})
+    assert isinstance(check, HttpCheck)
+    assert (check.url, check.expect_status) == ("http://[::1]:8080/health", 204)
+
+
+def test_make_check_tcp():
+    health = SimpleNamespace(type="tcp", timeout=1.5)
+    check = make_check(health, "127.0.0.1", 4001, Path("."), {})
+    assert isinstance(check, TcpCheck)
+    assert (check.host, check.port, check.timeout) == ("127.0.0.1", 4001, 1.5)
+
+
+def test_make_check_shell_command_gets_port_host_env_and_cwd(tmp_path):
+    health = SimpleNamespace(type="command", command='echo "$HOST:$PORT $APP $(pwd)"', timeout=5.0)
+    check = make_check(health, "127.0.0.1", 4001, tmp_path, {"APP": "shop", "PORT": "1"})
+    assert isinstance(check, CommandCheck)
+    assert check.argv[:2] == ["/bin/sh", "-c"]
+    result = asyncio.run(check.run())
+    assert result.ok
+    assert result.detail.endswith(f": 127.0.0.1:4001 shop {tmp_path}")
+
+
+def test_make_check_argv_command_is_not_run_through_a_shell(tmp_path):
+    health = SimpleNamespace(type="command", command=["echo", "$PORT"], timeout=5.0)
+    check = make_check(health, "127.0.0.1", 4001, tmp_path, {})
+    result = asyncio.run(check.run())
+    assert result.detail.endswith(": $PORT")
+
+
+def test_make_check_unknown_type():
+    with pytest.raises(ValueError, match="unknown health check type 'grpc'"):
+        make_check(SimpleNamespace(type="grpc", timeout=1.0), "127.0.0.1", 1, Path("."), {})

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.project import Project, make_project
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Iterator[Project]:
+    project = make_project(tmp_path)
+    try:
+        yield project
+    finally:
+        project.shutdown()

@@ -1,0 +1,68 @@
+"""Kill the executor at every step boundary, then resume or abort: nothing is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_shop import assert_serving, build, change_api, status, url
+from tests.support.load import Load
+from tests.support.project import Project
+
+pytestmark = pytest.mark.slow
+
+
+def supervised_programs(shop: Project) -> set[str]:
+    from conveyor.paths import Paths
+    from conveyor.targets.supervisor import Supervisor
+
+    return {p.status.name for p in Supervisor(Paths(shop.home)).all_programs(owner="instance")}
+
+
+def recorded_instances(shop: Project) -> set[str]:
+    env = status(shop)
+    return {i["name"] for s in env["services"] for i in s["instances"]}
+
+
+def test_killed_at_every_step_boundary_then_resume_or_abort(shop: Project) -> None:
+    releases = [build(shop)["api"]]
+    shop.run("deploy", "staging")
+    change_api(shop, "v2")
+    releases.append(build(shop)["api"])
+    plan = shop.json("deploy", "staging", "--dry-run")
+    assert isinstance(plan, dict)
+    count = len(plan["steps"])
+    assert count >= 8
+
+    current = releases[0]
+    with Load(url(shop), clients=3) as load:
+        for step in range(1, count + 1):
+            point = "before_step" if step % 3 == 0 else "after_step"
+            target = releases[1] if current == releases[0] else releases[0]
+            killed = shop.run(
+                "deploy",
+                "staging",
+                "-r",
+                f"api={target}",
+                check=False,
+                env={"CONVEYOR_FAILPOINTS": f"executor.{point}:{step}=crash"},
+            )
+            assert killed.returncode == -9, killed.stderr
+
+            refused = shop.run("deploy", "staging", check=False)
+            assert refused.returncode == 1
+            assert "interrupted" in refused.stderr and "conveyor resume staging" in refused.stderr
+            assert status(shop)["unfinished"] is not None
+
+            if step % 2:
+                shop.run("resume", "staging")
+                current = target
+            else:
+                shop.run("abort", "staging")
+            assert_serving(shop, current)
+            assert supervised_programs(shop) == recorded_instances(shop)
+        result = load.stop()
+    assert result.failures == 0, result
+    history = shop.json("history", "staging", "-n", "100")
+    assert isinstance(history, list)
+    statuses = {d["status"] for d in history}
+    assert statuses <= {"succeeded", "aborted"}

@@ -1,0 +1,111 @@
+"""A throwaway copy of examples/shop in its own git repository and Conveyor home."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+CONVEYOR = [sys.executable, "-m", "conveyor"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Project:
+    root: Path
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 180,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*CONVEYOR, *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"conveyor {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str) -> object:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def commit(self, message: str) -> None:
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-q", "-m", message, "--allow-empty")
+
+    def write_faults(self, **faults: object) -> None:
+        (self.root / "faults.json").write_text(json.dumps(faults))
+        self.commit(f"faults {faults}")
+
+    def clear_faults(self) -> None:
+        (self.root / "faults.json").unlink(missing_ok=True)
+        self.commit("no faults")
+
+    def shutdown(self) -> None:
+        """Stop everything this project started: instances, Caddy, supervisord."""
+        from conveyor.paths import Paths
+        from conveyor.targets.supervisor import Supervisor
+
+        paths = Paths(self.home)
+        if paths.supervisor_socket.exists():
+            Supervisor(paths).shutdown()
+        deadline = time.monotonic() + 15
+        pidfile = paths.supervisor_dir / "supervisord.pid"
+        while pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def make_project(tmp: Path, example: str = "shop") -> Project:
+    root = tmp / example
+    shutil.copytree(
+        EXAMPLES / example,
+        root,
+        ignore=shutil.ignore_patterns(".conveyor", "__pycache__", "faults.json"),
+    )
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "tester@example.com")
+    git(root, "config", "user.name", "Tester")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "v1")
+    home = tmp / "home"
+    env = {
+        **os.environ,
+        "CONVEYOR_HOME": str(home),
+        "CONVEYOR_USER": "tester@example.com",
+        "SHOP_STAGING_LISTEN": f"127.0.0.1:{free_port()}",
+        "SHOP_PRODUCTION_LISTEN": f"127.0.0.1:{free_port()}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    env.pop("CONVEYOR_FAILPOINTS", None)
+    env.pop("CONVEYOR_STATE_URL", None)
+    return Project(root, home, env)
