@@ -53,6 +53,16 @@ class Paths:
         return self.home / "data"
 
     @property
+    def cache_dir(self) -> Path:
+        """Derived data that can be deleted at any time (rebuilt on the next command)."""
+        return self.home / "cache"
+
+    @property
+    def config_summary(self) -> Path:
+        """What `conveyor status` needs from conveyor.yml (see `conveyor.config.cache`)."""
+        return self.cache_dir / "config-summary.json"
+
+    @property
     def supervisor_dir(self) -> Path:
         return self.home / "supervisor"
 

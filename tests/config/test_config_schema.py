@@ -74,7 +74,7 @@ def test_durations_commands_and_shorthands() -> None:
         "#/$defs/CommandHealth",
     }
     strategy = defs["EnvironmentConfig"]["properties"]["strategy"]
-    assert {"type": "string", "enum": ["immediate", "rolling"]} in strategy["anyOf"]
+    assert {"type": "string", "enum": ["immediate", "recreate", "rolling"]} in strategy["anyOf"]
     assert {"$ref": "#/$defs/StrategyConfig"} in strategy["anyOf"]
 
 

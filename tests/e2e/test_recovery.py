@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.test_shop import assert_serving, build, change_api, status, url
-from tests.support.load import Load
+from bench.loadgen import Load
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow

@@ -48,12 +48,12 @@ def test_rolling_two_replicas_default_limits() -> None:
     assert short(steps) == [
         "start new-1",
         "wait_healthy new-1",
-        "weights a,b,new-1",
+        "weights b,new-1",
         "drain a",
         "stop a",
         "start new-2",
         "wait_healthy new-2",
-        "weights b,new-1,new-2",
+        "weights new-1,new-2",
         "drain b",
         "stop b",
         "current v2",
@@ -79,14 +79,14 @@ def test_rolling_with_unavailable_stops_first() -> None:
         "stop a",
         "start new-1,new-2",
         "wait_healthy new-1,new-2",
-        "weights b,c,d,new-1,new-2",
+        "weights c,d,new-1,new-2",
         "drain b",
         "stop b",
         "drain c",
         "stop c",
         "start new-3,new-4",
         "wait_healthy new-3,new-4",
-        "weights d,new-1,new-2,new-3,new-4",
+        "weights new-1,new-2,new-3,new-4",
         "drain d",
         "stop d",
         "current v2",
@@ -118,7 +118,7 @@ def test_revert_keeps_serving_target_instances() -> None:
     assert short(steps) == [
         "start back-1",
         "wait_healthy back-1",
-        "weights n1,a,back-1",
+        "weights a,back-1",
         "drain n1",
         "stop n1",
         "current v1",
@@ -204,3 +204,15 @@ def test_rolling_invariants(
 def test_plan_round_trips_through_json() -> None:
     steps = plan_service("rolling", goal(2, serving("a", "b")))
     assert steps_from_json(steps_to_json(steps)) == steps
+
+
+def test_recreate_stops_everything_before_starting() -> None:
+    steps = plan_service("recreate", goal(2, serving("a", "b")))
+    assert short(steps) == [
+        "drain a,b",
+        "stop a,b",
+        "start new-1,new-2",
+        "wait_healthy new-1,new-2",
+        "weights new-1,new-2",
+        "current v2",
+    ]

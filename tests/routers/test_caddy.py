@@ -235,7 +235,11 @@ def test_routes_by_prefix_and_host_and_strips_prefix(
 
 
 def test_unrouted_path_gets_404_and_service_without_backend_gets_503(
-    router: CaddyRouter, env: str, backends: Callable[[str], Backend], state_dir: Path
+    caddy: CaddyProcess,
+    router: CaddyRouter,
+    env: str,
+    backends: Callable[[str], Backend],
+    state_dir: Path,
 ) -> None:
     listen = f"127.0.0.1:{free_port()}"
     run(router.ensure_environment(env, listen, [RouteSpec("api", "/api")]))
@@ -253,19 +257,20 @@ def test_unrouted_path_gets_404_and_service_without_backend_gets_503(
         run(router.register(env, "api", a.address))
         assert client.get("/api/x").status_code == 503  # registered with weight 0
         assert run(router.weights(env, "api")) == {a.address: 0}
-        # Caddy cannot hold an all-zero weighted_round_robin: the backend is parked
-        assert json.loads((state_dir / "caddy-router.json").read_text())["parked"] == {
-            env: {"api": [a.address]}
-        }
+        # Caddy refuses an all-zero weighted_round_robin: the 503 is followed by
+        # a proxy that is never reached and only keeps the backend registered
+        handle = caddy.config(f"/id/{route_id(env, 'api')}")["handle"]
+        assert [h["handler"] for h in handle][-2:] == ["static_response", "reverse_proxy"]
+        assert handle[-1]["upstreams"] == [{"dial": a.address}]
 
         run(router.set_weights(env, "api", {a.address: 1}))
         assert who(client.get("/api/x")) == "a"
-        assert json.loads((state_dir / "caddy-router.json").read_text())["parked"] == {}
 
         run(router.set_weights(env, "api", {a.address: 0}))
         assert client.get("/api/x").text == "no healthy instance of api\n"
         fresh = CaddyRouter(router.admin_socket, state_dir)
         assert run(fresh.weights(env, "api")) == {a.address: 0}
+        assert not list(state_dir.glob("*.json"))  # nothing kept outside Caddy's config
 
 
 # -- Weights ----------------------------------------------------------------
@@ -309,7 +314,7 @@ def test_weighted_split_is_accurate_and_weight_zero_gets_nothing(
 
 
 def test_weight_flips_under_keepalive_load_fail_no_request(
-    router: CaddyRouter, env: str, backends: Callable[[str], Backend]
+    caddy: CaddyProcess, router: CaddyRouter, env: str, backends: Callable[[str], Backend]
 ) -> None:
     listen = f"127.0.0.1:{free_port()}"
     a, b = backends("a"), backends("b")
@@ -321,8 +326,14 @@ def test_weight_flips_under_keepalive_load_fail_no_request(
         await router.set_weights(env, "api", {a.address: 1, b.address: 0})
 
     run(setup())
+    admin_log_size = caddy.log.stat().st_size
     load = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("keepalive_load.py")), f"http://{listen}/", "8"],
+        [
+            sys.executable,
+            str(Path(__file__).with_name("keepalive_load.py")),
+            f"http://{listen}/",
+            "8",
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -347,9 +358,33 @@ def test_weight_flips_under_keepalive_load_fail_no_request(
             load.kill()
             load.wait()
     print(f"\nkeep-alive load across 50 weight flips: {summary}")
+    # each weight change was one config change: a PATCH of the route by @id
+    with caddy.log.open("rb") as log:
+        log.seek(admin_log_size)
+        changes = [
+            (entry["method"], entry["uri"])
+            for entry in map(json.loads, log)
+            if entry.get("logger") == "admin.api" and entry.get("method") != "GET"
+        ]
+    assert changes == [("PATCH", f"/id/{route_id(env, 'api')}")] * 50
+    # No request got an error status, a broken response or no response at all.
     assert summary["failures"] == []
     assert summary["ok"] > 500
     assert summary["per_backend"]["a"] > 50 and summary["per_backend"]["b"] > 50
+    # Each reload closes the old server's idle keep-alive connections, so a
+    # client that does not retry them (httpx, http.client) sees errors: about
+    # 2 per 100 requests here. New connections are only reset when they queue
+    # on the old SO_REUSEPORT listener as Caddy swaps it; the kernel moves
+    # them to the new one when net.ipv4.tcp_migrate_req is 1.
+    if _sysctl("net/ipv4/tcp_migrate_req") == "1":
+        assert summary["retried_on_new_connection"] == 0
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        return (Path("/proc/sys") / name).read_text().strip()
+    except OSError:
+        return None
 
 
 # -- Drain ------------------------------------------------------------------
@@ -405,7 +440,11 @@ def test_drain_waits_for_the_slow_request_in_flight(
 
 
 def test_state_survives_a_new_router_and_a_caddy_restart(
-    caddy: CaddyProcess, router: CaddyRouter, env: str, backends: Callable[[str], Backend], state_dir: Path
+    caddy: CaddyProcess,
+    router: CaddyRouter,
+    env: str,
+    backends: Callable[[str], Backend],
+    state_dir: Path,
 ) -> None:
     listen = f"127.0.0.1:{free_port()}"
     a, b, c = backends("a"), backends("b"), backends("c")
@@ -522,6 +561,11 @@ def test_listen_address_taken_is_refused_before_caddy_is_touched(
         assert refused.value.hint and listen in refused.value.hint
         with caddy.admin() as admin:
             assert admin.get("/config/").headers["etag"] == etag
+
+    used = f"127.0.0.1:{free_port()}"
+    run(router.ensure_environment(env, used, [RouteSpec("api")]))
+    with pytest.raises(RouterError, match=f"already used by Caddy server '{env}'"):
+        run(router.ensure_environment("other", used, [RouteSpec("api")]))
 
 
 def test_caddy_refusal_is_reported_with_its_body(router: CaddyRouter) -> None:

@@ -63,6 +63,7 @@ def deploy(
         )
 
     outcome = run(go())
+    show_notes(rt)
     if isinstance(outcome, deployments.Proposal):
         show_proposal(outcome, as_json, dry_run)
         return
@@ -103,6 +104,7 @@ def rollback(
         )
 
     outcome = run(go())
+    show_notes(rt)
     if isinstance(outcome, deployments.Proposal):
         show_proposal(outcome, as_json, dry_run=False)
         return
@@ -118,6 +120,7 @@ def resume(
 
     rt = runtime()
     record = run(deployments.resume(rt, environment, progress if not as_json else _silent))
+    show_notes(rt)
     show_deployment(record, as_json, rt.environment(environment).effective_url)
 
 
@@ -131,6 +134,7 @@ def abort(
 
     rt = runtime()
     record = run(deployments.abort(rt, environment, reason, progress if not as_json else _silent))
+    show_notes(rt)
     show_deployment(record, as_json, rt.environment(environment).effective_url)
 
 
@@ -146,6 +150,7 @@ def down(
     rt.environment(environment)
     confirm(f"stop every instance of {environment}?", yes=yes)
     record = run(deployments.down(rt, environment, progress if not as_json else _silent))
+    show_notes(rt)
     if as_json:
         emit_json(deployment_json(record) if record else None)
     else:
@@ -157,6 +162,12 @@ def down(
 
 def _silent(_: str) -> None:
     return None
+
+
+def show_notes(rt: Any) -> None:
+    """Warnings gathered while starting the platform, on stderr."""
+    for note in rt.notes:
+        progress(f"note: {note}")
 
 
 def parse_release_args(values: list[str]) -> dict[str, str]:

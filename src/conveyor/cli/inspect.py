@@ -6,8 +6,7 @@ from typing import Any
 
 import typer
 
-from conveyor.cli.context import JsonOption, run, runtime
-from conveyor.cli.deploy import deployment_json
+from conveyor.cli.context import STATE, JsonOption, run, runtime
 from conveyor.cli.output import console, emit_json, local_time, say
 
 
@@ -22,18 +21,37 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """What runs where: URL, current release per service, each instance and its state."""
-    from conveyor.engine.status import environment_status
+    report = _status_report(environment)
+    if as_json:
+        emit_json(report)
+        return
+    for env_report in report["environments"]:
+        _print_status(env_report)
+
+
+def _status_report(environment: str | None) -> dict[str, Any]:
+    """The report from the cached config summary and a SQLite snapshot when they are usable
+    (no pydantic, no SQLAlchemy), else from the full config and the store."""
+    from conveyor.engine.status import fast_sources, status_report
+
+    fast = fast_sources(STATE.config_path, environment)
+    if fast is not None:
+        from conveyor.store.snapshot import SnapshotUnavailable
+
+        names = [environment] if environment else list(fast.config.environments)
+        try:
+            with fast.reader:
+                return status_report(fast.reader, fast.config, fast.paths, names)
+        except SnapshotUnavailable:
+            pass  # e.g. a database another tool changed: the store will say what is wrong
+
+    from conveyor.config.cache import ConfigSummary
 
     rt = runtime()
     names = [environment] if environment else list(rt.loaded.config.environments)
     for name in names:
         rt.environment(name)
-    reports = [environment_status(rt, name) for name in names]
-    if as_json:
-        emit_json({"project": rt.loaded.config.project, "environments": reports})
-        return
-    for report in reports:
-        _print_status(report)
+    return status_report(rt.store, ConfigSummary.of(rt.loaded.config), rt.paths, names)
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -80,6 +98,8 @@ def history(
 ) -> None:
     """Deployments of ENVIRONMENT, newest first."""
     from rich.table import Table
+
+    from conveyor.cli.deploy import deployment_json
 
     rt = runtime()
     rt.environment(environment)

@@ -20,7 +20,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from conveyor.config.cache import RecordingEnviron, remember
 from conveyor.config.durations import ERROR_TYPE, FROM_FILE, describe_value
+from conveyor.config.locate import CONFIG_NAMES, find_config, locate_config
 from conveyor.config.models import Config, ServiceConfig
 from conveyor.errors import ConfigError
 
@@ -32,9 +34,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-CONFIG_NAMES = ("conveyor.yml", "conveyor.yaml")
-_HINT_NOT_FOUND = "run conveyor in your project directory or pass --config PATH"
 
 KeyPath = list[str | int]
 
@@ -54,42 +53,16 @@ class LoadedConfig:
         return (self.root / self.config.service(service).source).resolve()
 
 
-def find_config(start: Path | None = None) -> Path | None:
-    """The first conveyor.yml (or conveyor.yaml) in `start` (default: cwd) or its parents."""
-    here = (start or Path.cwd()).resolve()
-    for directory in (here, *here.parents):
-        for name in CONFIG_NAMES:
-            candidate = directory / name
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read and validate a conveyor.yml; raises `ConfigError` listing every problem.
 
     Without `path`, the file is looked for in the current directory and its
     parents. `environ` (default `os.environ`) feeds `${VAR}` interpolation.
-    """
-    if path is None:
-        cwd = Path.cwd()
-        found = find_config(cwd)
-        if found is None:
-            raise ConfigError(
-                [f"no conveyor.yml found in {cwd} or its parents"], hint=_HINT_NOT_FOUND
-            )
-        path = found
-        source = found.name if found.parent == cwd.resolve() else str(found)
-    else:
-        path = Path(path)
-        source = str(path)
-        if path.is_dir():
-            inside = next((path / n for n in CONFIG_NAMES if (path / n).is_file()), None)
-            if inside is None:
-                raise ConfigError([f"no conveyor.yml found in {path}"], source=source)
-            path = inside
-            source = str(path)
 
+    A valid config also refreshes the summary that `conveyor status` reads
+    instead of loading the file again (see `conveyor.config.cache`).
+    """
+    path, source = locate_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -99,9 +72,12 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror}"], source=source) from None
 
-    config = parse_config(text, environ=os.environ if environ is None else environ, source=source)
+    recording = RecordingEnviron(os.environ if environ is None else environ)
+    config = parse_config(text, environ=recording, source=source)
     absolute = path.resolve()
-    return LoadedConfig(config=config, path=absolute, root=absolute.parent)
+    loaded = LoadedConfig(config=config, path=absolute, root=absolute.parent)
+    remember(loaded, text, recording)
+    return loaded
 
 
 def parse_config(text: str, environ: Mapping[str, str], source: str = "conveyor.yml") -> Config:

@@ -465,7 +465,7 @@ class ServiceConfig(_Model):
     )
 
 
-StrategyType = Literal["immediate", "rolling"]
+StrategyType = Literal["immediate", "recreate", "rolling"]
 
 
 class StrategyConfig(_Model):
@@ -476,7 +476,9 @@ class StrategyConfig(_Model):
     type: StrategyType = Field(
         "rolling",
         description='"rolling" replaces instances a few at a time behind health checks; '
-        '"immediate" starts all new instances, then switches traffic at once.',
+        '"immediate" starts all new instances, then switches traffic at once; '
+        '"recreate" stops the old instances before starting new ones (downtime: for '
+        "services that must never run twice).",
     )
     max_surge: Step = Field(
         1,
@@ -516,7 +518,7 @@ def _strategy_schema(schema: dict[str, Any]) -> None:
     ref = schema.pop("$ref", None)
     if ref is not None:
         schema["anyOf"] = [
-            {"type": "string", "enum": ["immediate", "rolling"]},
+            {"type": "string", "enum": ["immediate", "recreate", "rolling"]},
             {"$ref": ref},
         ]
 
@@ -538,7 +540,7 @@ class EnvironmentConfig(_Model):
     router: Literal["caddy"] = Field("caddy", description="Router that sends traffic to instances.")
     strategy: Annotated[StrategyConfig, BeforeValidator(_strategy_shorthand)] = Field(
         default_factory=StrategyConfig,
-        description='Deploy strategy: "rolling" or "immediate", or a mapping with "type" and its '
+        description='Deploy strategy: "rolling", "immediate" or "recreate", or a mapping with "type" and its '
         "settings.",
         json_schema_extra=_strategy_schema,
     )

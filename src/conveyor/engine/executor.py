@@ -160,11 +160,13 @@ class Executor:
         self.rt.store.set_instance_state(name, "ready")
 
     async def _set_weights(self, step: SetWeights) -> None:
+        """Apply the step's weights; every other backend of the service gets 0."""
         store = self.rt.store
-        addresses: dict[str, int] = {}
+        router = self.rt.router
+        weights = dict.fromkeys(await router.weights(self.environment, step.service), 0)
         for name, weight in step.weights:
-            addresses[_address(self._instance(name).port)] = weight
-        await self.rt.router.set_weights(self.environment, step.service, addresses)
+            weights[_address(self._instance(name).port)] = weight
+        await router.set_weights(self.environment, step.service, weights)
         for name, weight in step.weights:
             store.set_instance_state(name, "serving" if weight > 0 else "ready")
 

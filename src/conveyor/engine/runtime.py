@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.errors import RouterError, UsageError
@@ -24,6 +25,30 @@ if TYPE_CHECKING:
     from conveyor.targets.supervisor import Supervisor
 
 CADDY_PROGRAM = "conveyor-caddy"
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def ensure_listener_migration() -> list[str]:
+    """Make the kernel hand queued connections to Caddy's new listener on reloads.
+
+    Caddy opens a new SO_REUSEPORT listener on every config change; without
+    `net.ipv4.tcp_migrate_req=1` (Linux 5.14+) connections still queued on
+    the old one are reset, which would drop requests during a deploy.
+    Returns notes for the user: what was changed, or what they should do.
+    """
+    try:
+        if not MIGRATE_REQ.exists() or MIGRATE_REQ.read_text().strip() == "1":
+            return []
+    except OSError:
+        return []
+    try:
+        MIGRATE_REQ.write_text("1\n")
+    except OSError:
+        return [
+            "net.ipv4.tcp_migrate_req is 0: a connection arriving while Caddy reloads its "
+            "config can be reset. Run as root: sysctl -w net.ipv4.tcp_migrate_req=1"
+        ]
+    return ["set net.ipv4.tcp_migrate_req=1 so that Caddy's config reloads reset no connection"]
 
 
 @dataclass
@@ -34,7 +59,7 @@ class Runtime:
     paths: Paths
     store: Store
     user: str
-    progress: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # warnings for the user, shown once
 
     @classmethod
     def open(cls, loaded: LoadedConfig, user: str) -> Runtime:
@@ -77,6 +102,7 @@ class Runtime:
         from conveyor.routers.caddy_process import caddy_argv, caddy_env, write_bootstrap_config
 
         await asyncio.to_thread(self.supervisor.ensure_running)
+        self.notes.extend(ensure_listener_migration())
         if self.paths.caddy_admin_socket.exists() and await self._caddy_answers():
             return
         write_bootstrap_config(self.paths)

@@ -1,57 +1,138 @@
-"""The status report of an environment, as plain data (rendered or `--json`)."""
+"""The status report of environments, as plain data (rendered or `--json`).
+
+There is one report, built from two small inputs so that `conveyor status`
+can answer without its heaviest imports:
+
+* the config as a `ConfigSummary`: from a full `Config`, or from the cache
+  that every successful `load_config` refreshes (no pydantic);
+* the state through a `StatusReader`: the `Store`, or a `SnapshotReader` on
+  the SQLite file (no SQLAlchemy).
+
+`fast_sources` decides whether the second pair can be used; when it cannot
+(the config changed, a referenced environment variable changed, the database
+is PostgreSQL, missing or not migrated), the caller opens the normal runtime.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from conveyor.engine.runtime import Runtime
-from conveyor.targets.base import InstanceStatus
+from conveyor.paths import Paths
+from conveyor.store.records import DeploymentRecord, InstanceRecord, LockRecord, StepRecord
+
+if TYPE_CHECKING:
+    from conveyor.config.cache import ConfigSummary
+    from conveyor.engine.runtime import Runtime
+    from conveyor.store.snapshot import SnapshotReader
+    from conveyor.targets.base import InstanceStatus
 
 
-def _iso(value: Any) -> str | None:
+class StatusReader(Protocol):
+    """The reads a status report needs; `Store` and `SnapshotReader` both provide them."""
+
+    def current_releases(self, environment: str) -> dict[str, str]:
+        """Service -> release id currently deployed in `environment`."""
+        ...
+
+    def get_lock(self, environment: str) -> LockRecord | None:
+        """Who holds the lock of `environment`, or None."""
+        ...
+
+    def unfinished_deployment(self, environment: str) -> DeploymentRecord | None:
+        """The newest deployment of `environment` still pending or running, if any."""
+        ...
+
+    def list_deployments(
+        self, environment: str | None = None, limit: int | None = None
+    ) -> list[DeploymentRecord]:
+        """Deployments, newest first."""
+        ...
+
+    def list_steps(self, deployment_id: str) -> list[StepRecord]:
+        """The journal of a deployment, by step index."""
+        ...
+
+    def list_instances(
+        self, environment: str | None = None, service: str | None = None
+    ) -> list[InstanceRecord]:
+        """Instances, oldest first (then by name)."""
+        ...
+
+
+def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def live_processes(rt: Runtime) -> dict[str, InstanceStatus] | None:
+def live_processes(paths: Paths) -> dict[str, InstanceStatus] | None:
     """Process states from supervisord, or None when it is not running (never starts it)."""
-    if not rt.paths.supervisor_socket.exists():
+    if not paths.supervisor_socket.exists():
         return None
     try:
-        return {p.status.name: p.status for p in rt.supervisor.all_programs(owner="instance")}
+        from conveyor.targets.supervisor import Supervisor
+
+        programs = Supervisor(paths).all_programs(owner="instance")
     except Exception:
         return None
+    return {p.status.name: p.status for p in programs}
 
 
-def environment_status(rt: Runtime, name: str) -> dict[str, Any]:
-    """URL, lock, unfinished work, and per service its release and instances."""
+@dataclass
+class _JournalView:
+    """The part of a `Runtime` that `describe_unfinished` reads: the store's journal."""
+
+    store: StatusReader
+
+
+def _unfinished_report(
+    reader: StatusReader, name: str, lock: LockRecord | None
+) -> dict[str, Any] | None:
+    unfinished = reader.unfinished_deployment(name)
+    if unfinished is None:
+        return None
+    # The same checks and wording as the commands that refuse to run over it.
     from conveyor.engine.deployments import describe_unfinished, process_alive
 
-    env = rt.environment(name)
-    store = rt.store
-    current = store.current_releases(name)
-    processes = live_processes(rt)
-    lock = store.get_lock(name)
-    unfinished = store.unfinished_deployment(name)
-    unfinished_report = None
-    if unfinished is not None:
-        in_progress = (
-            lock is not None and lock.deployment_id == unfinished.id and process_alive(lock)
+    in_progress = lock is not None and lock.deployment_id == unfinished.id and process_alive(lock)
+    if in_progress:
+        summary = f"deployment {unfinished.id} is in progress"
+    else:
+        view = cast("Runtime", _JournalView(reader))
+        summary = (
+            describe_unfinished(view, unfinished)
+            + f'; run "conveyor resume {name}" or "conveyor abort {name}"'
         )
-        unfinished_report = {
-            "id": unfinished.id,
-            "status": unfinished.status,
-            "in_progress": in_progress,
-            "summary": f"deployment {unfinished.id} is in progress"
-            if in_progress
-            else describe_unfinished(rt, unfinished)
-            + f'; run "conveyor resume {name}" or "conveyor abort {name}"',
-        }
-    latest = store.list_deployments(name, limit=1)
+    return {
+        "id": unfinished.id,
+        "status": unfinished.status,
+        "in_progress": in_progress,
+        "summary": summary,
+    }
+
+
+def environment_status(
+    reader: StatusReader,
+    config: ConfigSummary,
+    name: str,
+    processes: dict[str, InstanceStatus] | None,
+) -> dict[str, Any]:
+    """URL, lock, unfinished work, and per service its release and instances.
+
+    `name` must be an environment of `config`; `processes` is what
+    `live_processes` returned.
+    """
+    env = config.environments[name]
+    current = reader.current_releases(name)
+    lock = reader.get_lock(name)
+    unfinished = _unfinished_report(reader, name, lock)
+    latest = reader.list_deployments(name, limit=1)
     services = []
-    for service in rt.loaded.config.services:
-        svc = rt.loaded.config.service_for(name, service)
+    for service, replicas in env.replicas.items():
         instances = []
-        for inst in store.list_instances(environment=name, service=service):
+        for inst in reader.list_instances(environment=name, service=service):
             live = processes.get(inst.name) if processes is not None else None
             instances.append(
                 {
@@ -73,7 +154,7 @@ def environment_status(rt: Runtime, name: str) -> dict[str, Any]:
             {
                 "name": service,
                 "release": current.get(service),
-                "replicas": svc.replicas,
+                "replicas": replicas,
                 "healthy": healthy,
                 "instances": instances,
             }
@@ -81,9 +162,9 @@ def environment_status(rt: Runtime, name: str) -> dict[str, Any]:
     last = latest[0] if latest else None
     return {
         "name": name,
-        "url": env.effective_url,
+        "url": env.url,
         "listen": env.listen,
-        "strategy": env.strategy.type,
+        "strategy": env.strategy,
         "lock": None
         if lock is None
         else {
@@ -92,7 +173,7 @@ def environment_status(rt: Runtime, name: str) -> dict[str, Any]:
             "deployment_id": lock.deployment_id,
             "message": lock.message,
         },
-        "unfinished": unfinished_report,
+        "unfinished": unfinished,
         "last_deployment": None
         if last is None
         else {
@@ -106,3 +187,71 @@ def environment_status(rt: Runtime, name: str) -> dict[str, Any]:
         },
         "services": services,
     }
+
+
+def status_report(
+    reader: StatusReader, config: ConfigSummary, paths: Paths, names: list[str]
+) -> dict[str, Any]:
+    """`conveyor status --json`: the project and the report of each environment in `names`."""
+    processes = live_processes(paths)
+    return {
+        "project": config.project,
+        "environments": [environment_status(reader, config, n, processes) for n in names],
+    }
+
+
+@dataclass
+class FastSources:
+    """Config summary, state snapshot and paths, read without pydantic or SQLAlchemy."""
+
+    config: ConfigSummary
+    reader: SnapshotReader
+    paths: Paths
+
+
+def sqlite_state_file(paths: Paths, state_url: str | None) -> Path | None:
+    """The SQLite file behind the state URL (unset: the home's), or None for any other URL.
+
+    Only the plain `sqlite:///path` spelling counts; anything fancier (query
+    parameters, escapes, in-memory) is left to SQLAlchemy.
+    """
+    if not state_url:
+        return paths.state_db
+    prefix = "sqlite:///"
+    if not state_url.startswith(prefix):
+        return None
+    database = state_url[len(prefix) :]
+    if not database or database == ":memory:" or any(c in database for c in "?%#"):
+        return None
+    return Path(database)
+
+
+def fast_sources(config_path: Path | None, environment: str | None) -> FastSources | None:
+    """The sources for a status report without full config load or store, if usable.
+
+    `config_path` is `--config` (None: search upwards from the cwd). Returns
+    None, and the caller does the full load, whenever anything is unusual:
+    no cached summary for the file as it is now, an unknown `environment`
+    (the full load reports it), a state database that is not SQLite, missing
+    or not at the schema head.
+    """
+    from conveyor.config.cache import load_summary
+    from conveyor.config.locate import locate_config
+    from conveyor.errors import ConveyorError
+    from conveyor.store.snapshot import SnapshotReader
+
+    try:
+        path, _ = locate_config(config_path)
+    except ConveyorError:
+        return None
+    config = load_summary(path)
+    if config is None or (environment is not None and environment not in config.environments):
+        return None
+    paths = Paths.for_project(path.resolve().parent)
+    database = sqlite_state_file(paths, os.environ.get("CONVEYOR_STATE_URL"))
+    if database is None:
+        return None
+    reader = SnapshotReader.open(database)
+    if reader is None:
+        return None
+    return FastSources(config=config, reader=reader, paths=paths)

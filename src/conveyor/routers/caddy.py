@@ -8,41 +8,42 @@ Layout of the Caddy config (one environment = one HTTP server):
   host, longest prefix first, then a catch-all 404 route.
 * A service route's handlers: two `log_append` (route id and
   `{http.reverse_proxy.upstream.address}` into the access log), an optional
-  `rewrite` with `strip_path_prefix`, and last either `reverse_proxy`
-  (`weighted_round_robin`, one upstream per registered backend, weight 0
-  allowed) or, when no backend has a weight, a `static_response` 503
-  "no healthy instance of <service>".
-* The access log of the server goes to `<state_dir>/access-<env>.log` (JSON),
-  read incrementally by `traffic_stats`.
+  `rewrite` with `strip_path_prefix`, then the backends:
+  - some backend has a weight: one `reverse_proxy` with every registered
+    backend as an upstream and `weighted_round_robin` weights (Caddy 2.11
+    sends nothing to weight 0, checked with real traffic);
+  - all weights are 0 (Caddy refuses such a `weighted_round_robin`): a
+    `static_response` 503 "no healthy instance of <service>", followed by a
+    `reverse_proxy` that is never reached (the 503 ends the chain) and only
+    holds the registered backends, so that they stay in Caddy's live config
+    and Caddy keeps counting their in-flight requests, which `drain` waits
+    on (Caddy drops an upstream's counter once no config names it);
+  - no backend: the 503 alone.
+* The access log of the server goes to `<state_dir>/access-<env>.log` (JSON).
 
-What lives where: the backends and their weights are read back from Caddy's
-live config (Caddy 2.11 honours weight 0 in `weighted_round_robin`, checked
-with real traffic). The one thing Caddy cannot hold is a list of backends
-that *all* have weight 0: it refuses such a `weighted_round_robin`, so the
-route answers 503 and those backends are "parked" in
-`<state_dir>/caddy-router.json`. The access-log offset and a bounded window
-of recent requests per route live in `<state_dir>/traffic-<env>.json`.
+So the registered backends and their weights are read back from Caddy's live
+config and survive a new Conveyor process and a Caddy restart (`--resume`).
+The only local state is what Caddy cannot hold: the access-log offset and a
+bounded window of recent requests per route, `<state_dir>/traffic-<env>.json`.
 
 Every change is one admin request: weight changes PATCH the service's route
 by `@id`, environment changes POST the whole config once; both with
-`If-Match` so that two Conveyor processes never overwrite each other.
+`If-Match`, so two Conveyor processes never overwrite each other.
 
-Caveats found on Caddy 2.11.7 (see the tests):
+Caveats found on Caddy 2.11.7 (see tests/routers/test_caddy.py):
 
 * A config that fails to *provision* a `reverse_proxy` (e.g. all weights 0,
   a malformed upstream) drops its upstreams from Caddy's in-flight request
-  counters (`/reverse_proxy/upstreams`) for good; those counters are what
-  `drain` waits on. So this module validates everything before sending and
-  never sends an all-zero `weighted_round_robin`.
+  counters (`/reverse_proxy/upstreams`) for good. So this module validates
+  everything before sending and never sends an all-zero weighted policy.
 * Every config change is a graceful reload: the old server closes its *idle*
-  keep-alive connections at once. A client that sends its next request on
-  such a connection at that instant gets a connection closed before any
-  response byte; HTTP/1.1 clients are expected to retry idempotent requests
-  in that case (RFC 9112 §9.3.1; browsers and Go do, httpx does not). No
-  Caddy setting changes this (`grace_period`, `shutdown_delay` and
-  `idle_timeout` were measured: same failures). Listeners are re-bound with
-  SO_REUSEPORT on every reload; new connections queued on the old socket are
-  reset unless `net.ipv4.tcp_migrate_req=1` (Linux >= 5.14).
+  keep-alive connections at once, and a client that sends its next request
+  on one at that instant gets no response. HTTP clients are expected to retry
+  idempotent requests then (RFC 9112 §9.3.1; browsers and Go do, httpx and
+  http.client do not). `grace_period`, `shutdown_delay` and `idle_timeout` do
+  not change it (measured). Listeners are re-bound with SO_REUSEPORT on each
+  reload; new connections queued on the old socket are reset unless
+  `net.ipv4.tcp_migrate_req=1` (Linux >= 5.14).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -70,10 +71,11 @@ from conveyor.errors import RouterError
 from conveyor.routers.base import RouteSpec, TrafficStats
 from conveyor.routers.caddy_process import atomic_write_text
 
+if TYPE_CHECKING:
+    from conveyor.routers.base import Router
+
 __all__ = ["CaddyRouter"]
 
-STATE_FILE = "caddy-router.json"
-LOCK_FILE = ".caddy-router.lock"
 TRAFFIC_WINDOW = 10_000  # requests kept per route for traffic_stats
 ACCESS_LOG_ROLL_MB = 20  # Caddy rolls the access log at this size...
 ACCESS_LOG_ROLL_KEEP = 2  # ...and keeps this many rolled files
@@ -111,33 +113,50 @@ def logger_name(environment: str) -> str:
 # Pure config builders
 
 
-def backend_handler(service: str, backends: Mapping[str, int]) -> dict[str, Any]:
-    """The last handler of a service route: weighted proxy, or 503 if nothing has a weight.
+def backend_handlers(
+    environment: str, service: str, backends: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """The handlers that end a service route and express its backends (address -> weight).
 
-    >>> backend_handler("api", {"10.0.0.1:80": 1, "10.0.0.2:80": 0})["load_balancing"]
-    {'selection_policy': {'policy': 'weighted_round_robin', 'weights': [1, 0]}, 'retries': 2}
-    >>> backend_handler("api", {"10.0.0.1:80": 0})["status_code"]
-    503
+    >>> [h["handler"] for h in backend_handlers("prod", "api", {"10.0.0.1:80": 1})]
+    ['reverse_proxy']
+    >>> [h["handler"] for h in backend_handlers("prod", "api", {"10.0.0.1:80": 0})]
+    ['static_response', 'reverse_proxy']
+    >>> [h["handler"] for h in backend_handlers("prod", "api", {})]
+    ['static_response']
     """
-    if not any(weight > 0 for weight in backends.values()):
-        return {
-            "handler": "static_response",
-            "status_code": 503,
-            "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
-            "body": f"no healthy instance of {service}\n",
-        }
-    return {
-        "handler": "reverse_proxy",
-        "upstreams": [{"dial": address} for address in backends],
-        "load_balancing": {
-            "selection_policy": {
-                "policy": "weighted_round_robin",
-                "weights": list(backends.values()),
-            },
-            # a backend that refuses the connection is skipped (nothing was sent)
-            "retries": 2,
-        },
+    upstreams = [{"dial": address} for address in backends]
+    if any(weight > 0 for weight in backends.values()):
+        return [
+            {
+                "handler": "reverse_proxy",
+                "upstreams": upstreams,
+                "load_balancing": {
+                    "selection_policy": {
+                        "policy": "weighted_round_robin",
+                        "weights": list(backends.values()),
+                    },
+                    # a backend that refuses the connection is skipped (nothing was sent)
+                    "retries": 2,
+                },
+            }
+        ]
+    unavailable: dict[str, Any] = {
+        "handler": "static_response",
+        "status_code": 503,
+        "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
+        "body": f"no healthy instance of {service}\n",
     }
+    if not backends:
+        return [unavailable]
+    # Never reached (the 503 ends the chain): keeps the registered backends
+    # in the live config, and so their in-flight counters in Caddy.
+    registry = {
+        "@id": f"{route_id(environment, service)}-registered",
+        "handler": "reverse_proxy",
+        "upstreams": upstreams,
+    }
+    return [unavailable, registry]
 
 
 def build_route(environment: str, spec: RouteSpec, backends: Mapping[str, int]) -> dict[str, Any]:
@@ -161,7 +180,7 @@ def build_route(environment: str, spec: RouteSpec, backends: Mapping[str, int]) 
     ]
     if spec.strip_prefix and spec.path != "/":
         handlers.append({"handler": "rewrite", "strip_path_prefix": spec.path})
-    handlers.append(backend_handler(spec.service, backends))
+    handlers.extend(backend_handlers(environment, spec.service, backends))
     route: dict[str, Any] = {"@id": route_id(environment, spec.service)}
     if matcher:
         route["match"] = [matcher]
@@ -229,26 +248,30 @@ def build_logger(access_log: Path, environment: str) -> dict[str, Any]:
     }
 
 
+_PREFIX_HANDLERS = frozenset({"log_append", "rewrite"})
+
+
 def backends_of_route(route: Mapping[str, Any]) -> dict[str, int]:
-    """Backends (address -> weight) expressed by a route's last handler."""
-    handle = route.get("handle") or []
-    if not handle:
-        return {}
-    handler = handle[-1]
-    if handler.get("handler") != "reverse_proxy":
-        return {}
-    dials = [str(u.get("dial", "")) for u in handler.get("upstreams") or []]
-    policy = (handler.get("load_balancing") or {}).get("selection_policy") or {}
-    weights = policy.get("weights") or []
-    return {dial: int(weights[i]) if i < len(weights) else 1 for i, dial in enumerate(dials)}
+    """Backends (address -> weight) expressed by a route's handlers."""
+    for handler in route.get("handle") or []:
+        if handler.get("handler") != "reverse_proxy":
+            continue
+        dials = [str(u.get("dial", "")) for u in handler.get("upstreams") or []]
+        policy = (handler.get("load_balancing") or {}).get("selection_policy") or {}
+        if policy.get("policy") != "weighted_round_robin":
+            return dict.fromkeys(dials, 0)  # the registry behind the 503
+        weights = policy.get("weights") or []
+        return {d: int(weights[i]) if i < len(weights) else 1 for i, d in enumerate(dials)}
+    return {}
 
 
 def with_backends(
-    route: Mapping[str, Any], service: str, backends: Mapping[str, int]
+    environment: str, route: Mapping[str, Any], service: str, backends: Mapping[str, int]
 ) -> dict[str, Any]:
-    """A copy of `route` whose backend handler expresses `backends`."""
+    """A copy of `route` whose last handlers express `backends`."""
     new = copy.deepcopy(dict(route))
-    new["handle"] = [*new.get("handle", [])[:-1], backend_handler(service, backends)]
+    prefix = [h for h in new.get("handle", []) if h.get("handler") in _PREFIX_HANDLERS]
+    new["handle"] = [*prefix, *backend_handlers(environment, service, backends)]
     return new
 
 
@@ -350,47 +373,6 @@ def _port_is_free(listen: str) -> bool:
 
 
 # ---------------------------------------------------------------------------
-# Small local state
-
-
-@dataclass
-class _State:
-    """`caddy-router.json`: backends registered while every backend of a service has weight 0."""
-
-    parked: dict[str, dict[str, list[str]]]
-
-    @classmethod
-    def load(cls, path: Path) -> _State:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return cls(parked={})
-        except (OSError, ValueError) as exc:
-            raise RouterError(
-                f"caddy: router state {path} is unreadable: {exc}",
-                hint="restore the file or delete it (weight-0 backends of all-zero services "
-                "must then be registered again)",
-            ) from None
-        parked = raw.get("parked", {}) if isinstance(raw, dict) else {}
-        return cls(
-            parked={env: {svc: list(a) for svc, a in svcs.items()} for env, svcs in parked.items()}
-        )
-
-    def save(self, path: Path) -> None:
-        parked = {env: {s: a for s, a in svcs.items() if a} for env, svcs in self.parked.items()}
-        parked = {env: svcs for env, svcs in parked.items() if svcs}
-        atomic_write_text(
-            path, json.dumps({"version": 1, "parked": parked}, indent=2, sort_keys=True) + "\n"
-        )
-
-    def get(self, environment: str, service: str) -> list[str]:
-        return list(self.parked.get(environment, {}).get(service, []))
-
-    def put(self, environment: str, service: str, addresses: Iterable[str]) -> None:
-        self.parked.setdefault(environment, {})[service] = list(addresses)
-
-
-# ---------------------------------------------------------------------------
 # The router
 
 
@@ -399,14 +381,10 @@ class CaddyRouter:
 
     def __init__(self, admin_socket: Path, state_dir: Path, *, timeout: float = 10.0) -> None:
         self.admin_socket = Path(admin_socket)
-        self.state_dir = Path(state_dir)
+        self.state_dir = Path(state_dir).absolute()  # Caddy writes the access log here
         self.timeout = timeout
 
     # -- paths ---------------------------------------------------------------
-
-    @property
-    def state_file(self) -> Path:
-        return self.state_dir / STATE_FILE
 
     def access_log(self, environment: str) -> Path:
         """Where Caddy writes the environment's access log."""
@@ -490,7 +468,7 @@ class CaddyRouter:
     # -- locking -------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _locked(self, name: str = LOCK_FILE, wait: float = 30.0) -> AsyncIterator[None]:
+    async def _locked(self, name: str, wait: float = 30.0) -> AsyncIterator[None]:
         """An inter-process lock on a file in state_dir (CLI processes may overlap)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.state_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
@@ -515,7 +493,7 @@ class CaddyRouter:
     # -- reading a service ---------------------------------------------------
 
     async def _service(
-        self, client: httpx.AsyncClient, environment: str, service: str, state: _State
+        self, client: httpx.AsyncClient, environment: str, service: str
     ) -> tuple[dict[str, Any], str | None, dict[str, int]]:
         """The service's route, its ETag, and its registered backends (address -> weight)."""
         rid = route_id(environment, service)
@@ -546,10 +524,7 @@ class CaddyRouter:
                 hint=f"add {service} to the environment's routes in conveyor.yml and deploy",
             )
         route = response.json()
-        backends = backends_of_route(route)
-        for address in state.get(environment, service):
-            backends.setdefault(address, 0)
-        return route, response.headers.get("etag"), backends
+        return route, response.headers.get("etag"), backends_of_route(route)
 
     async def _apply_backends(
         self,
@@ -564,34 +539,25 @@ class CaddyRouter:
         `change(backends) -> new backends` raises RouterError to refuse.
         """
         rid = route_id(environment, service)
-        async with self._locked(), self._admin() as client:
+        async with self._admin() as client:
             for _attempt in range(5):
-                state = _State.load(self.state_file)
-                route, etag, current = await self._service(client, environment, service, state)
-                new: dict[str, int] = change(dict(current))
-                new_route = with_backends(route, service, new)
-                all_zero = not any(w > 0 for w in new.values())
-                if all_zero:
-                    # Caddy cannot hold these: park them *before* the route
-                    # forgets them, so a crash in between loses nothing.
-                    state.put(environment, service, new)
-                    state.save(self.state_file)
-                if new_route != route:
-                    response = await self._call(
-                        client,
-                        "PATCH",
-                        f"/id/{rid}",
-                        body=new_route,
-                        if_match=etag,
-                        what=what,
-                        allow=(412,),
-                    )
-                    if response.status_code == 412:
-                        continue  # someone changed the route meanwhile: read again
-                if not all_zero and state.get(environment, service):
-                    state.put(environment, service, [])
-                    state.save(self.state_file)
-                return new
+                route, etag, current = await self._service(client, environment, service)
+                new = change(dict(current))
+                new_route = with_backends(environment, route, service, new)
+                if new_route == route:
+                    return new
+                response = await self._call(
+                    client,
+                    "PATCH",
+                    f"/id/{rid}",
+                    body=new_route,
+                    if_match=etag,
+                    what=what,
+                    allow=(412,),
+                )
+                if response.status_code != 412:
+                    return new
+                # someone changed the route meanwhile: read it again
         raise RouterError(
             f"caddy: the route of {environment}/{service} kept changing while trying to {what}",
             hint="another process is changing the same service; retry when it is done",
@@ -611,11 +577,10 @@ class CaddyRouter:
         _check_listen(environment, listen)
         specs = _normalize_routes(environment, routes)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        async with self._locked(), self._admin() as client:
+        async with self._admin() as client:
             for _attempt in range(5):
                 config, etag = await self._get_json(client, "/config/", what="read Caddy's config")
                 config = config if isinstance(config, dict) else {}
-                state = _State.load(self.state_file)
                 wanted = copy.deepcopy(config)
                 servers = (
                     wanted.setdefault("apps", {}).setdefault("http", {}).setdefault("servers", {})
@@ -625,36 +590,27 @@ class CaddyRouter:
                 existing_routes = {r.get("@id"): r for r in (existing or {}).get("routes") or []}
                 backends: dict[str, dict[str, int]] = {}
                 for spec in specs:
-                    current = backends_of_route(
+                    backends[spec.service] = backends_of_route(
                         existing_routes.get(route_id(environment, spec.service), {})
                     )
-                    for address in state.get(environment, spec.service):
-                        current.setdefault(address, 0)
-                    backends[spec.service] = current
                 servers[environment] = build_server(environment, listen, specs, backends)
                 _ensure_logger(
                     wanted, environment, build_logger(self.access_log(environment), environment)
                 )
-                if wanted != config:
-                    response = await self._call(
-                        client,
-                        "POST",
-                        "/config/",
-                        body=wanted,
-                        if_match=etag,
-                        what=f"configure environment {environment} on {listen}",
-                        allow=(412,),
-                    )
-                    if response.status_code == 412:
-                        continue  # changed by someone else meanwhile: read again
-                # services that left the environment take their parked backends with them
-                kept = {spec.service for spec in specs}
-                gone = [s for s in state.parked.get(environment, {}) if s not in kept]
-                if gone:
-                    for service in gone:
-                        state.put(environment, service, [])
-                    state.save(self.state_file)
-                return
+                if wanted == config:
+                    return
+                response = await self._call(
+                    client,
+                    "POST",
+                    "/config/",
+                    body=wanted,
+                    if_match=etag,
+                    what=f"configure environment {environment} on {listen}",
+                    allow=(412,),
+                )
+                if response.status_code != 412:
+                    return
+                # changed by someone else meanwhile: read it again
         raise RouterError(
             f"caddy: Caddy's config kept changing while configuring environment {environment}",
             hint="another process is changing Caddy's config; retry when it is done",
@@ -683,7 +639,7 @@ class CaddyRouter:
     async def remove_environment(self, environment: str) -> None:
         """Stop listening for the environment and forget its routes, backends and traffic."""
         _check_environment(environment)
-        async with self._locked(), self._admin() as client:
+        async with self._admin() as client:
             for _attempt in range(5):
                 config, etag = await self._get_json(client, "/config/", what="read Caddy's config")
                 config = config if isinstance(config, dict) else {}
@@ -709,9 +665,6 @@ class CaddyRouter:
                     f"caddy: Caddy's config kept changing while removing environment {environment}",
                     hint="another process is changing Caddy's config; retry when it is done",
                 )
-            state = _State.load(self.state_file)
-            if state.parked.pop(environment, None) is not None:
-                state.save(self.state_file)
         self._traffic_file(environment).unlink(missing_ok=True)
         log = self.access_log(environment)
         for path in [log, *log.parent.glob(f"{log.stem}-*{log.suffix}")]:
@@ -769,9 +722,7 @@ class CaddyRouter:
         _check_environment(environment)
         _check_service(service)
         async with self._admin() as client:
-            _, _, backends = await self._service(
-                client, environment, service, _State.load(self.state_file)
-            )
+            _, _, backends = await self._service(client, environment, service)
         return backends
 
     async def drain(self, environment: str, service: str, address: str, timeout: float) -> int:
@@ -814,7 +765,9 @@ class CaddyRouter:
         for upstream in upstreams or []:
             if normalize_upstream(upstream.get("address")) == address:
                 return int(upstream.get("num_requests", 0))
-        return 0  # no config references it any more and nothing is in flight
+        # Caddy only counts for upstreams its live config names; this module
+        # keeps every registered backend named, so absent means never proxied to.
+        return 0
 
     async def remove(self, environment: str, service: str, address: str) -> None:
         """Forget a backend (it stops receiving traffic at once)."""
@@ -854,6 +807,12 @@ class CaddyRouter:
         for address, status, millis in entries:
             by_address.setdefault(address, []).append((status, millis))
         return {address: _stats(address, seen) for address, seen in by_address.items()}
+
+
+if TYPE_CHECKING:
+
+    def _implements_router(router: CaddyRouter) -> Router:
+        return router  # mypy checks that CaddyRouter satisfies the protocol
 
 
 # ---------------------------------------------------------------------------

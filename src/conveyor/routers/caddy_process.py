@@ -86,13 +86,27 @@ def bootstrap_config(paths: Paths) -> dict[str, Any]:
 
 
 def write_bootstrap_config(paths: Paths) -> Path:
-    """Write the bootstrap config into `paths.caddy_dir` (atomically) and return its path."""
+    """Write the bootstrap config into `paths.caddy_dir` (atomically) and return its path.
+
+    Call it before each start of Caddy. When an autosaved config exists (it
+    wins over the bootstrap with `--resume`), its admin address is brought in
+    line with `paths`, so a moved home never leaves Caddy unreachable.
+    """
     paths.caddy_dir.mkdir(parents=True, exist_ok=True)
     paths.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for directory in caddy_env(paths).values():
         Path(directory).mkdir(parents=True, exist_ok=True)
+    config = bootstrap_config(paths)
     target = paths.caddy_dir / BOOTSTRAP_NAME
-    atomic_write_text(target, json.dumps(bootstrap_config(paths), indent=2) + "\n")
+    atomic_write_text(target, json.dumps(config, indent=2) + "\n")
+    autosave = autosave_path(paths)
+    try:
+        saved = json.loads(autosave.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return target  # none yet, or unreadable: Caddy reports the latter itself
+    if isinstance(saved, dict) and saved.get("admin") != config["admin"]:
+        saved["admin"] = config["admin"]
+        atomic_write_text(autosave, json.dumps(saved) + "\n")
     return target
 
 

@@ -22,11 +22,11 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.errors import ConveyorError, StateError
 
+# Re-exported: defined apart so that `conveyor status` can check it without SQLAlchemy.
+from conveyor.store.revision import HEAD_REVISION as HEAD_REVISION
+
 if TYPE_CHECKING:
     from alembic.config import Config
-
-# Bump with every new migration; a test checks it against the scripts' head.
-HEAD_REVISION = "0001"
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

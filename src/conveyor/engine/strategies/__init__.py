@@ -5,9 +5,10 @@ from __future__ import annotations
 from conveyor.engine.plan import FORWARD, Step
 from conveyor.engine.strategies.base import ObservedInstance, ServiceGoal, partition
 from conveyor.engine.strategies.immediate import plan_immediate
+from conveyor.engine.strategies.recreate import plan_recreate
 from conveyor.engine.strategies.rolling import plan_rolling
 
-STRATEGIES = ("immediate", "rolling")
+STRATEGIES = ("immediate", "recreate", "rolling")
 
 
 def plan_service(
@@ -21,6 +22,8 @@ def plan_service(
     """Dispatch to the planner of `strategy`."""
     if strategy == "immediate":
         return plan_immediate(goal, phase)
+    if strategy == "recreate":
+        return plan_recreate(goal, phase)
     if strategy == "rolling":
         return plan_rolling(goal, max_surge, max_unavailable, phase)
     raise ValueError(f"unknown strategy {strategy!r}")
@@ -32,6 +35,7 @@ __all__ = [
     "ServiceGoal",
     "partition",
     "plan_immediate",
+    "plan_recreate",
     "plan_rolling",
     "plan_service",
 ]

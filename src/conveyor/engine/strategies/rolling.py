@@ -30,8 +30,9 @@ def plan_rolling(
     """Steps that move one service to `goal` in rolling batches.
 
     Two replicas, surge 1, unavailable 0 (the default) gives, per batch:
-    start one new instance, wait until healthy, route traffic to it and the
-    remaining old ones, drain one old instance, stop it.
+    start one new instance, wait until healthy, route traffic to it instead
+    of one old instance (one atomic weight change), drain that old instance,
+    stop it.
     """
     svc = goal.service
     parts = partition(goal)
@@ -49,8 +50,11 @@ def plan_rolling(
     floor = max(1, min(len(serving_new) + len(serving_old), desired) - limits.unavailable)
     counter = 0
 
-    def weights() -> SetWeights:
-        return SetWeights(svc, phase, weights=tuple((n, 1) for n in serving_old + serving_new))
+    def weights(leaving: int) -> SetWeights:
+        # One atomic change moves traffic onto the new batch and off the old
+        # instances about to be drained.
+        routed = serving_old[leaving:] + serving_new
+        return SetWeights(svc, phase, weights=tuple((n, 1) for n in routed))
 
     def retire(count: int) -> None:
         nonlocal serving_old
@@ -76,9 +80,10 @@ def plan_rolling(
         steps.append(StartInstances(svc, phase, release=goal.release, instances=names))
         steps.append(WaitHealthy(svc, phase, instances=names))
         serving_new.extend(names)
-        steps.append(weights())
         surplus = len(serving_new) + len(serving_old) - max(desired, floor)
-        retire(max(0, min(surplus, len(serving_old))))
+        leaving = max(0, min(surplus, len(serving_old)))
+        steps.append(weights(leaving))
+        retire(leaving)
 
     # Scale-down surplus, or every old instance when the service goes away.
     retire(len(serving_old))
