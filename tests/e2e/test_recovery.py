@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_shop import assert_serving, build, change_api, status, url
 from bench.loadgen import Load
+from tests.e2e.test_shop import assert_serving, build, change_api, status, url
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow

@@ -6,12 +6,11 @@ where an optional faults.json is read). Standard library only.
 
 from __future__ import annotations
 
-import sys
-
 import html
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 from pathlib import Path
 

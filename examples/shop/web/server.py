@@ -6,10 +6,9 @@ faults.json is read). Standard library only.
 
 from __future__ import annotations
 
-import sys
-
 import json
 import mimetypes
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 

@@ -540,8 +540,8 @@ class EnvironmentConfig(_Model):
     router: Literal["caddy"] = Field("caddy", description="Router that sends traffic to instances.")
     strategy: Annotated[StrategyConfig, BeforeValidator(_strategy_shorthand)] = Field(
         default_factory=StrategyConfig,
-        description='Deploy strategy: "rolling", "immediate" or "recreate", or a mapping with "type" and its '
-        "settings.",
+        description='Deploy strategy: "rolling", "immediate" or "recreate", or a mapping '
+        'with "type" and its settings.',
         json_schema_extra=_strategy_schema,
     )
     env: Env = Field(

@@ -108,9 +108,16 @@ def process_alive(lock: LockRecord) -> bool:
 
 
 def check_unfinished(rt: Runtime, environment: str) -> None:
-    """Refuse to start anything while an earlier deployment is unfinished."""
+    """Refuse to start anything while the environment is locked or a deployment unfinished."""
     unfinished = rt.store.unfinished_deployment(environment)
     if unfinished is None:
+        lock = rt.store.get_lock(environment)
+        if lock is not None and lock.deployment_id is None:
+            raise LockHeldError(
+                f"{environment} is locked by {lock.holder} since "
+                f"{lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC: {lock.message or 'no message'}",
+                hint=f'ask them, or run "conveyor lock release {environment}" if you are sure',
+            )
         return
     lock = rt.store.get_lock(environment)
     if lock is not None and lock.deployment_id == unfinished.id and process_alive(lock):

@@ -204,6 +204,9 @@ class Executor:
         data_dir = self.rt.paths.data / self.environment / record.service
         data_dir.mkdir(parents=True, exist_ok=True)
         env = {
+            # Releases are sealed; Python would otherwise write __pycache__ into
+            # them (root ignores the read-only bits) and break their digest.
+            "PYTHONDONTWRITEBYTECODE": "1",
             **env_config.env,
             **svc.env,
             "PORT": str(record.port),

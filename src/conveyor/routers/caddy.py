@@ -76,6 +76,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CaddyRouter"]
 
+_ADMIN_ATTEMPTS = 4
+ADMIN_LOCK = ".admin.lock"  # serializes config changes across tasks and processes
 TRAFFIC_WINDOW = 10_000  # requests kept per route for traffic_stats
 ACCESS_LOG_ROLL_MB = 20  # Caddy rolls the access log at this size...
 ACCESS_LOG_ROLL_KEEP = 2  # ...and keeps this many rolled files
@@ -423,10 +425,21 @@ class CaddyRouter:
     ) -> httpx.Response:
         headers = {"If-Match": if_match} if if_match else {}
         try:
-            if body is None:
-                response = await client.request(method, path, headers=headers)
-            else:
-                response = await client.request(method, path, json=body, headers=headers)
+            for attempt in range(_ADMIN_ATTEMPTS):
+                try:
+                    if body is None:
+                        response = await client.request(method, path, headers=headers)
+                    else:
+                        response = await client.request(method, path, json=body, headers=headers)
+                    break
+                except (httpx.RemoteProtocolError, httpx.ReadError):
+                    # Caddy restarts its admin server after each config load and
+                    # may drop a request that raced with it. Sending again is
+                    # safe: changes carry If-Match, so a change that did land
+                    # comes back as 412 and is re-read by the caller.
+                    if attempt == _ADMIN_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.05 * (attempt + 1))
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
             raise RouterError(
                 f"caddy: cannot reach the admin API on {self.admin_socket} "
@@ -539,7 +552,7 @@ class CaddyRouter:
         `change(backends) -> new backends` raises RouterError to refuse.
         """
         rid = route_id(environment, service)
-        async with self._admin() as client:
+        async with self._locked(ADMIN_LOCK), self._admin() as client:
             for _attempt in range(5):
                 route, etag, current = await self._service(client, environment, service)
                 new = change(dict(current))
@@ -577,7 +590,7 @@ class CaddyRouter:
         _check_listen(environment, listen)
         specs = _normalize_routes(environment, routes)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        async with self._admin() as client:
+        async with self._locked(ADMIN_LOCK), self._admin() as client:
             for _attempt in range(5):
                 config, etag = await self._get_json(client, "/config/", what="read Caddy's config")
                 config = config if isinstance(config, dict) else {}
@@ -639,7 +652,7 @@ class CaddyRouter:
     async def remove_environment(self, environment: str) -> None:
         """Stop listening for the environment and forget its routes, backends and traffic."""
         _check_environment(environment)
-        async with self._admin() as client:
+        async with self._locked(ADMIN_LOCK), self._admin() as client:
             for _attempt in range(5):
                 config, etag = await self._get_json(client, "/config/", what="read Caddy's config")
                 config = config if isinstance(config, dict) else {}

@@ -597,7 +597,8 @@ class Store:
     def clear_current(self, environment: str, service: str) -> bool:
         """Record that `service` no longer runs in `environment` (after `down`)."""
         c = t.current_releases
-        with self._tx(f"clear the current release of {service} in {environment}", write=True) as conn:
+        what = f"clear the current release of {service} in {environment}"
+        with self._tx(what, write=True) as conn:
             result = conn.execute(
                 delete(c).where(c.c.environment == environment, c.c.service == service)
             )

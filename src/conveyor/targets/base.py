@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -1,0 +1,77 @@
+"""End to end: crash restarts, logs, locks, down and prune on a real shop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from bench.loadgen import Load
+from tests.e2e.test_shop import assert_serving, build, change_api, service, status, url
+from tests.support.project import Project
+
+pytestmark = pytest.mark.slow
+
+
+def test_crashed_instance_is_restarted_and_shown(shop: Project) -> None:
+    build(shop)
+    shop.run("deploy", "staging")
+    victim = service(status(shop), "api")["instances"][0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        inst = next(
+            i for i in service(status(shop), "api")["instances"] if i["name"] == victim["name"]
+        )
+        if inst["restarts"] >= 1 and inst["process"] == "running":
+            break
+        time.sleep(0.3)
+    assert inst["restarts"] >= 1 and inst["pid"] != victim["pid"], inst
+    human = shop.run("status", "staging").stdout
+    assert "restarts=1" in human
+
+
+def test_slow_boot_gets_traffic_only_once_healthy(shop: Project) -> None:
+    build(shop)
+    shop.run("deploy", "staging")
+    shop.write_faults(boot_delay_s=2)
+    change_api(shop, "slow boot")
+    slow = build(shop)
+    with Load(url(shop), clients=3) as load:
+        shop.run("deploy", "staging", "-r", f"api={slow['api']}")
+        result = load.stop()
+    assert result.failures == 0, result.summary()
+    assert_serving(shop, slow["api"])
+
+
+def test_logs_lock_down_and_prune(shop: Project) -> None:
+    first = build(shop)
+    shop.run("deploy", "staging")
+    logs = shop.run("logs", "staging", "api", "-n", "5").stdout.splitlines()
+    names = {i["name"] for i in service(status(shop), "api")["instances"]}
+    assert logs and {line.split(" | ")[0] for line in logs} <= names
+
+    shop.run("lock", "acquire", "staging", "-m", "freeze for the demo")
+    refused = shop.run("deploy", "staging", "--build", check=False)
+    assert refused.returncode == 1 and "freeze for the demo" in refused.stderr
+    shop.run("lock", "release", "staging")
+
+    for n in range(3):
+        change_api(shop, f"v{n + 2}")
+        build(shop)
+    latest = shop.json("releases", "api")
+    assert isinstance(latest, list) and len(latest) == 4
+    shop.run("prune", "--keep", "2", "--yes")
+    kept = {r["id"] for r in shop.json("releases", "api")}  # type: ignore[union-attr]
+    # The newest two, plus the one staging runs.
+    assert kept == {latest[0]["id"], latest[1]["id"], first["api"]}
+
+    shop.run("down", "staging", "--yes")
+    env = status(shop)
+    assert all(not s["instances"] and s["release"] is None for s in env["services"])
+    history = shop.json("history", "staging")
+    assert history[0]["kind"] == "down" and history[0]["status"] == "succeeded"  # type: ignore[index]
+    shop.run("rollback", "staging")
+    assert_serving(shop, first["api"])
