@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--deploys", type=int, default=5, help="alternating api deploys")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="conveyor-overhead-"))
     project: Project | None = None
     try:
@@ -253,6 +254,8 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "platform": platform.platform(),
+                # Start-up figures are only comparable between runs on a quiet machine.
+                "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
             },
             "startup": start,
             "peak_rss_mb": {
@@ -281,7 +284,11 @@ def main() -> None:
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {RESULTS.relative_to(REPO)}")
+        print(
+            f"\nload average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+            f"{os.cpu_count()} CPUs"
+        )
+        print(f"wrote {RESULTS.relative_to(REPO)}")
     finally:
         if project is not None:
             project.shutdown()
