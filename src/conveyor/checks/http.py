@@ -63,7 +63,7 @@ class HttpCheck:
             follow_redirects=False,
             timeout=self.timeout,
             trust_env=False,
-            verify=_ssl_context(),
+            verify=_ssl_context() if self.url.startswith("https:") else False,
         ) as client:
             start = time.perf_counter()
             try:
