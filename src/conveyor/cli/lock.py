@@ -74,7 +74,7 @@ def lock_acquire(
 @app.command("release")
 def lock_release(environment: str = typer.Argument(..., help="Environment.")) -> None:
     """Release the lock (also a stale one left by a killed deploy: resume or abort next)."""
-    from conveyor.engine.deployments import process_alive
+    from conveyor.engine.unfinished import process_alive
     from conveyor.errors import ConveyorError
 
     rt = runtime()

@@ -26,6 +26,7 @@ from conveyor.engine.plan import (
 )
 from conveyor.engine.runtime import Runtime
 from conveyor.engine.strategies import ObservedInstance, ServiceGoal, plan_service
+from conveyor.engine.unfinished import describe_unfinished, process_alive
 from conveyor.errors import (
     ConveyorError,
     DeployError,
@@ -92,21 +93,6 @@ async def observe(
     )
 
 
-def process_alive(lock: LockRecord) -> bool:
-    """Whether the process that holds a lock still runs (unknowable on another host)."""
-    if lock.pid is None:
-        return False
-    if lock.hostname and lock.hostname != socket.gethostname():
-        return True
-    try:
-        os.kill(lock.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def check_unfinished(rt: Runtime, environment: str) -> None:
     """Refuse to start anything while the environment is locked or a deployment unfinished."""
     unfinished = rt.store.unfinished_deployment(environment)
@@ -128,23 +114,9 @@ def check_unfinished(rt: Runtime, environment: str) -> None:
             hint="wait for it to finish",
         )
     raise UnfinishedDeploymentError(
-        describe_unfinished(rt, unfinished),
+        describe_unfinished(rt.store, unfinished),
         hint=f'run "conveyor resume {environment}" to finish it or '
         f'"conveyor abort {environment}" to roll it back',
-    )
-
-
-def describe_unfinished(rt: Runtime, deployment: DeploymentRecord) -> str:
-    """`deployment X of staging was interrupted at step 4/9 (drain ...)`."""
-    steps = rt.store.list_steps(deployment.id)
-    done = sum(1 for s in steps if s.status == STEP_DONE)
-    where = f"after step {done}/{len(deployment.plan)}"
-    running = [s for s in steps if s.status != STEP_DONE]
-    if running:
-        where = f"at step {running[0].index}/{len(deployment.plan)} ({running[0].description})"
-    return (
-        f"deployment {deployment.id} of {deployment.environment} ({deployment.status}) "
-        f"was interrupted {where}"
     )
 
 

@@ -200,15 +200,13 @@ class Executor:
         """The target's view of an instance, built from config and its release."""
         release = self._release(record.service, record.release_id)
         svc = self.rt.loaded.config.service_for(self.environment, record.service)
-        env_config = self.rt.environment(self.environment)
         data_dir = self.rt.paths.data / self.environment / record.service
         data_dir.mkdir(parents=True, exist_ok=True)
         env = {
             # Releases are sealed; Python would otherwise write __pycache__ into
             # them (root ignores the read-only bits) and break their digest.
             "PYTHONDONTWRITEBYTECODE": "1",
-            **env_config.env,
-            **svc.env,
+            **svc.env,  # the service's env with the environment's merged over it
             "PORT": str(record.port),
             "HOST": HOST,
             "DATA_DIR": str(data_dir),

@@ -19,14 +19,13 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.paths import Paths
 from conveyor.store.records import DeploymentRecord, InstanceRecord, LockRecord, StepRecord
 
 if TYPE_CHECKING:
     from conveyor.config.cache import ConfigSummary
-    from conveyor.engine.runtime import Runtime
     from conveyor.store.snapshot import SnapshotReader
     from conveyor.targets.base import InstanceStatus
 
@@ -80,13 +79,6 @@ def live_processes(paths: Paths) -> dict[str, InstanceStatus] | None:
     return {p.status.name: p.status for p in programs}
 
 
-@dataclass
-class _JournalView:
-    """The part of a `Runtime` that `describe_unfinished` reads: the store's journal."""
-
-    store: StatusReader
-
-
 def _unfinished_report(
     reader: StatusReader, name: str, lock: LockRecord | None
 ) -> dict[str, Any] | None:
@@ -94,15 +86,14 @@ def _unfinished_report(
     if unfinished is None:
         return None
     # The same checks and wording as the commands that refuse to run over it.
-    from conveyor.engine.deployments import describe_unfinished, process_alive
+    from conveyor.engine.unfinished import describe_unfinished, process_alive
 
     in_progress = lock is not None and lock.deployment_id == unfinished.id and process_alive(lock)
     if in_progress:
         summary = f"deployment {unfinished.id} is in progress"
     else:
-        view = cast("Runtime", _JournalView(reader))
         summary = (
-            describe_unfinished(view, unfinished)
+            describe_unfinished(reader, unfinished)
             + f'; run "conveyor resume {name}" or "conveyor abort {name}"'
         )
     return {
@@ -149,7 +140,12 @@ def environment_status(
                     "since": _iso(inst.created_at),
                 }
             )
-        healthy = sum(1 for i in instances if i["state"] == "serving" and i["process"] == "running")
+        # supervisord says "starting" for its first second; the health gate passed already.
+        healthy = sum(
+            1
+            for i in instances
+            if i["state"] == "serving" and i["process"] in ("running", "starting")
+        )
         services.append(
             {
                 "name": service,
