@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+import urllib.request
 
 import pytest
 
 from bench.loadgen import Load
 from tests.e2e.test_shop import assert_serving, build, change_api, service, status, url
-from tests.support.project import Project
+from tests.support.project import CONVEYOR, Project
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +54,21 @@ def test_logs_lock_down_and_prune(shop: Project) -> None:
     logs = shop.run("logs", "staging", "api", "-n", "5").stdout.splitlines()
     names = {i["name"] for i in service(status(shop), "api")["instances"]}
     assert logs and {line.split(" | ")[0] for line in logs} <= names
+    follow = subprocess.Popen(
+        [*CONVEYOR, "logs", "staging", "api", "-f", "-n", "0"],
+        cwd=shop.root,
+        env=shop.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        urllib.request.urlopen(url(shop, "/api/counter"), timeout=10).read()
+        assert follow.stdout is not None
+        line = follow.stdout.readline()
+        assert line.split(" | ")[0] in names and "/api/counter" in line
+    finally:
+        follow.terminate()
+        follow.wait(10)
 
     shop.run("lock", "acquire", "staging", "-m", "freeze for the demo")
     refused = shop.run("deploy", "staging", "--build", check=False)

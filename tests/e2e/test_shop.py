@@ -85,10 +85,14 @@ def test_deploy_upgrade_and_rollback_without_dropping_a_request(shop: Project) -
     assert result.failures == 0, result
     assert_serving(shop, v1["api"])
 
+    shop.run("rollback", "staging", "--to", v2["api"])
+    assert_serving(shop, v2["api"])
+
     history = shop.json("history", "staging")
     assert isinstance(history, list)
-    assert [d["kind"] for d in history] == ["rollback", "deploy", "deploy"]
-    assert [d["status"] for d in history] == ["succeeded"] * 3
+    assert [d["kind"] for d in history] == ["rollback", "rollback", "deploy", "deploy"]
+    assert [d["status"] for d in history] == ["succeeded"] * 4
+    history = history[1:]
     assert history[1]["reason"] == "ship v2"
     assert history[1]["releases"]["api"] == v2["api"]
     assert history[0]["user"] == "tester@example.com"
@@ -96,15 +100,17 @@ def test_deploy_upgrade_and_rollback_without_dropping_a_request(shop: Project) -
 
 
 def test_release_failing_health_check_is_rolled_back(shop: Project) -> None:
-    v1 = build(shop)
-    shop.run("deploy", "staging")
+    shop.run("deploy", "staging", "--build")
+    v1 = shop.json("history", "staging")[0]["releases"]  # type: ignore[index]
     shop.write_faults(health="fail")
     change_api(shop, "bad")
-    bad = build(shop)
 
     with Load(url(shop), clients=2) as load:
-        failed = shop.run("deploy", "staging", check=False)
+        failed = shop.run("deploy", "staging", "--build", check=False)
         result = load.stop()
+    newest_first = shop.json("releases")
+    assert isinstance(newest_first, list)
+    bad = {r["service"]: r["id"] for r in reversed(newest_first)}
     assert failed.returncode == 1
     assert "not healthy" in failed.stderr
     assert "log lines" in failed.stderr

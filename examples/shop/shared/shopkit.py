@@ -86,7 +86,7 @@ class Faults:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Routes /health, /version and /slow; a service adds its own in `route`."""
+    """Routes /health, /version, /slow and /work; a service adds its own in `route`."""
 
     protocol_version = "HTTP/1.1"
     server_version = "shop"
@@ -187,6 +187,16 @@ class Handler(BaseHTTPRequestHandler):
                 return 400, text, b"ms must be a number of milliseconds\n"
             time.sleep(ms / 1000)
             return 200, text, f"slept {ms:g} ms\n".encode()
+        if path == "/work" and method == "GET":
+            # Burns CPU like a real handler would (templating, JSON, queries).
+            try:
+                ms = min(max(float(query.get("ms", ["1"])[0]), 0.0), 10_000.0)
+            except ValueError:
+                return 400, text, b"ms must be a number of milliseconds\n"
+            until = time.thread_time() + ms / 1000
+            while time.thread_time() < until:
+                pass
+            return 200, text, f"worked {ms:g} ms\n".encode()
         return self.route(method, path, query)
 
     def _discard_body(self) -> bool:

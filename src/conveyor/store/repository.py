@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.sql.dml import Insert
 
 from conveyor.errors import ConveyorError, LockHeldError, StateError
+from conveyor.store import rows
 from conveyor.store import tables as t
 from conveyor.store.db import (
     SQLITE_BUSY_TIMEOUT_MS,
@@ -86,94 +87,27 @@ def _now() -> datetime:
 
 
 def _release(row: Row[Any]) -> ReleaseRecord:
-    m = row._mapping
-    return ReleaseRecord(
-        id=m["id"],
-        service=m["service"],
-        path=m["path"],
-        digest=m["digest"],
-        source_digest=m["source_digest"],
-        created_at=m["created_at"],
-        built_by=m["built_by"],
-        git_commit=m["git_commit"],
-        git_commit_time=m["git_commit_time"],
-        build_log=m["build_log"],
-        manifest=dict(m["manifest"] or {}),
-    )
+    return rows.release(row._mapping)
 
 
 def _deployment(row: Row[Any]) -> DeploymentRecord:
-    m = row._mapping
-    return DeploymentRecord(
-        id=m["id"],
-        environment=m["environment"],
-        kind=m["kind"],
-        status=m["status"],
-        strategy=m["strategy"],
-        releases=dict(m["releases"] or {}),
-        previous=dict(m["previous"] or {}),
-        user=m["user_name"],
-        reason=m["reason"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        error=m["error"],
-        plan=list(m["plan"] or []),
-    )
+    return rows.deployment(row._mapping)
 
 
 def _step(row: Row[Any]) -> StepRecord:
-    m = row._mapping
-    return StepRecord(
-        deployment_id=m["deployment_id"],
-        index=m["step_index"],
-        kind=m["kind"],
-        description=m["description"],
-        status=m["status"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        error=m["error"],
-        attempt=m["attempt"],
-    )
+    return rows.step(row._mapping)
 
 
 def _instance(row: Row[Any]) -> InstanceRecord:
-    m = row._mapping
-    return InstanceRecord(
-        name=m["name"],
-        environment=m["environment"],
-        service=m["service"],
-        release_id=m["release_id"],
-        port=m["port"],
-        state=m["state"],
-        created_at=m["created_at"],
-        deployment_id=m["deployment_id"],
-    )
+    return rows.instance(row._mapping)
 
 
 def _lock(row: Row[Any]) -> LockRecord:
-    m = row._mapping
-    return LockRecord(
-        environment=m["environment"],
-        holder=m["holder"],
-        acquired_at=m["acquired_at"],
-        deployment_id=m["deployment_id"],
-        message=m["message"],
-        pid=m["pid"],
-        hostname=m["hostname"],
-    )
+    return rows.lock(row._mapping)
 
 
 def _event(row: Row[Any]) -> EventRecord:
-    m = row._mapping
-    return EventRecord(
-        id=m["id"],
-        time=m["time"],
-        kind=m["kind"],
-        message=m["message"],
-        environment=m["environment"],
-        deployment_id=m["deployment_id"],
-        data=dict(m["data"] or {}),
-    )
+    return rows.event(row._mapping)
 
 
 class Store:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from conveyor.store import rows
 from conveyor.store.records import (
     UNFINISHED_STATUSES,
     DeploymentRecord,
@@ -117,65 +118,37 @@ def _json(value: Any) -> Any:
     return None if value is None else json.loads(value)
 
 
+_TIMES = ("started_at", "finished_at", "created_at", "acquired_at")
+_JSON = ("releases", "previous", "plan")
+_REQUIRED_TIMES = ("started_at", "created_at", "acquired_at")
+
+
+def _columns(names: tuple[str, ...], row: Row) -> dict[str, Any]:
+    """A row as the shared converters want it: aware datetimes, decoded JSON."""
+    m = dict(zip(names, row, strict=True))
+    for key in _TIMES:
+        if key in m:
+            m[key] = _required_time(m[key]) if key in _REQUIRED_TIMES else _time(m[key])
+    for key in _JSON:
+        if key in m:
+            m[key] = _json(m[key])
+    return m
+
+
 def _deployment(row: Row) -> DeploymentRecord:
-    m = dict(zip(_DEPLOYMENT, row, strict=True))
-    return DeploymentRecord(
-        id=m["id"],
-        environment=m["environment"],
-        kind=m["kind"],
-        status=m["status"],
-        strategy=m["strategy"],
-        releases=dict(_json(m["releases"]) or {}),
-        previous=dict(_json(m["previous"]) or {}),
-        user=m["user_name"],
-        reason=m["reason"],
-        started_at=_required_time(m["started_at"]),
-        finished_at=_time(m["finished_at"]),
-        error=m["error"],
-        plan=list(_json(m["plan"]) or []),
-    )
+    return rows.deployment(_columns(_DEPLOYMENT, row))
 
 
 def _step(row: Row) -> StepRecord:
-    m = dict(zip(_STEP, row, strict=True))
-    return StepRecord(
-        deployment_id=m["deployment_id"],
-        index=m["step_index"],
-        kind=m["kind"],
-        description=m["description"],
-        status=m["status"],
-        started_at=_required_time(m["started_at"]),
-        finished_at=_time(m["finished_at"]),
-        error=m["error"],
-        attempt=m["attempt"],
-    )
+    return rows.step(_columns(_STEP, row))
 
 
 def _instance(row: Row) -> InstanceRecord:
-    m = dict(zip(_INSTANCE, row, strict=True))
-    return InstanceRecord(
-        name=m["name"],
-        environment=m["environment"],
-        service=m["service"],
-        release_id=m["release_id"],
-        port=m["port"],
-        state=m["state"],
-        created_at=_required_time(m["created_at"]),
-        deployment_id=m["deployment_id"],
-    )
+    return rows.instance(_columns(_INSTANCE, row))
 
 
 def _lock(row: Row) -> LockRecord:
-    m = dict(zip(_LOCK, row, strict=True))
-    return LockRecord(
-        environment=m["environment"],
-        holder=m["holder"],
-        acquired_at=_required_time(m["acquired_at"]),
-        deployment_id=m["deployment_id"],
-        message=m["message"],
-        pid=m["pid"],
-        hostname=m["hostname"],
-    )
+    return rows.lock(_columns(_LOCK, row))
 
 
 class SnapshotReader:

@@ -1,0 +1,108 @@
+"""Table rows to records: one mapping shared by `Store` and the status `SnapshotReader`.
+
+Each function takes a row as a mapping of column name to value, with times
+already as aware datetimes and JSON columns already decoded; the two readers
+differ only in how they get there (SQLAlchemy types, or `sqlite3` plus
+`decode_times`/`decode_json`). No SQLAlchemy import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from conveyor.store.records import (
+    DeploymentRecord,
+    EventRecord,
+    InstanceRecord,
+    LockRecord,
+    ReleaseRecord,
+    StepRecord,
+)
+
+Columns = Mapping[Any, Any]  # SQLAlchemy RowMapping or a dict
+
+
+def release(m: Columns) -> ReleaseRecord:
+    return ReleaseRecord(
+        id=m["id"],
+        service=m["service"],
+        path=m["path"],
+        digest=m["digest"],
+        source_digest=m["source_digest"],
+        created_at=m["created_at"],
+        built_by=m["built_by"],
+        git_commit=m["git_commit"],
+        git_commit_time=m["git_commit_time"],
+        build_log=m["build_log"],
+        manifest=dict(m["manifest"] or {}),
+    )
+
+
+def deployment(m: Columns) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=m["id"],
+        environment=m["environment"],
+        kind=m["kind"],
+        status=m["status"],
+        strategy=m["strategy"],
+        releases=dict(m["releases"] or {}),
+        previous=dict(m["previous"] or {}),
+        user=m["user_name"],
+        reason=m["reason"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        error=m["error"],
+        plan=list(m["plan"] or []),
+    )
+
+
+def step(m: Columns) -> StepRecord:
+    return StepRecord(
+        deployment_id=m["deployment_id"],
+        index=m["step_index"],
+        kind=m["kind"],
+        description=m["description"],
+        status=m["status"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        error=m["error"],
+        attempt=m["attempt"],
+    )
+
+
+def instance(m: Columns) -> InstanceRecord:
+    return InstanceRecord(
+        name=m["name"],
+        environment=m["environment"],
+        service=m["service"],
+        release_id=m["release_id"],
+        port=m["port"],
+        state=m["state"],
+        created_at=m["created_at"],
+        deployment_id=m["deployment_id"],
+    )
+
+
+def lock(m: Columns) -> LockRecord:
+    return LockRecord(
+        environment=m["environment"],
+        holder=m["holder"],
+        acquired_at=m["acquired_at"],
+        deployment_id=m["deployment_id"],
+        message=m["message"],
+        pid=m["pid"],
+        hostname=m["hostname"],
+    )
+
+
+def event(m: Columns) -> EventRecord:
+    return EventRecord(
+        id=m["id"],
+        time=m["time"],
+        kind=m["kind"],
+        message=m["message"],
+        environment=m["environment"],
+        deployment_id=m["deployment_id"],
+        data=dict(m["data"] or {}),
+    )
