@@ -105,3 +105,10 @@ def test_lock_blocks_deploys_and_says_who(tmp_path: Path) -> None:
     assert again.returncode == 1 and "db maintenance" in again.stderr
     assert conveyor(tmp_path, "lock", "release", "dev").returncode == 0
     assert "not locked" in conveyor(tmp_path, "lock", "status", "dev").stdout
+
+
+def test_usage_errors_leave_nothing_running(tmp_path: Path) -> None:
+    (tmp_path / "conveyor.yml").write_text(GOOD)
+    assert conveyor(tmp_path, "deploy", "dev").returncode == 2
+    assert conveyor(tmp_path, "rollback", "dev").returncode == 2
+    assert not (tmp_path / "h" / "run" / "supervisor.sock").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import time
@@ -62,10 +63,15 @@ def test_logs_lock_down_and_prune(shop: Project) -> None:
         text=True,
     )
     try:
-        urllib.request.urlopen(url(shop, "/api/counter"), timeout=10).read()
         assert follow.stdout is not None
-        line = follow.stdout.readline()
-        assert line.split(" | ")[0] in names and "/api/counter" in line
+        line = ""
+        deadline = time.monotonic() + 20
+        while not line and time.monotonic() < deadline:
+            # Until `logs -f` is up, its starting offset may already be past our request.
+            urllib.request.urlopen(url(shop, "/api/counter"), timeout=10).read()
+            if select.select([follow.stdout], [], [], 0.5)[0]:
+                line = follow.stdout.readline()
+        assert line.split(" | ")[0] in names and "/api/counter" in line, line
     finally:
         follow.terminate()
         follow.wait(10)

@@ -45,17 +45,15 @@ def deploy(
                 rt.loaded, rt.paths, rt.store, name, user=rt.user, dirty=dirty, log=progress
             )
             wanted[name] = result.release.id
-    if not wanted:
-        wanted_or_none: dict[str, str] | None = None
-    else:
-        wanted_or_none = {**newest(rt), **wanted}
+    # Resolved before anything starts, so that a usage error leaves nothing running.
+    target = {**newest(rt, skip=set(wanted)), **wanted}
 
     async def go() -> Any:
         if dry_run:
-            return await deployments.propose(rt, environment, wanted_or_none, observe_live=False)
+            return await deployments.propose(rt, environment, target, observe_live=False)
         deployments.check_unfinished(rt, environment)
         await rt.ensure_platform()
-        proposal = await deployments.propose(rt, environment, wanted_or_none)
+        proposal = await deployments.propose(rt, environment, target)
         if not proposal.plan.steps:
             return proposal
         return await deployments.deploy(
@@ -180,10 +178,10 @@ def parse_release_args(values: list[str]) -> dict[str, str]:
     return wanted
 
 
-def newest(rt: Any) -> dict[str, str]:
+def newest(rt: Any, skip: set[str]) -> dict[str, str]:
     from conveyor.engine.deployments import newest_releases
 
-    return newest_releases(rt)
+    return newest_releases(rt, skip)
 
 
 def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:

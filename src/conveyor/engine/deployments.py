@@ -203,9 +203,12 @@ def _only_marks(steps: list[Step]) -> bool:
     return all(isinstance(s, MarkCurrent) for s in steps)
 
 
-def newest_releases(rt: Runtime) -> dict[str, str]:
+def newest_releases(rt: Runtime, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    """The newest release of every service but those in `skip`."""
     newest: dict[str, str] = {}
     for service in rt.loaded.config.services:
+        if service in skip:
+            continue
         releases = rt.store.list_releases(service)
         if not releases:
             raise UsageError(
