@@ -4,13 +4,13 @@ Used by the end-to-end tests, the demo and the benchmarks. Each client thread
 holds one HTTP/1.1 keep-alive connection and sends GETs back to back; a
 request fails when it gets no response or a non-2xx status.
 
-One retry is allowed, exactly where HTTP/1.1 allows a client to retry an
-idempotent request on its own (RFC 9112 section 9.3.1), as browsers and Go's
-net/http do: the request went out on a *reused* keep-alive connection that
-the server closed before sending any byte of a response. Caddy closes idle
-keep-alive connections on every config change, so these happen during
-deploys; they are counted in `retried` and reported, never hidden. A failure
-on a new connection, or after the response started, is never retried.
+One retry is allowed, where HTTP lets a client retry an idempotent request
+on its own (RFC 9110 section 9.2.2, RFC 9112 section 9.3.1), as browsers and
+Go's net/http do: the connection failed before any byte of a response came
+back. Caddy closes idle keep-alive connections on every config change, so
+these happen during deploys; they are counted in `retried` (split by whether
+the connection was reused or new) and reported, never hidden. A request that
+got any response, even an error status, or that fails twice, is a failure.
 
     python bench/loadgen.py --url http://127.0.0.1:8080/api/version --seconds 10
 """
@@ -32,7 +32,8 @@ class LoadResult:
     statuses: Counter[int] = field(default_factory=Counter)
     bodies: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    retried: int = 0  # requests retried after a reused connection closed before answering
+    retried: int = 0  # requests retried after their connection failed before any answer
+    retried_on_new: int = 0  # ... of which the failed connection was a new one
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     elapsed: float = 0.0
 
@@ -51,7 +52,10 @@ class LoadResult:
             f"p50 {p50 or 0:.1f} ms, p99 {p99 or 0:.1f} ms"
         )
         if self.retried:
-            text += f", {self.retried} retried on a closed keep-alive connection"
+            text += (
+                f", {self.retried} retried after the connection closed unanswered "
+                f"({self.retried_on_new} of them on a new connection)"
+            )
         if self.errors:
             text += f", errors {dict(self.errors)}"
         return text
@@ -104,7 +108,7 @@ class Load:
         uses = 0  # requests already answered on `conn`
         while not self._stop.is_set() and time.monotonic() < deadline:
             started = time.monotonic()
-            retried = False
+            retried = retried_on_new = False
             while True:
                 if conn is None:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
@@ -124,13 +128,15 @@ class Load:
                     status, body, error = 0, "", type(exc).__name__
                     conn.close()
                     conn = None
-                    if uses > 0 and not answered and not retried:
+                    if not answered and not retried:
                         retried = True
+                        retried_on_new = uses == 0
                         continue
                 break
             with self._lock:
                 self.result.requests += 1
                 self.result.retried += retried
+                self.result.retried_on_new += retried_on_new
                 self.result.statuses[status] += 1
                 if not error and 200 <= status < 300:
                     self.result.latencies.append(time.monotonic() - started)

@@ -9,7 +9,7 @@ deploy windows and idle windows of both, and writes bench/results/zero_downtime.
 
     python bench/zero_downtime.py [--cycles 10] [--baseline-cycles 3] [--rate 1000]
 
-Needs `hey` (apt-get install hey); ./scripts/bootstrap installs it with CONVEYOR_BENCH=1.
+Needs `hey` (apt-get install hey); `CONVEYOR_BENCH=1 ./scripts/bootstrap` installs it.
 """
 
 from __future__ import annotations
