@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench.loadgen import Load
@@ -66,3 +68,37 @@ def test_killed_at_every_step_boundary_then_resume_or_abort(shop: Project) -> No
     assert isinstance(history, list)
     statuses = {d["status"] for d in history}
     assert statuses <= {"succeeded", "aborted"}
+
+
+def test_killed_while_rolling_back_then_resumed(shop: Project) -> None:
+    good = build(shop)["api"]
+    shop.run("deploy", "staging")
+    shop.write_faults(health="fail")
+    change_api(shop, "bad")
+    bad = build(shop)["api"]
+    plan = shop.json("deploy", "staging", "--dry-run")
+    assert isinstance(plan, dict)
+    # The forward plan fails at its first wait_healthy; the restoration steps
+    # are appended after it, so the first of them is step len(plan) + 1.
+    first_revert = len(plan["steps"]) + 1
+    with Load(url(shop), clients=2) as load:
+        killed = shop.run(
+            "deploy",
+            "staging",
+            check=False,
+            env={
+                "SHOP_DEPLOY_TIMEOUT": "2s",
+                "CONVEYOR_FAILPOINTS": f"executor.after_step:{first_revert}=crash",
+            },
+        )
+        assert killed.returncode == -9, killed.stderr
+        assert status(shop)["unfinished"]["status"] == "rolling_back"
+        resumed = shop.run("resume", "staging", "--json")
+        result = load.stop()
+    record = json.loads(resumed.stdout)
+    assert record["status"] == "rolled_back"
+    assert record["releases"]["api"] == bad
+    assert "not healthy" in record["error"]
+    assert_serving(shop, good)
+    assert supervised_programs(shop) == recorded_instances(shop)
+    assert result.failures == 0, result.summary()

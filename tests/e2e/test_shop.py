@@ -106,7 +106,9 @@ def test_release_failing_health_check_is_rolled_back(shop: Project) -> None:
     change_api(shop, "bad")
 
     with Load(url(shop), clients=2) as load:
-        failed = shop.run("deploy", "staging", "--build", check=False)
+        failed = shop.run(
+            "deploy", "staging", "--build", check=False, env={"SHOP_DEPLOY_TIMEOUT": "3s"}
+        )
         result = load.stop()
     newest_first = shop.json("releases")
     assert isinstance(newest_first, list)

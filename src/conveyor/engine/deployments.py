@@ -269,24 +269,29 @@ async def deploy(
 
 
 async def resume(rt: Runtime, environment: str, progress: Progress = _quiet) -> DeploymentRecord:
-    """Finish an interrupted deployment from the first step not journaled as done."""
+    """Finish an interrupted deployment.
+
+    Moving forward, it runs the plan from the first step not journaled as
+    done (each step is idempotent). Interrupted while restoring the previous
+    releases, it plans that restoration again from what runs now: the
+    planner converges from any state, whatever the journal says.
+    """
     deployment = _take_over(rt, environment)
     try:
         await rt.ensure_platform()
         await _ensure_routes(rt, environment)
+        if deployment.status != RUNNING:
+            final = ABORTED if deployment.status == ABORTING else ROLLED_BACK
+            progress(f"resuming the restoration of the releases before {deployment.id}")
+            reason = deployment.error or f"{deployment.id} was interrupted"
+            return await _revert(rt, deployment, final, reason, progress)
         steps = steps_from_json(deployment.plan)
         journal = {s.index: s.status for s in rt.store.list_steps(deployment.id)}
         first = next(
             (i for i in range(1, len(steps) + 1) if journal.get(i) != STEP_DONE), len(steps) + 1
         )
         progress(f"resuming {deployment.id} at step {first}/{len(steps)}")
-        remaining = steps[first - 1 :]
-        if deployment.status == RUNNING:
-            return await _run_forward(rt, deployment, remaining, first, progress)
-        final = ABORTED if deployment.status == ABORTING else ROLLED_BACK
-        return await _run_revert_steps(
-            rt, deployment, remaining, first, final, deployment.error, progress
-        )
+        return await _run_forward(rt, deployment, steps[first - 1 :], first, progress)
     finally:
         rt.store.release_lock(environment, deployment.id)
 
