@@ -77,7 +77,6 @@ class Window:
     other: ReleaseStats | None = None
     other_step: ReleaseStats | None = None
     other_before: ReleaseStats | None = None
-    other_name: str = ""
 
 
 class Judge(Protocol):
@@ -124,10 +123,7 @@ class ThresholdJudge:
         if t.metric == "requests":
             value = float(canary.requests)
             shown = f"canary requests {canary.requests}"
-            if t.holds(value):
-                decision = OK
-            else:
-                decision = PENDING if t.op in (">", ">=") else FAIL
+            decision = OK if t.holds(value) else PENDING if t.op in (">", ">=") else FAIL
             return self._result(decision, value, observed, limit, shown, "")
         if t.metric == "error_rate":
             value = canary.error_rate
@@ -288,6 +284,7 @@ class LatencyComparison:
         self.state = _Sequential(against, tolerance, alpha, tests, min_requests)
         self.reference: float | None = None  # the other release's bound, latest interval
         self.canary_bound: float | None = None
+        self.reference_samples = 0  # the other release's latencies before the last interval
         self.slow = [0, 0]  # canary, other: slow requests in compared intervals
         self.seen = [0, 0]  # canary, other: requests in compared intervals
 
@@ -297,6 +294,7 @@ class LatencyComparison:
         other_step = window.other_step.latency if window.other_step else None
         if before is None or step is None or other_step is None:
             return
+        self.reference_samples = before.total
         if before.total < self.min_reference:
             return
         bucket = before.quantile_bucket(self.quantile)
@@ -326,10 +324,9 @@ class LatencyComparison:
         head = f"canary {name} {_ms(canary_q)} vs {state.against} {_ms(other_q)}"
         decision, waiting = state.decide(canary, other, ready=self.reference is not None)
         if self.reference is None or self.canary_bound is None:
-            have = 0 if other.latency is None else other.latency.total
             body = (
                 f"waiting for {self.min_reference} {state.against} latencies to set the"
-                f" reference ({have} so far)"
+                f" reference ({self.reference_samples} so far)"
             )
         else:
             body = (

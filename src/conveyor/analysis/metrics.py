@@ -20,9 +20,11 @@ calls `Histogram.add_samples` (or `ReleaseStats.advance`).
 from __future__ import annotations
 
 import math
+import operator
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 __all__ = [
@@ -67,7 +69,7 @@ class Histogram:
 
     >>> h = Histogram.from_samples([10, 20, 30, 40, 1000])
     >>> h.total, h.count_above(40.0), h.quantile(0.5)
-    (5, 1, 30.0)
+    (5, 1, 29.0)
     """
 
     bounds: tuple[float, ...]
@@ -114,12 +116,12 @@ class Histogram:
 
     def __add__(self, other: Histogram) -> Histogram:
         self._same_bounds(other)
-        return Histogram(self.bounds, tuple(a + b for a, b in zip(self.counts, other.counts)))
+        return Histogram(self.bounds, tuple(map(operator.add, self.counts, other.counts)))
 
     def minus(self, earlier: Histogram) -> Histogram | None:
         """The counts added since `earlier`, or None when a count went down (counter reset)."""
         self._same_bounds(earlier)
-        counts = tuple(a - b for a, b in zip(self.counts, earlier.counts))
+        counts = tuple(map(operator.sub, self.counts, earlier.counts))
         if min(counts) < 0:
             return None
         return Histogram(self.bounds, counts)
@@ -129,29 +131,32 @@ class Histogram:
 
         In the last, unbounded bucket it is the last bound (a lower bound of the truth).
         """
-        total = self.total
-        if total == 0:
+        running = list(accumulate(self.counts))
+        if running[-1] == 0:
             return None
-        index = self.quantile_bucket(q)
+        index = self._bucket(q, running)
         bounds = self.bounds
         if index == len(bounds):
             return bounds[-1]
-        rank = q * total
-        below = sum(self.counts[:index])
+        rank = q * running[-1]
+        below = running[index - 1] if index > 0 else 0
         low = bounds[index - 1] if index > 0 else 0.0
         return low + (bounds[index] - low) * (rank - below) / self.counts[index]
 
     def quantile_bucket(self, q: float) -> int:
         """Index of the bucket holding the `q`-quantile (the histogram must not be empty)."""
+        running = list(accumulate(self.counts))
+        if running[-1] == 0:
+            raise ValueError("the quantile of an empty histogram is undefined")
+        return self._bucket(q, running)
+
+    @staticmethod
+    def _bucket(q: float, running: list[int]) -> int:
         if not 0 < q < 1:
             raise ValueError(f"a quantile must be between 0 and 1, got {q}")
-        rank = q * self.total
-        running = 0
-        for index, count in enumerate(self.counts):
-            running += count
-            if count and running >= rank:
-                return index
-        raise ValueError("the quantile of an empty histogram is undefined")
+        # The first bucket whose running count reaches the rank; it is not empty,
+        # since the rank is above 0.
+        return bisect_left(running, q * running[-1])
 
     def count_above(self, bound: float) -> int:
         """How many latencies are above `bound`, which must be one of the bounds (exact)."""

@@ -45,7 +45,7 @@ __all__ = ["Analysis", "Decision", "MeasurementRecord", "Verdict", "build_judges
 
 class Decision(StrEnum):
     CONTINUE = "CONTINUE"
-    PASS = "PASS"
+    PASS = "PASS"  # noqa: S105 - not a password
     FAIL = "FAIL"
     INCONCLUSIVE = "INCONCLUSIVE"
 
@@ -145,7 +145,8 @@ class Analysis:
     """A running analysis of one canary. Not thread-safe; one per canary step.
 
     >>> analysis = Analysis(AnalysisSpec(duration=10, max_duration=20, min_requests=1))
-    >>> analysis.observe(0.0, {"canary": ReleaseStats(0, 0), "baseline": ReleaseStats(0, 0)}).decision
+    >>> zero = ReleaseStats(0, 0)
+    >>> analysis.observe(0.0, {"canary": zero, "baseline": zero}).decision
     <Decision.CONTINUE: 'CONTINUE'>
     """
 
@@ -234,7 +235,6 @@ class Analysis:
             None if other is None else self._since_start[other],
             None if other is None else steps[other],
             None if other is None else before[other],
-            other or "",
         )
         checks = tuple(judge.update(window) for judge in self.judges)
         return self._decide(time, elapsed, checks)
@@ -256,7 +256,7 @@ class Analysis:
         pending = [check.name for check in checks if check.decision == PENDING]
         traffic = ", ".join(f"{name} {n} requests" for name, n in counts.items())
         if elapsed >= spec.duration and not short and not pending:
-            what = f"{len(checks)} checks ok" if checks else "no checks"
+            what = f"{_checks(len(checks))} ok" if checks else "no checks"
             return verdict(Decision.PASS, f"PASS after {seconds(elapsed)}: {what}; {traffic}")
         reasons = []
         if short:
@@ -271,8 +271,12 @@ class Analysis:
                 f" on_inconclusive: {spec.on_inconclusive}",
             )
         ok = len(checks) - len(pending)
-        status = "; ".join([f"{ok} of {len(checks)} checks ok", *reasons])
+        status = "; ".join([f"{ok} of {_checks(len(checks))} ok", *reasons])
         return verdict(
             Decision.CONTINUE,
             f"CONTINUE at {seconds(elapsed)} of {seconds(spec.duration)}: {status}; {traffic}",
         )
+
+
+def _checks(count: int) -> str:
+    return f"{count} check" if count == 1 else f"{count} checks"

@@ -47,7 +47,7 @@ class RateRatioTest:
     >>> test = RateRatioTest(tolerance=0.0)
     >>> test.update(canary_events=24, canary_requests=500, other_events=2, other_requests=1000)
     >>> round(test.e_value), test.e_value >= 100
-    (12942, True)
+    (209373596, True)
     """
 
     def __init__(

@@ -12,7 +12,6 @@ sets a field (`alpha=0.05`, `duration=2m`, `max_relative_increase=50%`,
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -151,7 +150,11 @@ _ON = {"on", "true", "yes", "1"}
 
 
 def _unknown(key: str, known: Iterable[str]) -> AnalysisSpecError:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
+    import difflib  # only on an error: keep the import light
+
+    if key in _COMPARATIVE_FIELDS:
+        known = [f"comparative.{key}"]
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.5)
     hint = f' (did you mean "{close[0]}"?)' if close else ""
     return AnalysisSpecError(f'unknown analysis setting "{key}"{hint}')
 
@@ -214,7 +217,9 @@ def _set_comparative(
         parsed = _integer(key, value)
     else:
         parsed = _number(key, value, percent=name != "latency_quantile")
-    return dataclasses.replace(comparative, **{name: parsed})
+    values = dataclasses.asdict(comparative)
+    values[name] = parsed
+    return ComparativeSpec(**values)
 
 
 def _set(spec: AnalysisSpec, key: str, value: object) -> AnalysisSpec:
@@ -259,7 +264,8 @@ def _set(spec: AnalysisSpec, key: str, value: object) -> AnalysisSpec:
             return dataclasses.replace(spec, comparative=comparative)
         raise AnalysisSpecError(f"comparative: expected a mapping or off, got {value!r}")
     if name in _DURATIONS:
-        return dataclasses.replace(spec, **{name: _seconds(name, value)})
+        changes: dict[str, Any] = {name: _seconds(name, value)}
+        return dataclasses.replace(spec, **changes)
     if name == "alpha":
         return dataclasses.replace(spec, alpha=_number(name, value, percent=True))
     if name == "min_requests":
@@ -267,7 +273,7 @@ def _set(spec: AnalysisSpec, key: str, value: object) -> AnalysisSpec:
     if name == "on_inconclusive":
         if value not in ("pause", "fail"):
             raise AnalysisSpecError(f'on_inconclusive: expected "pause" or "fail", got {value!r}')
-        return dataclasses.replace(spec, on_inconclusive=cast(OnInconclusive, value))
+        return dataclasses.replace(spec, on_inconclusive=value)
     raise _unknown(key, _SPEC_FIELDS | _COMPARATIVE_SHORT)
 
 
@@ -293,7 +299,12 @@ def apply_overrides(spec: AnalysisSpec, overrides: Iterable[str]) -> AnalysisSpe
             )
         key, value = key.strip(), value.strip()
         metric_named = key in ("error_rate", "requests") or re.fullmatch(r"p[1-9]\d?", key)
-        if metric_named and value.lower() in _OFF:
+        if metric_named:
+            if value.lower() not in _OFF:
+                raise AnalysisSpecError(
+                    f'--set "{override}": a threshold compares with <, <=, > or >='
+                    f' (like "{key}<2%"), and "{key}=off" removes the thresholds on {key}'
+                )
             spec = dataclasses.replace(
                 spec, thresholds=tuple(t for t in spec.thresholds if t.metric != key)
             )

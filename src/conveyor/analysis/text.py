@@ -2,8 +2,8 @@
 
 >>> percent(0.048), percent(0.002), percent(0.05), percent(0.00042), percent(0.0)
 ('4.8%', '0.2%', '5%', '0.042%', '0%')
->>> rate(24, 500), millis(342.4), millis(45.12), millis(0.35), millis(1250.0)
-('4.8% (24/500)', '342 ms', '45.1 ms', '0.35 ms', '1.25 s')
+>>> rate(24, 500), millis(342.4), millis(45.12), millis(40.0), millis(0.35), millis(1250.0)
+('4.8% (24/500)', '342 ms', '45.1 ms', '40 ms', '0.35 ms', '1.25 s')
 >>> number(152.3), number(12.34), number(1.304), number(0.0421), number(15230.0), number(3e9)
 ('152', '12.3', '1.3', '0.0421', '15230', '3e+09')
 >>> seconds(4.0), seconds(2.5), seconds(90.0), seconds(300.0), seconds(0.0)
@@ -47,7 +47,7 @@ def millis(value: float) -> str:
     if value >= 100:
         return f"{value:.0f} ms"
     if value >= 10:
-        return f"{value:.1f} ms"
+        return _trim(f"{value:.1f}") + " ms"
     return f"{value:.2g} ms"
 
 

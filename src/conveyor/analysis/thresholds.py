@@ -12,7 +12,6 @@ Grammar: `<metric> <op> <number><unit>`, spaces optional.
 
 from __future__ import annotations
 
-import difflib
 import operator
 import re
 from collections.abc import Callable
@@ -71,6 +70,8 @@ class Threshold:
 def _metric(name: str, text: str) -> str:
     if name in METRICS or _QUANTILE.match(name):
         return name
+    import difflib  # only on an error: keep the import light
+
     close = difflib.get_close_matches(name, METRICS, n=1)
     hint = f' (did you mean "{close[0]}"?)' if close else ""
     raise AnalysisSpecError(
@@ -98,6 +99,7 @@ def parse_threshold(text: str) -> Threshold:
             f'threshold "{text}": unknown comparison "{op}"; expected <, <=, > or >='
         )
     value = _VALUE.match(shape.group(3))
+    units: tuple[str, ...]
     if metric == "error_rate":
         expected, units = 'a percentage like "1%"', ("%",)
     elif metric == "requests":
