@@ -71,6 +71,11 @@ class Paths:
         return self.home / "caddy"
 
     @property
+    def haproxy_dir(self) -> Path:
+        """HAProxy's generated config, the router's state file and the traffic log."""
+        return self.home / "haproxy"
+
+    @property
     def run_dir(self) -> Path:
         """Directory for unix sockets: inside the home when short enough."""
         inside = self.home / "run"
@@ -86,6 +91,16 @@ class Paths:
     @property
     def caddy_admin_socket(self) -> Path:
         return self.run_dir / "caddy-admin.sock"
+
+    @property
+    def haproxy_socket(self) -> Path:
+        """HAProxy's stats socket (runtime API, level admin) of the current worker."""
+        return self.run_dir / "haproxy.sock"
+
+    @property
+    def haproxy_master_socket(self) -> Path:
+        """HAProxy's master CLI: reloads, and the old workers still finishing requests."""
+        return self.run_dir / "haproxy-master.sock"
 
     def ensure(self) -> Paths:
         """Create the directories (the run directory private to the user)."""

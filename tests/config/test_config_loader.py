@@ -372,7 +372,7 @@ BAD_INPUTS = [
     (
         "router",
         "environments: {staging: {listen: ':80', router: nginx}}",
-        'environments/staging/router: expected "caddy", got "nginx"',
+        'environments/staging/router: expected one of "caddy", "haproxy", got "nginx"',
     ),
     (
         "url scheme",

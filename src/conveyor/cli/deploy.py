@@ -52,7 +52,7 @@ def deploy(
         if dry_run:
             return await deployments.propose(rt, environment, target, observe_live=False)
         deployments.check_unfinished(rt, environment)
-        await rt.ensure_platform()
+        await rt.ensure_platform(environment)
         proposal = await deployments.propose(rt, environment, target)
         if not proposal.plan.steps:
             return proposal
@@ -89,7 +89,7 @@ def rollback(
 
     async def go() -> Any:
         deployments.check_unfinished(rt, environment)
-        await rt.ensure_platform()
+        await rt.ensure_platform(environment)
         proposal = await deployments.propose(rt, environment, target)
         if not proposal.plan.steps:
             return proposal

@@ -537,7 +537,11 @@ class EnvironmentConfig(_Model):
         description="Public URL of the environment, starting with http:// or https://. "
         'Default: "http://<listen host or 127.0.0.1>:<port>".',
     )
-    router: Literal["caddy"] = Field("caddy", description="Router that sends traffic to instances.")
+    router: Literal["caddy", "haproxy"] = Field(
+        "caddy",
+        description='Router that sends traffic to instances: "caddy" (embedded, the default) or '
+        '"haproxy" (from the OS packages; changes weights without reloading).',
+    )
     strategy: Annotated[StrategyConfig, BeforeValidator(_strategy_shorthand)] = Field(
         default_factory=StrategyConfig,
         description='Deploy strategy: "rolling", "immediate" or "recreate", or a mapping '

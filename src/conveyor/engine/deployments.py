@@ -86,7 +86,7 @@ async def observe(
         return ()
     if not live:
         return tuple(ObservedInstance(r.name, r.release_id, r.state == "serving") for r in records)
-    weights = await rt.router.weights(environment, service)
+    weights = await rt.router_for(environment).weights(environment, service)
     return tuple(
         ObservedInstance(r.name, r.release_id, weights.get(f"127.0.0.1:{r.port}", 0) > 0)
         for r in records
@@ -261,7 +261,7 @@ async def deploy(
             deployment.id,
             {"releases": proposal.releases, "previous": proposal.previous},
         )
-        await rt.ensure_platform()
+        await rt.ensure_platform(env)
         await _ensure_routes(rt, env)
         return await _run_forward(rt, deployment, proposal.plan.steps, 1, progress)
     finally:
@@ -278,7 +278,7 @@ async def resume(rt: Runtime, environment: str, progress: Progress = _quiet) -> 
     """
     deployment = _take_over(rt, environment)
     try:
-        await rt.ensure_platform()
+        await rt.ensure_platform(environment)
         await _ensure_routes(rt, environment)
         if deployment.status != RUNNING:
             final = ABORTED if deployment.status == ABORTING else ROLLED_BACK
@@ -303,7 +303,7 @@ async def abort(
     deployment = _take_over(rt, environment)
     why = reason or f"aborted by {rt.user}"
     try:
-        await rt.ensure_platform()
+        await rt.ensure_platform(environment)
         await _ensure_routes(rt, environment)
         rt.store.update_deployment(deployment.id, status=ABORTING, error=why)
         rt.store.add_event(
@@ -319,7 +319,7 @@ async def down(
 ) -> DeploymentRecord | None:
     """Drain and stop every instance of the environment, then stop routing to it."""
     check_unfinished(rt, environment)
-    await rt.ensure_platform()
+    await rt.ensure_platform(environment)
     steps: list[Step] = []
     current = rt.store.current_releases(environment)
     for service in rt.loaded.config.services:
@@ -328,11 +328,11 @@ async def down(
             goal = ServiceGoal(service, None, 0, observed)
             steps.extend(plan_service("immediate", goal))
     if not steps:
-        await rt.router.remove_environment(environment)
+        await rt.router_for(environment).remove_environment(environment)
         return None
     proposal = Proposal(environment, "immediate", {}, current, Plan(environment, tuple(steps)))
     record = await deploy(rt, proposal, kind="down", reason="conveyor down", progress=progress)
-    await rt.router.remove_environment(environment)
+    await rt.router_for(environment).remove_environment(environment)
     return record
 
 
@@ -461,7 +461,7 @@ async def _ensure_routes(rt: Runtime, environment: str) -> None:
         )
         for name, svc in rt.loaded.config.services.items()
     ]
-    await rt.router.ensure_environment(environment, env_config.listen, routes)
+    await rt.router_for(environment).ensure_environment(environment, env_config.listen, routes)
 
 
 def _reload(rt: Runtime, deployment_id: str) -> DeploymentRecord:

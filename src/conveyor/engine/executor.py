@@ -55,6 +55,7 @@ class Executor:
         self, rt: Runtime, environment: str, deployment_id: str, progress: Progress
     ) -> None:
         self.rt = rt
+        self.router = rt.router_for(environment)
         self.environment = environment
         self.deployment_id = deployment_id
         self.progress = progress
@@ -119,7 +120,7 @@ class Executor:
             store.upsert_instance(record)
         spec = self.spec_for(record)
         await self.rt.target.start(spec)
-        await self.rt.router.register(self.environment, step.service, _address(record.port))
+        await self.router.register(self.environment, step.service, _address(record.port))
 
     async def _wait_healthy(self, service: str, name: str) -> None:
         record = self._instance(name)
@@ -162,7 +163,7 @@ class Executor:
     async def _set_weights(self, step: SetWeights) -> None:
         """Apply the step's weights; every other backend of the service gets 0."""
         store = self.rt.store
-        router = self.rt.router
+        router = self.router
         weights = dict.fromkeys(await router.weights(self.environment, step.service), 0)
         for name, weight in step.weights:
             weights[_address(self._instance(name).port)] = weight
@@ -176,7 +177,7 @@ class Executor:
             return
         svc = self.rt.loaded.config.service_for(self.environment, service)
         self.rt.store.set_instance_state(name, "draining")
-        left = await self.rt.router.drain(
+        left = await self.router.drain(
             self.environment, service, _address(record.port), svc.drain_timeout
         )
         if left:
@@ -189,7 +190,7 @@ class Executor:
         record = self.rt.store.get_instance(name)
         svc = self.rt.loaded.config.service_for(self.environment, service)
         if record is not None:
-            await self.rt.router.remove(self.environment, service, _address(record.port))
+            await self.router.remove(self.environment, service, _address(record.port))
         await self.rt.target.stop(name, svc.stop_timeout)
         if record is not None:
             self.rt.store.delete_instance(name)

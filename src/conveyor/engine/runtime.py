@@ -19,7 +19,9 @@ from conveyor.paths import Paths
 
 if TYPE_CHECKING:
     from conveyor.config import EnvironmentConfig, LoadedConfig
+    from conveyor.routers.base import Router
     from conveyor.routers.caddy import CaddyRouter
+    from conveyor.routers.haproxy import HAProxyRouter
     from conveyor.store import Store
     from conveyor.targets.local import LocalTarget
     from conveyor.targets.supervisor import Supervisor
@@ -92,17 +94,42 @@ class Runtime:
         return LocalTarget(self.supervisor, self.paths)
 
     @cached_property
-    def router(self) -> CaddyRouter:
+    def caddy(self) -> CaddyRouter:
         from conveyor.routers.caddy import CaddyRouter
 
         return CaddyRouter(self.paths.caddy_admin_socket, self.paths.caddy_dir)
 
-    async def ensure_platform(self) -> None:
-        """Start supervisord and Caddy (under it) when they are not running."""
+    @cached_property
+    def haproxy(self) -> HAProxyRouter:
+        from conveyor.routers.haproxy import HAProxyRouter
+
+        return HAProxyRouter(self.paths)
+
+    def router_for(self, environment: str) -> Router:
+        """The router the environment's config names."""
+        if self.environment(environment).router == "haproxy":
+            return self.haproxy
+        return self.caddy
+
+    async def ensure_platform(self, environment: str | None = None) -> None:
+        """Start supervisord and the router(s) under it when they are not running.
+
+        With an environment, only its router; without, every router in use.
+        """
+        await asyncio.to_thread(self.supervisor.ensure_running)
+        names = [environment] if environment else list(self.loaded.config.environments)
+        kinds = {self.environment(name).router for name in names}
+        if "caddy" in kinds:
+            self.notes.extend(ensure_listener_migration())
+            await self._ensure_caddy()
+        if "haproxy" in kinds:
+            from conveyor.routers.haproxy_process import ensure_haproxy
+
+            await ensure_haproxy(self.supervisor, self.paths)
+
+    async def _ensure_caddy(self) -> None:
         from conveyor.routers.caddy_process import caddy_argv, caddy_env, write_bootstrap_config
 
-        await asyncio.to_thread(self.supervisor.ensure_running)
-        self.notes.extend(ensure_listener_migration())
         if self.paths.caddy_admin_socket.exists() and await self._caddy_answers():
             return
         write_bootstrap_config(self.paths)
