@@ -1,16 +1,18 @@
-"""Router cost: requests/s and p99 through Caddy vs straight to the one instance behind it.
+"""Router cost: requests/s and p99 through the router vs straight to the instance behind it.
 
-Deploys the shop's api with one replica, then alternates unthrottled `hey`
-runs against the instance's own address and against the environment's URL
-(Caddy in front of that same instance), `--rounds` times each, for two
-endpoints: `/api/version` (does nothing: the worst case for a proxy) and
-`/api/work?ms=1` (1 ms of CPU, like a light real handler). Prints the medians
-and the throughput ratio. Writes bench/results/router.json.
+For each router (Caddy, HAProxy), deploys the shop's api with one replica,
+then alternates unthrottled `hey` runs against the instance's own address
+and against the environment's URL (the router in front of that same
+instance), `--rounds` times each, for two endpoints: `/api/version` (does
+nothing: the worst case for a proxy) and `/api/work?ms=1` (1 ms of CPU, like
+a light real handler). Prints the medians and the throughput ratio. Writes
+bench/results/router.json.
 
-    python bench/router.py [--seconds 8] [--clients 16] [--rounds 3]
+    python bench/router.py [--seconds 8] [--clients 16] [--rounds 3] [--routers caddy haproxy]
 
 Target: the router costs under 10% of throughput. On a 2-core machine hey,
-Caddy and the app share the CPU, so what Caddy uses is taken from the app.
+the router and the app share the CPU, so what the router uses is taken from
+the app.
 """
 
 from __future__ import annotations
@@ -36,26 +38,29 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--routers", nargs="+", default=["caddy", "haproxy"])
     args = parser.parse_args()
     if shutil.which("hey") is None:
         sys.exit("hey is not installed: apt-get install hey")
 
-    tmp = Path(tempfile.mkdtemp(prefix="conveyor-bench-router-"))
-    shop = make_project(tmp)
-    shop.env["SHOP_API_REPLICAS"] = "1"
     report: dict[str, Any] = {}
-    try:
-        shop.run("build")
-        shop.run("deploy", "staging")
-        status = json.loads(shop.run("status", "staging", "--json").stdout)
-        api = next(s for s in status["environments"][0]["services"] if s["name"] == "api")
-        direct = f"http://{api['instances'][0]['address']}"
-        routed = f"http://{shop.env['SHOP_STAGING_LISTEN']}"
-        for path in ("/api/version", "/api/work?ms=1"):
-            report[path] = compare(direct + path, routed + path, args)
-    finally:
-        shop.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+    for router in args.routers:
+        tmp = Path(tempfile.mkdtemp(prefix=f"conveyor-bench-{router}-"))
+        shop = make_project(tmp)
+        shop.env["SHOP_API_REPLICAS"] = "1"
+        shop.env["SHOP_STAGING_ROUTER"] = router
+        try:
+            shop.run("build")
+            shop.run("deploy", "staging")
+            status = json.loads(shop.run("status", "staging", "--json").stdout)
+            api = next(s for s in status["environments"][0]["services"] if s["name"] == "api")
+            direct = f"http://{api['instances'][0]['address']}"
+            routed = f"http://{shop.env['SHOP_STAGING_LISTEN']}"
+            for path in ("/api/version", "/api/work?ms=1"):
+                report[f"{router} {path}"] = compare(direct + path, routed + path, args)
+        finally:
+            shop.shutdown()
+            shutil.rmtree(tmp, ignore_errors=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "router.json").write_text(json.dumps(report, indent=2))
@@ -63,12 +68,12 @@ def main() -> None:
         f"hey, {args.clients} connections, {args.seconds:g}s x {args.rounds} rounds each "
         "(medians), shop api with 1 instance"
     )
-    for path, figures in report.items():
-        print(f"{path}")
-        for name in ("direct", "caddy"):
-            r = figures[name]
+    for name, figures in report.items():
+        print(name)
+        for side in ("direct", "routed"):
+            r = figures[side]
             print(
-                f"  {name:7} {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:>7.1f} ms  "
+                f"  {side:7} {r['rps']:>9.0f} req/s  p99 {r['p99_ms']:>7.1f} ms  "
                 f"failures {r['failures']}"
             )
         cost = figures["throughput_cost"]
@@ -79,9 +84,9 @@ def main() -> None:
 def compare(direct: str, routed: str, args: argparse.Namespace) -> dict[str, Any]:
     """Alternate runs straight to the instance and through Caddy; medians of each."""
     rate = 1_000_000  # hey's -q is per client: ask for far more than we can get
-    runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "caddy": []}
+    runs: dict[str, list[tuple[float, float, int]]] = {"direct": [], "routed": []}
     for _ in range(args.rounds):
-        for name, url in (("direct", direct), ("caddy", routed)):
+        for name, url in (("direct", direct), ("routed", routed)):
             window = run_hey(url, args.seconds, rate, args.clients)
             runs[name].append((window.requests / args.seconds, window.p99_ms, window.failures))
     figures: dict[str, Any] = {
@@ -93,7 +98,7 @@ def compare(direct: str, routed: str, args: argparse.Namespace) -> dict[str, Any
         }
         for name in runs
     }
-    figures["throughput_cost"] = round(1 - figures["caddy"]["rps"] / figures["direct"]["rps"], 4)
+    figures["throughput_cost"] = round(1 - figures["routed"]["rps"] / figures["direct"]["rps"], 4)
     return figures
 
 
