@@ -226,3 +226,30 @@ def test_event_listener_runs_as_module():
         check=False,
     )
     assert result.returncode == 1 and "listen-events" in result.stderr
+
+
+def test_program_can_ask_for_another_stop_signal(supervisor, tmp_path):
+    # HAProxy stops gracefully on USR1 (finish in-flight requests), not TERM.
+    marker = tmp_path / "signal"
+    ready = tmp_path / "ready"
+    script = tmp_path / "usr1.py"
+    script.write_text(
+        "import signal, sys, time\n"
+        "def bye(signum, frame):\n"
+        f"    open({str(marker)!r}, 'w').write(str(signum))\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGUSR1, bye)\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "while True:\n"
+        "    time.sleep(1)\n"
+    )
+    supervisor.add_program(
+        "soft", [PY, str(script)], tmp_path, {}, tmp_path / "soft.log", 5, stop_signal="USR1"
+    )
+    wait_until(ready.exists)
+    supervisor.remove_program("soft")
+    assert marker.read_text() == str(int(signal.SIGUSR1))
+    with pytest.raises(TargetError, match="unknown stop signal"):
+        supervisor.add_program(
+            "bad", [PY, str(script)], tmp_path, {}, tmp_path / "b.log", 5, stop_signal="STOP"
+        )

@@ -639,6 +639,8 @@ async def ensure_haproxy(supervisor: Supervisor, paths: Paths, *, timeout: float
         stdout_log=log_path(paths),
         stop_timeout=30.0,
         owner="haproxy",
+        # USR1 is HAProxy's soft stop: stop listening, finish in-flight requests.
+        stop_signal="USR1",
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -119,6 +119,10 @@ class ProgramInfo:
 _INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR", "SHELL")
 
 
+# The signals supervisord accepts as `stopsignal`.
+_STOP_SIGNALS = ("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2")
+
+
 def supervisord_environment() -> dict[str, str]:
     """A minimal environment: instances get their variables from conveyor.yml."""
     env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
@@ -477,16 +481,23 @@ class Supervisor:
         startsecs: int = 1,
         startretries: int = 3,
         owner: str = "",
+        stop_signal: str = "TERM",
     ) -> bool:
         """Add and start a program without touching any other; True if it was (re)added.
 
         No-op (returns False) when a program of that name runs with the same
         config; a stopped one is started again. A different config under the
         same name replaces the program (stop, then add). stderr goes to
-        `stdout_log` too; SIGTERM reaches the whole process group, SIGKILL
-        follows after `stop_timeout` (rounded up to whole seconds).
+        `stdout_log` too; `stop_signal` (SIGTERM unless the program wants
+        another, e.g. HAProxy's graceful USR1) reaches the whole process group,
+        SIGKILL follows after `stop_timeout` (rounded up to whole seconds).
         """
         check_program_name(name)
+        if stop_signal not in _STOP_SIGNALS:
+            raise TargetError(
+                f"program {name}: unknown stop signal {stop_signal!r}",
+                hint=f"use one of {', '.join(_STOP_SIGNALS)}",
+            )
         if not command:
             raise TargetError(f"program {name}: the command is empty", hint="give an argv list")
         bad_keys = [k for k in env if not _ENV_KEY_RE.fullmatch(k)]
@@ -516,6 +527,7 @@ class Supervisor:
             startsecs=startsecs,
             startretries=startretries,
             owner=owner,
+            stop_signal=stop_signal,
         )
         self.ensure_running()
         conf_path = self.program_conf_path(name)
@@ -749,6 +761,7 @@ class Supervisor:
         startsecs: int,
         startretries: int,
         owner: str,
+        stop_signal: str,
     ) -> tuple[str, str | None]:
         """The program conf, and the launch file when argv/env need `_LAUNCHER`."""
         command_value = _command_value(command)
@@ -793,7 +806,7 @@ class Supervisor:
             f"autorestart={'true' if autorestart else 'false'}",
             f"startsecs={int(startsecs)}",
             f"startretries={int(startretries)}",
-            "stopsignal=TERM",
+            f"stopsignal={stop_signal}",
             f"stopwaitsecs={max(0, math.ceil(stop_timeout))}",
             "stopasgroup=true",
             "killasgroup=true",
