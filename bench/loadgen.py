@@ -12,16 +12,26 @@ these happen during deploys; they are counted in `retried` (split by whether
 the connection was reused or new) and reported, never hidden. A request that
 got any response, even an error status, or that fails twice, is a failure.
 
+`OpenLoad` is the open-loop variant the canary and rollback benchmarks use:
+requests start at a fixed rate whatever the answers' latency (a slow
+release never slows the load down), each on an idle keep-alive connection
+or a new one, and every request is recorded with its time and the value of
+a response header (`X-Release`: which release answered it).
+
     python bench/loadgen.py --url http://127.0.0.1:8080/api/version --seconds 10
+    python bench/loadgen.py --url http://127.0.0.1:8080/api/version --rate 200 --header X-Release
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.client
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 
@@ -150,6 +160,287 @@ class Load:
             conn.close()
 
 
+class Sample(NamedTuple):
+    """One request of an `OpenLoad`. Times are wall-clock seconds (`OpenLoad.clock()`)."""
+
+    due: float  # when the schedule said to send it
+    sent: float  # when it was sent (late when the generator could not keep up)
+    done: float  # when its answer ended, or when it failed
+    status: int  # 0: no answer
+    header: str  # the tracked response header ("" when absent)
+    error: str  # "" or why there was no answer
+    retried: bool  # its connection closed before any answer: sent again, once
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and 200 <= self.status < 300
+
+
+@dataclass
+class OpenLoadResult:
+    """Every request of an `OpenLoad`: while it runs, in the order they ended; after
+    `OpenLoad.stop`, in the order they were due."""
+
+    rate: float  # requests per second asked for
+    header: str  # the response header that was recorded
+    started: float  # wall clock of the first due time
+    elapsed: float = 0.0
+    samples: list[Sample] = field(default_factory=list)
+    connections: int = 0  # connections opened
+    max_in_flight: int = 0
+
+    def between(self, start: float = float("-inf"), end: float = float("inf")) -> list[Sample]:
+        """The requests due in [start, end)."""
+        return [s for s in self.samples if start <= s.due < end]
+
+    def by_header(self, samples: list[Sample] | None = None) -> Counter[str]:
+        return Counter(s.header for s in (self.samples if samples is None else samples))
+
+    @property
+    def requests(self) -> int:
+        return len(self.samples)
+
+    @property
+    def failures(self) -> int:
+        return sum(not s.ok for s in self.samples)
+
+    def achieved_rate(self) -> float:
+        """Requests per second actually sent (first to last send)."""
+        if len(self.samples) < 2:
+            return 0.0
+        span = self.samples[-1].sent - self.samples[0].sent
+        return (len(self.samples) - 1) / span if span > 0 else 0.0
+
+    def lateness_ms(self, q: float) -> float:
+        """Quantile of send time minus due time: how far the generator fell behind."""
+        if not self.samples:
+            return 0.0
+        ordered = sorted(s.sent - s.due for s in self.samples)
+        return 1000 * ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    def latency_ms(self, q: float) -> float:
+        """Quantile of the latency of successful requests (from due time to answer)."""
+        ordered = sorted(s.done - s.due for s in self.samples if s.ok)
+        if not ordered:
+            return 0.0
+        return 1000 * ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    def summary(self) -> str:
+        text = (
+            f"{self.requests} requests at {self.achieved_rate():.0f} req/s (asked "
+            f"{self.rate:g}), {self.failures} failed, p50 {self.latency_ms(0.5):.1f} ms, "
+            f"p99 {self.latency_ms(0.99):.1f} ms, sent late by p99 {self.lateness_ms(0.99):.1f} "
+            f"ms / max {self.lateness_ms(1.0):.1f} ms, {self.connections} connections "
+            f"(max {self.max_in_flight} in flight)"
+        )
+        retried = sum(s.retried for s in self.samples)
+        if retried:
+            text += f", {retried} retried after the connection closed unanswered"
+        errors = Counter(s.error for s in self.samples if s.error)
+        if errors:
+            text += f", errors {dict(errors)}"
+        return text
+
+
+class _Unanswered(Exception):
+    """The connection failed before any byte of an answer: the request may be sent again."""
+
+
+class OpenLoad:
+    """Open-loop load: request n is due at start + n / rate, whatever came back before.
+
+    Runs an asyncio loop in a thread. A due request takes an idle keep-alive
+    connection or opens a new one, so slow answers add connections instead
+    of delaying the next requests. Every request is recorded as a `Sample`
+    with the value of `header` in its answer; the retry rule is `Load`'s
+    (one retry when the connection failed before any answer; timeouts are
+    not retried). `clock()` is the time base of the samples: wall-clock
+    seconds, advanced by the monotonic clock, so it compares with the
+    timestamps Conveyor records.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        *,
+        header: str = "X-Release",
+        timeout: float = 10.0,
+        max_seconds: float = 1800.0,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be above 0")
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.rate = rate
+        self.header = header
+        self.timeout = timeout
+        self.max_seconds = max_seconds
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "User-Agent: conveyor-bench\r\nAccept: */*\r\n\r\n"
+        ).encode()
+        self._mono0 = time.monotonic()
+        self._wall0 = time.time()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._in_flight = 0
+        self.result = OpenLoadResult(rate=rate, header=header, started=self.clock())
+
+    def clock(self) -> float:
+        """Now, on the samples' time base."""
+        return self._wall0 + (time.monotonic() - self._mono0)
+
+    def _wall(self, mono: float) -> float:
+        return self._wall0 + (mono - self._mono0)
+
+    def __enter__(self) -> OpenLoad:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, daemon=True, name="open-load")
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self) -> OpenLoadResult:
+        """Stop sending; wait for the requests in flight (at most `timeout`)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout + 10)
+        self.result.samples.sort(key=lambda s: s.due)  # they were recorded as they ended
+        return self.result
+
+    def _main(self) -> None:
+        asyncio.run(self._schedule())
+
+    async def _schedule(self) -> None:
+        interval = 1.0 / self.rate
+        start = time.monotonic()
+        self.result.started = self._wall(start)
+        deadline = start + self.max_seconds
+        tasks: set[asyncio.Task[None]] = set()
+        n = 0
+        self._ready.set()
+        while not self._stop.is_set():
+            due = start + n * interval
+            if due > deadline:
+                break
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            task = asyncio.create_task(self._one(due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            n += 1
+            if n % 64 == 0:
+                await asyncio.sleep(0)  # behind schedule: still let answers in
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timeout + 1)
+        for _, writer in self._idle:
+            writer.close()
+        self.result.elapsed = time.monotonic() - start
+
+    async def _one(self, due: float) -> None:
+        sent = time.monotonic()
+        self._in_flight += 1
+        self.result.max_in_flight = max(self.result.max_in_flight, self._in_flight)
+        status, value, error, retried = 0, "", "", False
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        status, value = await self._exchange()
+                except _Unanswered as exc:
+                    if not retried:
+                        retried = True
+                        continue
+                    error = str(exc)
+                except TimeoutError:
+                    error = "timeout"
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    error = type(exc).__name__
+                break
+        finally:
+            self._in_flight -= 1
+        self.result.samples.append(
+            Sample(
+                due=self._wall(due),
+                sent=self._wall(sent),
+                done=self.clock(),
+                status=status,
+                header=value,
+                error=error,
+                retried=retried,
+            )
+        )
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        self.result.connections += 1
+        return await asyncio.open_connection(self.host, self.port)
+
+    async def _exchange(self) -> tuple[int, str]:
+        """One request on one connection: (status, header value)."""
+        try:
+            reader, writer = await self._connection()
+        except OSError as exc:
+            raise _Unanswered(type(exc).__name__) from exc
+        keep = False
+        try:
+            try:
+                writer.write(self._request)
+                await writer.drain()
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial:
+                    raise
+                raise _Unanswered("closed unanswered") from exc
+            except ConnectionError as exc:
+                raise _Unanswered(type(exc).__name__) from exc
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+            keep = headers.get("connection", "").lower() != "close"
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                while True:
+                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    if size == 0:
+                        while await reader.readuntil(b"\r\n") != b"\r\n":
+                            pass  # trailers
+                        break
+                    await reader.readexactly(size + 2)
+            elif "content-length" in headers:
+                await reader.readexactly(int(headers["content-length"]))
+            elif status not in (204, 304):
+                await reader.read()  # the body ends with the connection
+                keep = False
+            return status, headers.get(self.header.lower(), "")
+        finally:
+            if keep:
+                self._idle.append((reader, writer))
+            else:
+                writer.close()
+                with contextlib.suppress(OSError, ConnectionError):
+                    await writer.wait_closed()
+
+
 def main() -> None:
     import argparse
 
@@ -157,7 +448,21 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--rate", type=float, help="open loop: this many requests per second (ignores --clients)"
+    )
+    parser.add_argument(
+        "--header", default="X-Release", help="open loop: count answers by this header"
+    )
     args = parser.parse_args()
+    if args.rate:
+        with OpenLoad(args.url, args.rate, header=args.header) as open_load:
+            time.sleep(args.seconds)
+            opened = open_load.stop()
+        print(f"load: {opened.summary()}")
+        for value, count in opened.by_header().most_common():
+            print(f"  {args.header} {value or '(none)'}: {count}")
+        return
     with Load(args.url, clients=args.clients, max_seconds=args.seconds) as load:
         time.sleep(args.seconds)
         result = load.stop()

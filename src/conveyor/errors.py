@@ -83,6 +83,10 @@ class HealthCheckError(ConveyorError):
     """An instance never became healthy before its deploy timeout."""
 
 
+class AnalysisFailedError(ConveyorError):
+    """An analysis judged the new release worse than allowed: the rollout is aborted."""
+
+
 class DeployError(ConveyorError):
     """A deployment failed; the environment was restored to its previous releases."""
 

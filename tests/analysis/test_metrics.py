@@ -11,7 +11,17 @@ import pytest
 
 from conveyor.analysis import DEFAULT_BOUNDS_MS, Histogram, ReleaseStats
 
-MODULES = ["metrics", "replay", "runner", "sequential", "spec", "text", "thresholds", "judges"]
+MODULES = [
+    "custom",
+    "judges",
+    "metrics",
+    "replay",
+    "runner",
+    "sequential",
+    "spec",
+    "text",
+    "thresholds",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

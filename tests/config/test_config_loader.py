@@ -208,12 +208,12 @@ BAD_INPUTS = [
     (
         "strategy type",
         "environments: {staging: {listen: ':8080', strategy: {type: yolo}}}",
-        'environments/staging/strategy/type: expected one of "immediate", "recreate", "rolling", got "yolo"',
+        'environments/staging/strategy/type: expected one of "blue_green", "canary", "immediate", "recreate", "rolling", got "yolo"',
     ),
     (
         "strategy shorthand",
         "environments: {staging: {listen: ':8080', strategy: yolo}}",
-        'environments/staging/strategy/type: expected one of "immediate", "recreate", "rolling", got "yolo"',
+        'environments/staging/strategy/type: expected one of "blue_green", "canary", "immediate", "recreate", "rolling", got "yolo"',
     ),
     (
         "max_surge",
@@ -438,7 +438,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "services/api/run: required",
         "services/api/replicas: expected an integer >= 1, got 0",
         'services/api/health/interval: expected a duration like "5s", got "fast"',
-        'environments/staging/strategy/type: expected one of "immediate", "recreate", "rolling", got "yolo"',
+        'environments/staging/strategy/type: expected one of "blue_green", "canary", "immediate", "recreate", "rolling", got "yolo"',
     ]
 
 

@@ -74,8 +74,10 @@ def test_durations_commands_and_shorthands() -> None:
         "#/$defs/CommandHealth",
     }
     strategy = defs["EnvironmentConfig"]["properties"]["strategy"]
-    assert {"type": "string", "enum": ["immediate", "recreate", "rolling"]} in strategy["anyOf"]
-    assert {"$ref": "#/$defs/StrategyConfig"} in strategy["anyOf"]
+    names = ["immediate", "recreate", "rolling", "blue_green", "canary"]
+    assert {"type": "string", "enum": names} in strategy["anyOf"]
+    for model in ("StrategyConfig", "BlueGreenStrategy", "CanaryStrategy"):
+        assert {"$ref": f"#/$defs/{model}"} in strategy["anyOf"]
 
 
 def test_named_mappings_only_accept_names() -> None:

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from conveyor.config.models import StrategyConfig
 from conveyor.engine.capacity import resolve_count, rolling_limits
 from conveyor.engine.plan import (
     DrainInstances,
@@ -71,9 +72,8 @@ def test_rolling_first_deploy_starts_everything_at_once() -> None:
 
 
 def test_rolling_with_unavailable_stops_first() -> None:
-    steps = plan_service(
-        "rolling", goal(4, serving("a", "b", "c", "d")), max_surge="25%", max_unavailable="25%"
-    )
+    strategy = StrategyConfig(type="rolling", max_surge="25%", max_unavailable="25%")
+    steps = plan_service(strategy, goal(4, serving("a", "b", "c", "d")))
     assert short(steps) == [
         "drain a",
         "stop a",
@@ -187,9 +187,8 @@ def test_rolling_invariants(
     current: int, desired: int, surge: int | str, unavailable: int | str
 ) -> None:
     observed = serving(*(f"old-{i}" for i in range(current)))
-    steps = plan_service(
-        "rolling", goal(desired, observed), max_surge=surge, max_unavailable=unavailable
-    )
+    strategy = StrategyConfig(type="rolling", max_surge=surge, max_unavailable=unavailable)
+    steps = plan_service(strategy, goal(desired, observed))
     limits = rolling_limits(surge, unavailable, current, desired)
     ceiling = max(current, desired) + limits.surge
     floor = max(1, min(current, desired) - limits.unavailable)

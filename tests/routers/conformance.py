@@ -24,8 +24,9 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
+from conveyor.analysis.metrics import Histogram
 from conveyor.errors import RouterError
-from conveyor.routers.base import Router, RouteSpec
+from conveyor.routers.base import Router, RouteSpec, TrafficStats
 from tests.routers.conftest import Backend, free_port, run, wait_until, who
 
 
@@ -37,6 +38,8 @@ class RouterHarness(Protocol):
     # True when each weight change reloads the data plane (Caddy): idle
     # keep-alive connections may then be closed under a client's feet.
     reloads_on_weight_change: bool
+    # "module.NAME" of the recent-window size behind p50/p95/p99, for monkeypatch
+    traffic_window: str
 
     def fresh(self) -> Router:
         """A new router object on the same process and state (another Conveyor process)."""
@@ -447,6 +450,7 @@ def test_traffic_stats_counts_status_classes_per_backend(
         assert s.status_3xx == s.status_4xx == 0
         assert s.p50_ms is not None and s.p95_ms is not None and s.p99_ms is not None
         assert 0 <= s.p50_ms <= s.p95_ms <= s.p99_ms < 1000
+        assert s.latency is not None and s.latency.count_above(1000.0) == 0
     assert stats[a.address].status_5xx + stats[b.address].status_5xx == 3
     assert stats[a.address].status_2xx + stats[b.address].status_2xx == 10
     assert stats[idle.address].requests == 0 and stats[idle.address].p50_ms is None
@@ -458,3 +462,116 @@ def test_traffic_stats_counts_status_classes_per_backend(
     stats = wait_until(lambda: settled(harness.fresh(), 17))
     assert stats[a.address].requests + stats[b.address].requests == 17
     assert stats[a.address].status_5xx + stats[b.address].status_5xx == 3
+
+
+def settled_stats(r: Router, env: str, service: str, expected: int) -> dict[str, TrafficStats]:
+    """traffic_stats once `expected` requests are counted and every histogram has them all.
+
+    The data plane logs a request just after its response (HAProxy's counters
+    even lead its log a little): poll briefly.
+    """
+
+    def complete() -> dict[str, TrafficStats] | None:
+        stats = run(r.traffic_stats(env, service))
+        if sum(s.requests for s in stats.values()) < expected:
+            return None
+        if any(s.latency is None or s.latency.total != s.requests for s in stats.values()):
+            return None
+        return stats
+
+    stats: dict[str, TrafficStats] = wait_until(complete, timeout=5)
+    return stats
+
+
+def histogram(stats: TrafficStats) -> Histogram:
+    assert stats.latency is not None
+    return stats.latency
+
+
+def test_traffic_counters_are_cumulative_beyond_the_window_and_histograms_match(
+    harness: RouterHarness,
+    router: Router,
+    env: str,
+    backends: Callable[[str], Backend],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(harness.traffic_window, 4)  # p50..p99 cover the last 4 requests only
+    listen = listen_address()
+    a, b, idle = backends("a"), backends("b"), backends("idle")
+
+    async def setup() -> None:
+        await router.ensure_environment(env, listen, [RouteSpec("api", "/api")])
+        await router.register(env, "api", idle.address)
+        await serve(router, env, "api", {a.address: 1, b.address: 1})
+
+    run(setup())
+    paths = (
+        ["/api/ok"] * 12
+        + ["/api/status/302"] * 2
+        + ["/api/status/404"] * 3
+        + ["/api/fail"] * 3
+        + ["/api/sleep/260"] * 4  # slower than the 250 ms bound, whoever serves them
+    )
+    with httpx.Client(base_url=f"http://{listen}") as client:
+        for path in paths:
+            client.get(path)
+    stats = settled_stats(router, env, "api", len(paths))
+    assert set(stats) == {a.address, b.address, idle.address}
+    served = {a.address: a.hits.total(), b.address: b.hits.total()}
+    assert sum(served.values()) == len(paths)
+    for address, count in served.items():
+        s = stats[address]
+        # cumulative: far more than the window, and each request in the histogram once
+        assert s.requests == count == histogram(s).total
+        assert s.status_2xx + s.status_3xx + s.status_4xx + s.status_5xx == s.requests
+        assert s.p50_ms is not None and s.p99_ms is not None
+    classes = [sum(getattr(s, f"status_{n}xx") for s in stats.values()) for n in (2, 3, 4, 5)]
+    assert classes == [16, 2, 3, 3]
+    total = histogram(stats[a.address]) + histogram(stats[b.address])
+    assert total.count_above(250.0) == 4  # the slow requests, and only them
+    assert total.count_above(1000.0) == 0
+    assert total.quantile(0.5) is not None and total.quantile(0.5) < 250  # type: ignore[operator]
+    assert stats[idle.address].requests == 0 and histogram(stats[idle.address]).total == 0
+
+    # another Conveyor process (a new router object) continues the same counters
+    with httpx.Client(base_url=f"http://{listen}") as client:
+        for _ in range(6):
+            client.get("/api/ok")
+    stats = settled_stats(harness.fresh(), env, "api", len(paths) + 6)
+    assert sum(s.requests for s in stats.values()) == len(paths) + 6
+    assert sum(histogram(s).total for s in stats.values()) == len(paths) + 6
+    assert sum(s.status_2xx for s in stats.values()) == 16 + 6
+    # and the first object reads the same (nothing counted twice)
+    again = settled_stats(router, env, "api", len(paths) + 6)
+    assert {k: (s.requests, s.latency) for k, s in again.items()} == {
+        k: (s.requests, s.latency) for k, s in stats.items()
+    }
+
+
+def test_traffic_counters_of_a_removed_backend_start_again_from_zero(
+    router: Router, env: str, backends: Callable[[str], Backend]
+) -> None:
+    listen = listen_address()
+    a, b = backends("a"), backends("b")
+    run(router.ensure_environment(env, listen, [RouteSpec("api")]))
+    run(serve(router, env, "api", {a.address: 1, b.address: 1}))
+    with httpx.Client(base_url=f"http://{listen}") as client:
+        for _ in range(6):
+            client.get("/")
+    before = settled_stats(router, env, "api", 6)
+    assert before[a.address].requests == before[b.address].requests == 3
+
+    run(router.remove(env, "api", a.address))
+    run(serve(router, env, "api", {a.address: 1}))  # the same address, registered again
+    stats = run(router.traffic_stats(env, "api"))
+    assert (stats[a.address].requests, histogram(stats[a.address]).total) == (0, 0)
+    assert stats[a.address].p50_ms is None
+    with httpx.Client(base_url=f"http://{listen}") as client:
+        for _ in range(4):
+            client.get("/")
+    stats = settled_stats(router, env, "api", 3 + 4)
+    assert stats[a.address].requests == histogram(stats[a.address]).total == 2
+    assert stats[b.address].requests == histogram(stats[b.address]).total == 3 + 2
+
+    run(router.remove(env, "api", b.address))  # a removed backend is no longer reported
+    assert set(run(router.traffic_stats(env, "api"))) == {a.address}

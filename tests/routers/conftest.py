@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -189,6 +190,9 @@ def haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyProcess
 # -- Backends ---------------------------------------------------------------
 
 
+_ASKED = re.compile(r"/(?P<what>sleep|status)/(?P<number>\d+)$")
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else delayed ACKs add 40 ms per response
@@ -198,10 +202,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        """`.../slow` takes 2 s, `.../fail` answers 500, `.../sleep/<ms>` and `.../status/<code>`."""
         self.server.hits[self.path] += 1
         if self.path.endswith("/slow"):
             time.sleep(2)
         status = 500 if self.path.endswith("/fail") else 200
+        asked = _ASKED.search(self.path.partition("?")[0])
+        if asked is not None and asked["what"] == "sleep":
+            time.sleep(int(asked["number"]) / 1000)
+        elif asked is not None:
+            status = int(asked["number"])
         body = json.dumps(
             {"name": self.server.name, "path": self.path, "host": self.headers.get("Host")}
         ).encode()

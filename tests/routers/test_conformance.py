@@ -25,6 +25,7 @@ class CaddyHarness:
     state_dir: Path
     name: str = "caddy"
     reloads_on_weight_change: bool = True
+    traffic_window: str = "conveyor.routers.caddy.TRAFFIC_WINDOW"
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +44,7 @@ class HAProxyHarness:
     process: HAProxyProcess
     name: str = "haproxy"
     reloads_on_weight_change: bool = False
+    traffic_window: str = "conveyor.routers.haproxy.TRAFFIC_WINDOW"
     router: Router = field(init=False)
 
     def __post_init__(self) -> None:

@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
+from conveyor.analysis.metrics import Histogram
 from conveyor.errors import RouterError
 from conveyor.paths import Paths
-from conveyor.routers import haproxy_process
+from conveyor.routers import haproxy, haproxy_process
 from conveyor.routers.base import RouteSpec
 from conveyor.routers.haproxy import (
     HAProxyRouter,
-    _TrafficWindow,
+    _TrafficState,
     normalize_routes,
     parse_old_workers,
     parse_servers_state,
@@ -229,7 +230,10 @@ def test_parse_answers() -> None:
     assert parse_old_workers("#<PID> <type>\n1 master\n# workers\n9 worker\n# programs\n") == []
 
 
-def test_traffic_window_reads_incrementally_and_follows_a_rotation(tmp_path: Path) -> None:
+def test_traffic_state_reads_incrementally_and_follows_rotations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(haproxy, "TRAFFIC_WINDOW", 2)
     log = tmp_path / "haproxy.log"
     log.write_text(
         "[NOTICE]   (1) : New worker (2) forked\n"
@@ -239,25 +243,40 @@ def test_traffic_window_reads_incrementally_and_follows_a_rotation(tmp_path: Pat
         "conveyor-traffic conveyor.p.web 127.0.0.1:3 200 7 6\n"
         "conveyor-traffic conveyor.p.api 127.0.0.1:1 20"  # being written
     )
-    window = _TrafficWindow.load(tmp_path / "traffic.json")
-    window.ingest(log)
-    assert {b: list(rows) for b, rows in window.backends.items()} == {
+    traffic = _TrafficState.load(tmp_path / "traffic.json")
+    traffic.ingest(log)
+    assert {b: list(window.rows()) for b, window in traffic.recent.items()} == {
         "conveyor.p.api": [("127.0.0.1:1", 3.0)],
         "conveyor.p.web": [("127.0.0.1:3", 7.0)],
     }
-    window.save(tmp_path / "traffic.json")
+    traffic.save(tmp_path / "traffic.json")
     with log.open("a") as handle:
         handle.write("0 4 4\n")
-    log.rename(tmp_path / "haproxy.log.1")  # supervisord's rotation
-    log.write_text("conveyor-traffic conveyor.p.api 127.0.0.1:2 200 5 5\n")
-    window = _TrafficWindow.load(tmp_path / "traffic.json")
-    window.ingest(log)
-    assert list(window.backends["conveyor.p.api"]) == [
-        ("127.0.0.1:1", 3.0),
-        ("127.0.0.1:1", 4.0),
-        ("127.0.0.1:2", 5.0),
+    log.rename(tmp_path / "haproxy.log.1")  # supervisord's rotations
+    log.write_text("conveyor-traffic conveyor.p.api 127.0.0.1:2 200 300 5\n")
+    (tmp_path / "haproxy.log.1").rename(tmp_path / "haproxy.log.2")
+    log.rename(tmp_path / "haproxy.log.1")
+    log.write_text("conveyor-traffic conveyor.p.api 127.0.0.1:1 200 5 5\n")
+    traffic = _TrafficState.load(tmp_path / "traffic.json")
+    traffic.ingest(log)
+    assert list(traffic.recent["conveyor.p.api"].rows()) == [
+        ("127.0.0.1:2", 300.0),
+        ("127.0.0.1:1", 5.0),
     ]
-    assert window.offset == log.stat().st_size
+    histograms = {s: t.histogram() for s, t in traffic.latencies["conveyor.p.api"].items()}
+    assert {s: h.total for s, h in histograms.items()} == {"127.0.0.1:1": 3, "127.0.0.1:2": 1}
+    assert histograms["127.0.0.1:2"].count_above(250.0) == 1
+    assert traffic.position.offset == log.stat().st_size
+    traffic.save(tmp_path / "traffic.json")
+
+    traffic = _TrafficState.load(tmp_path / "traffic.json")
+    assert traffic.latencies["conveyor.p.api"]["127.0.0.1:1"].histogram().total == 3
+    traffic.keep_only({"conveyor.p.api": {"127.0.0.1:1"}})
+    assert set(traffic.latencies) == set(traffic.recent) == {"conveyor.p.api"}
+    assert set(traffic.latencies["conveyor.p.api"]) == {"127.0.0.1:1"}
+    traffic.forget("conveyor.p.api", ["127.0.0.1:1"])
+    assert traffic.latencies == {}
+    assert list(traffic.recent["conveyor.p.api"].rows()) == [("127.0.0.1:2", 300.0)]
 
 
 # -- Against a real HAProxy ---------------------------------------------------
@@ -481,6 +500,13 @@ def test_counters_survive_a_reload(
         client.get("/ok")
     stats = run(router.traffic_stats(env, "api"))[a.address]
     assert (stats.requests, stats.status_2xx, stats.status_5xx) == (4, 3, 1)
+    # the latency histogram, from the log, spans the reload too
+    wait_until(
+        lambda: (
+            (run(router.traffic_stats(env, "api"))[a.address].latency or Histogram.empty()).total
+            == 4
+        )
+    )
 
 
 def test_failed_reload_keeps_the_running_config(

@@ -63,8 +63,8 @@ def test_fast_and_full_reports_are_identical(project: StatusProject) -> None:
         "status": "running",
         "in_progress": False,
         "summary": "deployment 20260501-130000-bbbb of production (running) was interrupted at "
-        'step 2/3 (wait until healthy); run "conveyor resume production" or '
-        '"conveyor abort production"',
+        'step 2/3 (wait until healthy); run "conveyor resume production" to finish it or '
+        '"conveyor abort production" to roll it back',
     }
 
 

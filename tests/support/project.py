@@ -67,6 +67,18 @@ class Project:
         (self.root / "faults.json").unlink(missing_ok=True)
         self.commit("no faults")
 
+    def configure(self, environment: str, strategy: object, analysis: object = None) -> None:
+        """Give `environment` another strategy (and top-level analyses) in conveyor.yml."""
+        import yaml
+
+        path = self.root / "conveyor.yml"
+        config = yaml.safe_load(path.read_text())
+        config["environments"][environment]["strategy"] = strategy
+        if analysis is not None:
+            config["analysis"] = analysis
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.commit(f"{environment}: strategy {strategy}")
+
     def shutdown(self) -> None:
         """Stop everything this project started: instances, Caddy, supervisord."""
         from conveyor.paths import Paths

@@ -234,6 +234,12 @@ class Handler(BaseHTTPRequestHandler):
             f"{elapsed:.1f}ms",
         )
 
+    def end_headers(self) -> None:
+        # Every response says which release answered it, error pages included
+        # (send_error goes through here too): the benchmarks count it per request.
+        self.send_header("X-Release", release())
+        super().end_headers()
+
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # `respond` logs with the duration; errors go through log_message
 

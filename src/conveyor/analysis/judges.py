@@ -5,6 +5,8 @@
 - `ErrorRateComparison`, `LatencyComparison`: sequential tests that the
   canary's rate of errors, or of slow requests, is no worse than the other
   release's (see `conveyor.analysis.sequential`).
+- `MetricJudge`: a custom metric's latest reading (Prometheus, HTTP, command)
+  against its condition, with limits on misses and failed reads in a row.
 
 Each returns a `CheckResult`: what was observed, the threshold, the
 statistic's name and value, the decision and one sentence for people.
@@ -12,9 +14,11 @@ statistic's name and value, the decision and one sentence for people.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from conveyor.analysis.custom import MetricCheck, MetricReading
 from conveyor.analysis.metrics import CANARY, Histogram, ReleaseStats
 from conveyor.analysis.sequential import RateRatioTest
 from conveyor.analysis.text import millis, number, rate
@@ -28,6 +32,7 @@ __all__ = [
     "ErrorRateComparison",
     "Judge",
     "LatencyComparison",
+    "MetricJudge",
     "ThresholdJudge",
     "Window",
 ]
@@ -68,7 +73,8 @@ class Window:
     `canary` and `other` (the compared release, None without a comparison)
     count everything since the analysis started; `*_step` only the interval
     since the previous snapshot; `other_before` the other release from the
-    start up to the previous snapshot (the latency reference).
+    start up to the previous snapshot (the latency reference). `metrics` holds
+    the custom metrics read at this snapshot (a name missing: not read).
     """
 
     elapsed: float
@@ -77,6 +83,7 @@ class Window:
     other: ReleaseStats | None = None
     other_step: ReleaseStats | None = None
     other_before: ReleaseStats | None = None
+    metrics: Mapping[str, MetricReading] = field(default_factory=dict)
 
 
 class Judge(Protocol):
@@ -364,3 +371,91 @@ def _quantile(histogram: Histogram | None, q: float) -> float | None:
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else millis(value)
+
+
+class MetricJudge:
+    """A custom metric's reading at each snapshot against its condition.
+
+    OK while the latest reading meets the condition. A reading that breaks it
+    fails the check once `failure_limit` readings in a row did; before that the
+    check is PENDING (the analysis cannot pass on it). A failed read is
+    PENDING, and fails the check after `error_limit` in a row; read errors do
+    not count as measurements, so they neither add to nor reset the run of
+    failed readings. Without any reading the check is PENDING.
+    """
+
+    def __init__(self, check: MetricCheck) -> None:
+        self.check = check
+        self.name = check.name
+        self.failures = 0  # readings in a row that broke the condition
+        self.errors = 0  # failed reads in a row
+        self.readings = 0  # good readings so far
+        self.last_value: float | None = None
+        self.final: CheckResult | None = None
+
+    def update(self, window: Window) -> CheckResult:
+        if self.final is not None:
+            return self.final
+        check = self.check
+        reading = window.metrics.get(check.name)
+        value: float | None = None
+        error: str | None = None
+        waiting = ""
+        if reading is None:
+            decision = PENDING
+            shown = f"{check.name} not read {'yet' if not self.readings else 'at this snapshot'}"
+        elif reading.value is None:
+            self.errors += 1
+            error = reading.error or "read failed"
+            shown = f"{check.name} read failed: {error}"
+            if self.errors >= check.error_limit:
+                decision = FAIL
+                waiting = f"{self.errors} failed reads in a row, error_limit {check.error_limit}"
+            else:
+                decision = PENDING
+                waiting = f"{self.errors} of error_limit {check.error_limit} failed reads in a row"
+        else:
+            value = reading.value
+            self.errors = 0
+            self.readings += 1
+            self.last_value = value
+            shown = f"{check.name} {check.condition.show(value)} ({check.source.kind})"
+            if check.condition.holds(value):
+                self.failures = 0
+                decision = OK
+            else:
+                self.failures += 1
+                most = check.failure_limit
+                if self.failures >= most:
+                    decision = FAIL
+                    if most > 1:
+                        waiting = f"failed {self.failures} times in a row, failure_limit {most}"
+                else:
+                    decision = PENDING
+                    waiting = f"failed {self.failures} of failure_limit {most} times in a row"
+        message = f"{shown}; condition {check.condition}: {_label(decision)}"
+        if waiting:
+            message += f" ({waiting})"
+        condition = check.condition
+        observed: dict[str, Any] = {
+            "value": value,
+            "error": error,
+            "source": check.source.kind,
+            "readings": self.readings,
+            "last_value": self.last_value,
+            "failures_in_a_row": self.failures,
+            "errors_in_a_row": self.errors,
+        }
+        limit: dict[str, Any] = {
+            "expression": check.expression,
+            "metric": check.name,
+            "op": condition.op,
+            "value": condition.value,
+            "unit": condition.unit,
+            "failure_limit": check.failure_limit,
+            "error_limit": check.error_limit,
+        }
+        result = CheckResult(check.name, decision, check.name, value, observed, limit, message)
+        if decision == FAIL:
+            self.final = result
+        return result

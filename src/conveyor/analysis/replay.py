@@ -2,8 +2,9 @@
 
 The records of an `Analysis` hold each snapshot's cumulative counters as
 they were fed, and the first record holds the spec. `replay` feeds the same
-snapshots to a new `Analysis` built from that spec changed by overrides, so
-"would `error_rate<2%` have passed this canary?" has an exact answer.
+snapshots (and custom metrics' readings) to a new `Analysis` built from that
+spec changed by overrides, so "would `error_rate<2%` have passed this canary?"
+or "`checkout_error_rate<0.02`?" has an exact answer.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from conveyor.analysis.custom import MetricReading
 from conveyor.analysis.metrics import ReleaseStats
 from conveyor.analysis.runner import Analysis, MeasurementRecord
 from conveyor.analysis.spec import AnalysisSpec, apply_overrides
@@ -21,11 +23,11 @@ __all__ = ["replay"]
 
 def _snapshot(
     record: Mapping[str, Any] | MeasurementRecord,
-) -> tuple[float, dict[str, ReleaseStats]]:
+) -> tuple[float, dict[str, ReleaseStats], dict[str, MetricReading]]:
     if isinstance(record, MeasurementRecord):
-        return record.time, dict(record.releases)
+        return record.time, dict(record.releases), dict(record.metrics)
     releases = {name: ReleaseStats.from_dict(data) for name, data in record["releases"].items()}
-    return float(record["time"]), releases
+    return float(record["time"]), releases, MeasurementRecord.readings_from_dict(record)
 
 
 def _recorded_spec(records: Sequence[Mapping[str, Any] | MeasurementRecord]) -> AnalysisSpec:
@@ -54,7 +56,7 @@ def replay(
     base = spec if spec is not None else _recorded_spec(records)
     analysis = Analysis(apply_overrides(base, spec_overrides))
     for record in records:
-        time, releases = _snapshot(record)
-        if analysis.observe(time, releases).final:
+        time, releases, readings = _snapshot(record)
+        if analysis.observe(time, releases, readings).final:
             break
     return analysis

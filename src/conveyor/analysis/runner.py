@@ -13,19 +13,24 @@ each later snapshot every judge looks at the data and the analysis decides:
   pauses or fails;
 - CONTINUE otherwise.
 
-Each snapshot leaves a `MeasurementRecord` (the cumulative counters as
-given, and the verdict); the first one also carries the spec, so a list of
-`record.to_dict()` is enough for `replay`.
+Custom metrics (`spec.metrics`) are read by the caller at each snapshot
+(`conveyor.sources.read_metrics`) and passed to `observe` as `values`; each
+has a `MetricJudge` among the others.
+
+Each snapshot leaves a `MeasurementRecord` (the cumulative counters and the
+custom metrics' readings as given, and the verdict); the first one also
+carries the spec, so a list of `record.to_dict()` is enough for `replay`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from conveyor.analysis.custom import MetricReading
 from conveyor.analysis.judges import (
     FAIL,
     PENDING,
@@ -33,6 +38,7 @@ from conveyor.analysis.judges import (
     ErrorRateComparison,
     Judge,
     LatencyComparison,
+    MetricJudge,
     ThresholdJudge,
     Window,
 )
@@ -40,7 +46,11 @@ from conveyor.analysis.metrics import CANARY, ReleaseStats
 from conveyor.analysis.spec import AnalysisSpec
 from conveyor.analysis.text import seconds
 
-__all__ = ["Analysis", "Decision", "MeasurementRecord", "Verdict", "build_judges"]
+__all__ = ["Analysis", "Decision", "MeasurementRecord", "MetricValues", "Verdict", "build_judges"]
+
+# What `observe` takes for custom metrics: name -> a number, None (the read
+# failed) or a `MetricReading` (a number, or None and the error's text).
+MetricValues = Mapping[str, float | MetricReading | None]
 
 
 class Decision(StrEnum):
@@ -89,28 +99,49 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class MeasurementRecord:
-    """One snapshot as fed (cumulative counters per release) and the verdict it gave."""
+    """One snapshot as fed (cumulative counters per release, custom metrics' readings)
+    and the verdict it gave.
+
+    In `to_dict`, `metrics` maps each metric read to its value (null: the read
+    failed) and `metric_errors` each failed read to its error; both are left
+    out when nothing was read.
+    """
 
     seq: int
     time: float
     releases: Mapping[str, ReleaseStats]
     verdict: Verdict
     spec: AnalysisSpec | None = None  # on the first record only
+    metrics: Mapping[str, MetricReading] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "seq": self.seq,
             "time": self.time,
             "releases": {name: stats.to_dict() for name, stats in self.releases.items()},
-            "verdict": self.verdict.to_dict(),
         }
+        if self.metrics:
+            data["metrics"] = {name: reading.value for name, reading in self.metrics.items()}
+            errors = {name: r.error for name, r in self.metrics.items() if r.error is not None}
+            if errors:
+                data["metric_errors"] = errors
+        data["verdict"] = self.verdict.to_dict()
         if self.spec is not None:
             data["spec"] = self.spec.to_dict()
         return data
 
+    @staticmethod
+    def readings_from_dict(data: Mapping[str, Any]) -> dict[str, MetricReading]:
+        """The custom metrics' readings of a record's `to_dict()`."""
+        errors: Mapping[str, str] = data.get("metric_errors") or {}
+        return {
+            name: MetricReading(None if value is None else float(value), errors.get(name))
+            for name, value in (data.get("metrics") or {}).items()
+        }
+
 
 def build_judges(spec: AnalysisSpec) -> list[Judge]:
-    """The judges a spec asks for: thresholds first, then the comparisons."""
+    """The judges a spec asks for: thresholds first, then the comparisons, then custom metrics."""
     judges: list[Judge] = [ThresholdJudge(t, spec.min_requests) for t in spec.thresholds]
     comparative = spec.comparative
     if comparative is not None:
@@ -138,6 +169,7 @@ def build_judges(spec: AnalysisSpec) -> list[Judge]:
                     spec.min_requests,
                 )
             )
+    judges.extend(MetricJudge(metric) for metric in spec.metrics)
     return judges
 
 
@@ -179,11 +211,21 @@ class Analysis:
     def finished(self) -> bool:
         return self._verdict.final
 
-    def observe(self, time: float, releases: Mapping[str, ReleaseStats]) -> Verdict:
+    def observe(
+        self,
+        time: float,
+        releases: Mapping[str, ReleaseStats],
+        values: MetricValues | None = None,
+    ) -> Verdict:
         """Take in a snapshot: each release's cumulative counters at `time` (seconds).
 
         `releases` needs "canary" and the compared release ("baseline" or
         "stable"); others are recorded but not judged. Times must increase.
+        `values` has the custom metrics read at this time: a number, None when
+        the read failed, or a `MetricReading` (which carries the error's text);
+        a metric left out was not read (its check stays as it was, pending
+        without any reading). Names the spec does not have are recorded only.
+        The first snapshot's values are recorded, not judged, like its counters.
         Once the verdict is final, further snapshots are ignored and the final
         verdict is returned.
         """
@@ -198,6 +240,7 @@ class Analysis:
         if missing:
             raise ValueError(f"the snapshot at {time} has no counters for {', '.join(missing)}")
         releases = dict(releases)
+        readings = {name: MetricReading.of(value) for name, value in (values or {}).items()}
         if self._start is None:
             self._start = time
             self._since_start = {name: ReleaseStats.zero(releases[name]) for name in judged}
@@ -210,18 +253,24 @@ class Analysis:
                 on_inconclusive=self.spec.on_inconclusive,
             )
         else:
-            verdict = self._judge(time, releases, judged)
+            verdict = self._judge(time, releases, judged, readings)
         self._last = releases
         self._verdict = verdict
         first = not self._records
         self._records.append(
             MeasurementRecord(
-                len(self._records), time, releases, verdict, self.spec if first else None
+                len(self._records), time, releases, verdict, self.spec if first else None, readings
             )
         )
         return verdict
 
-    def _judge(self, time: float, releases: dict[str, ReleaseStats], judged: list[str]) -> Verdict:
+    def _judge(
+        self,
+        time: float,
+        releases: dict[str, ReleaseStats],
+        judged: list[str],
+        readings: Mapping[str, MetricReading],
+    ) -> Verdict:
         assert self._start is not None
         elapsed = time - self._start
         steps = {name: releases[name].since(self._last[name]) for name in judged}
@@ -235,6 +284,7 @@ class Analysis:
             None if other is None else self._since_start[other],
             None if other is None else steps[other],
             None if other is None else before[other],
+            readings,
         )
         checks = tuple(judge.update(window) for judge in self.judges)
         return self._decide(time, elapsed, checks)

@@ -6,7 +6,9 @@ back (durations in seconds), so a recorded analysis carries its own spec.
 `apply_overrides` reads `--set` arguments: a threshold (`error_rate<2%`)
 replaces the thresholds on its metric, `p95=off` removes them, `key=value`
 sets a field (`alpha=0.05`, `duration=2m`, `max_relative_increase=50%`,
-`comparative=off`).
+`comparative=off`). Custom metrics (`metrics`, see `conveyor.analysis.custom`)
+take `checkout_error_rate<0.02` (a new condition), `checkout_error_rate=off`
+and `checkout_error_rate.failure_limit=3` / `.error_limit=2`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from conveyor.analysis.custom import MetricCheck, parse_condition
 from conveyor.analysis.metrics import BASELINE, STABLE
-from conveyor.analysis.thresholds import AnalysisSpecError, Threshold, parse_threshold
+from conveyor.analysis.thresholds import METRICS, AnalysisSpecError, Threshold, parse_threshold
+from conveyor.analysis.values import (
+    OFF,
+    parse_flag,
+    parse_integer,
+    parse_number,
+    parse_seconds,
+)
 
 __all__ = ["AnalysisSpec", "ComparativeSpec", "apply_overrides"]
 
@@ -83,7 +93,9 @@ class AnalysisSpec:
     - `interval`: how often the caller takes a snapshot (seconds);
     - `duration`: the analysis passes at the first snapshot after this, with
       enough data and no failure; `max_duration`: with too little data by then,
-      it ends INCONCLUSIVE, and `on_inconclusive` says what the caller does.
+      it ends INCONCLUSIVE, and `on_inconclusive` says what the caller does;
+    - `metrics`: custom metric checks, each a number read every interval (from
+      Prometheus, an HTTP endpoint or a command) and a condition on it.
     """
 
     thresholds: tuple[Threshold, ...] = ()
@@ -94,6 +106,7 @@ class AnalysisSpec:
     duration: float = 300.0
     max_duration: float = 900.0
     on_inconclusive: OnInconclusive = "pause"
+    metrics: tuple[MetricCheck, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -110,9 +123,28 @@ class AnalysisSpec:
             raise AnalysisSpecError(
                 f'on_inconclusive: expected "pause" or "fail", got "{self.on_inconclusive}"'
             )
+        seen: set[str] = set()
+        for metric in self.metrics:
+            if metric.name in seen:
+                raise AnalysisSpecError(f'metrics: two metrics are named "{metric.name}"')
+            if metric.name in _RESERVED:
+                raise AnalysisSpecError(
+                    f'metrics.{metric.name}.name: "{metric.name}" is an analysis setting;'
+                    f" give the custom metric another name"
+                )
+            seen.add(metric.name)
+
+    def metric(self, name: str) -> MetricCheck | None:
+        """The custom metric named `name`, if any."""
+        return next((m for m in self.metrics if m.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form; `from_dict` reads it back to an equal spec."""
+        """JSON form; `from_dict` reads it back to an equal spec.
+
+        Except for secrets: custom metrics' header values and URL passwords are
+        written as "<redacted>" (a recorded spec is for replay, which reads no
+        source).
+        """
         return {
             "thresholds": [str(t) for t in self.thresholds],
             "comparative": None
@@ -124,6 +156,7 @@ class AnalysisSpec:
             "duration": self.duration,
             "max_duration": self.max_duration,
             "on_inconclusive": self.on_inconclusive,
+            "metrics": [metric.to_dict() for metric in self.metrics],
         }
 
     @classmethod
@@ -141,12 +174,12 @@ class AnalysisSpec:
 
 _SPEC_FIELDS = {f.name for f in dataclasses.fields(AnalysisSpec)}
 _COMPARATIVE_FIELDS = {f.name for f in dataclasses.fields(ComparativeSpec)}
+# Custom metric names that would read as a setting in `--set NAME=...`.
+_RESERVED = _SPEC_FIELDS | _COMPARATIVE_FIELDS
 # Comparative fields that may be set without the "comparative." prefix: not
 # `error_rate` / `latency`, which would read as threshold metrics.
 _COMPARATIVE_SHORT = _COMPARATIVE_FIELDS - {"error_rate", "latency"}
 _DURATIONS = ("interval", "duration", "max_duration")
-_OFF = {"off", "false", "no", "none", "0"}
-_ON = {"on", "true", "yes", "1"}
 
 
 def _unknown(key: str, known: Iterable[str]) -> AnalysisSpecError:
@@ -159,52 +192,6 @@ def _unknown(key: str, known: Iterable[str]) -> AnalysisSpecError:
     return AnalysisSpecError(f'unknown analysis setting "{key}"{hint}')
 
 
-def _seconds(key: str, value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        # conveyor.config pulls in pydantic; only callers that parse text pay for it.
-        from conveyor.config.durations import parse_duration
-
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise AnalysisSpecError(f"{key}: {exc}") from None
-    raise AnalysisSpecError(f'{key}: expected a duration like "5s", got {value!r}')
-
-
-def _number(key: str, value: object, *, percent: bool = False) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        scale = 1.0
-        if percent and text.endswith("%"):
-            text, scale = text[:-1], 0.01
-        elif key.endswith("latency_quantile") and re.fullmatch(r"p\d{1,2}", text):
-            text, scale = text[1:], 0.01
-        try:
-            return float(text) * scale
-        except ValueError:
-            pass
-    raise AnalysisSpecError(f"{key}: expected a number, got {value!r}")
-
-
-def _integer(key: str, value: object) -> int:
-    number = _number(key, value)
-    if not number.is_integer():
-        raise AnalysisSpecError(f"{key}: expected a whole number, got {value!r}")
-    return int(number)
-
-
-def _flag(key: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _OFF | _ON:
-        return value.strip().lower() in _ON
-    raise AnalysisSpecError(f"{key}: expected on or off, got {value!r}")
-
-
 def _set_comparative(
     comparative: ComparativeSpec, key: str, name: str, value: object
 ) -> ComparativeSpec:
@@ -212,14 +199,27 @@ def _set_comparative(
     if name == "against":
         parsed = str(value)
     elif name in ("error_rate", "latency"):
-        parsed = _flag(key, value)
+        parsed = parse_flag(key, value)
     elif name == "min_reference_samples":
-        parsed = _integer(key, value)
+        parsed = parse_integer(key, value)
     else:
-        parsed = _number(key, value, percent=name != "latency_quantile")
+        parsed = parse_number(key, value, percent=name != "latency_quantile")
     values = dataclasses.asdict(comparative)
     values[name] = parsed
     return ComparativeSpec(**values)
+
+
+def _metrics(value: object) -> tuple[MetricCheck, ...]:
+    if value is None or value is False or (isinstance(value, str) and value.lower() in OFF):
+        return ()
+    if isinstance(value, str | Mapping) or not isinstance(value, Iterable):
+        raise AnalysisSpecError(
+            'metrics: expected a list like [{name: ..., prometheus: {...}, condition: "< 1"}]'
+        )
+    return tuple(
+        item if isinstance(item, MetricCheck) else MetricCheck.from_dict(item, f"metrics[{i}]")
+        for i, item in enumerate(value)
+    )
 
 
 def _set(spec: AnalysisSpec, key: str, value: object) -> AnalysisSpec:
@@ -251,7 +251,7 @@ def _set(spec: AnalysisSpec, key: str, value: object) -> AnalysisSpec:
         if isinstance(value, ComparativeSpec):
             return dataclasses.replace(spec, comparative=value)
         if isinstance(value, str):
-            enabled = _flag(key, value)
+            enabled = parse_flag(key, value)
             return dataclasses.replace(
                 spec, comparative=(spec.comparative or ComparativeSpec()) if enabled else None
             )
@@ -263,18 +263,71 @@ def _set(spec: AnalysisSpec, key: str, value: object) -> AnalysisSpec:
                 comparative = _set_comparative(comparative, f"comparative.{sub}", sub, subvalue)
             return dataclasses.replace(spec, comparative=comparative)
         raise AnalysisSpecError(f"comparative: expected a mapping or off, got {value!r}")
+    if name == "metrics":
+        return dataclasses.replace(spec, metrics=_metrics(value))
     if name in _DURATIONS:
-        changes: dict[str, Any] = {name: _seconds(name, value)}
+        changes: dict[str, Any] = {name: parse_seconds(name, value)}
         return dataclasses.replace(spec, **changes)
     if name == "alpha":
-        return dataclasses.replace(spec, alpha=_number(name, value, percent=True))
+        return dataclasses.replace(spec, alpha=parse_number(name, value, percent=True))
     if name == "min_requests":
-        return dataclasses.replace(spec, min_requests=_integer(name, value))
+        return dataclasses.replace(spec, min_requests=parse_integer(name, value))
     if name == "on_inconclusive":
         if value not in ("pause", "fail"):
             raise AnalysisSpecError(f'on_inconclusive: expected "pause" or "fail", got {value!r}')
         return dataclasses.replace(spec, on_inconclusive=value)
     raise _unknown(key, _SPEC_FIELDS | _COMPARATIVE_SHORT)
+
+
+_METRIC_OVERRIDE = re.compile(r"^([a-z][a-z0-9_]*)(?:\.([a-z_]+))?\s*(<=|>=|<|>|=)\s*(.*)$", re.S)
+
+
+def _override_metric(spec: AnalysisSpec, override: str, text: str) -> AnalysisSpec | None:
+    """`spec` changed by a `--set` on a custom metric; None when `text` names none."""
+    match = _METRIC_OVERRIDE.match(text)
+    metric = spec.metric(match.group(1)) if match else None
+    if match is None or metric is None:
+        return None
+    name, setting, op, rest = match.groups()
+    where = f'--set "{override}"'
+    if setting is None and op != "=":
+        changed = dataclasses.replace(metric, condition=parse_condition(op + rest, where))
+    elif setting is None:
+        if rest.lower() not in OFF:
+            raise AnalysisSpecError(
+                f"{where}: a condition on {name} compares with <, <=, > or >= (like"
+                f' "{name}<0.02"), and "{name}=off" removes the check'
+            )
+        return dataclasses.replace(spec, metrics=tuple(m for m in spec.metrics if m is not metric))
+    elif setting in ("failure_limit", "error_limit") and op == "=":
+        limit = parse_integer(f"{where}: {name}.{setting}", rest)
+        changes: dict[str, Any] = {setting: limit}
+        changed = dataclasses.replace(metric, **changes)
+    else:
+        raise AnalysisSpecError(
+            f'{where}: expected "{name}<0.02", "{name}=off", "{name}.failure_limit=3"'
+            f' or "{name}.error_limit=2"'
+        )
+    return dataclasses.replace(
+        spec, metrics=tuple(changed if m is metric else m for m in spec.metrics)
+    )
+
+
+def _threshold(spec: AnalysisSpec, override: str, text: str) -> Threshold:
+    head = re.match(r"\s*([A-Za-z_][A-Za-z0-9_.]*)", text)
+    name = head.group(1) if head else ""
+    builtin = name in METRICS or re.fullmatch(r"p[1-9]\d?", name)
+    if spec.metrics and head and not builtin:
+        import difflib  # only on an error: keep the import light
+
+        custom = [m.name for m in spec.metrics]
+        close = difflib.get_close_matches(name, [*METRICS, *custom], n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise AnalysisSpecError(
+            f'--set "{override}": unknown metric "{name}"{hint}; expected'
+            f" {', '.join(METRICS)} or a custom metric ({', '.join(custom)})"
+        )
+    return parse_threshold(text)
 
 
 def apply_overrides(spec: AnalysisSpec, overrides: Iterable[str]) -> AnalysisSpec:
@@ -286,8 +339,12 @@ def apply_overrides(spec: AnalysisSpec, overrides: Iterable[str]) -> AnalysisSpe
     """
     for override in overrides:
         text = override.strip()
+        changed = _override_metric(spec, override, text)
+        if changed is not None:
+            spec = changed
+            continue
         if re.search(r"[<>]", text):
-            threshold = parse_threshold(text)
+            threshold = _threshold(spec, override, text)
             kept = tuple(t for t in spec.thresholds if t.metric != threshold.metric)
             spec = dataclasses.replace(spec, thresholds=(*kept, threshold))
             continue
@@ -300,7 +357,7 @@ def apply_overrides(spec: AnalysisSpec, overrides: Iterable[str]) -> AnalysisSpe
         key, value = key.strip(), value.strip()
         metric_named = key in ("error_rate", "requests") or re.fullmatch(r"p[1-9]\d?", key)
         if metric_named:
-            if value.lower() not in _OFF:
+            if value.lower() not in OFF:
                 raise AnalysisSpecError(
                     f'--set "{override}": a threshold compares with <, <=, > or >='
                     f' (like "{key}<2%"), and "{key}=off" removes the thresholds on {key}'

@@ -1,4 +1,4 @@
-"""`conveyor deploy`, `rollback`, `resume`, `abort` and `down`."""
+"""`conveyor deploy`, `rollback`, `promote`, `pause`, `resume`, `abort` and `down`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from conveyor.errors import UsageError
 def register(app: typer.Typer) -> None:
     app.command()(deploy)
     app.command()(rollback)
+    app.command()(promote)
+    app.command()(pause)
     app.command()(resume)
     app.command()(abort)
     app.command()(down)
+    app.command("expire-warm", hidden=True)(expire_warm)
 
 
 def deploy(
@@ -66,6 +69,8 @@ def deploy(
         show_proposal(outcome, as_json, dry_run)
         return
     show_deployment(outcome, as_json, rt.environment(environment).effective_url)
+    if outcome.status in ("aborted", "rolled_back", "failed"):
+        raise typer.Exit(1)  # aborted from another terminal: the releases did not land
 
 
 def rollback(
@@ -90,7 +95,8 @@ def rollback(
     async def go() -> Any:
         deployments.check_unfinished(rt, environment)
         await rt.ensure_platform(environment)
-        proposal = await deployments.propose(rt, environment, target)
+        flip = deployments.progressive(rt, environment) is not None
+        proposal = await deployments.propose(rt, environment, target, flip=flip)
         if not proposal.plan.steps:
             return proposal
         return await deployments.deploy(
@@ -109,11 +115,45 @@ def rollback(
     show_deployment(outcome, as_json, rt.environment(environment).effective_url)
 
 
-def resume(
-    environment: str = typer.Argument(..., help="Environment with an interrupted deployment."),
+def promote(
+    environment: str = typer.Argument(..., help="Environment with a rollout in progress."),
+    full: bool = typer.Option(
+        False, "--full", help="Skip every remaining step: all traffic to the new release now."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Finish an interrupted deployment from where it stopped."""
+    """End the current pause or analysis of a rollout and go on (--full: promote now)."""
+    from conveyor.engine import deployments
+
+    rt = runtime()
+    record = run(
+        deployments.promote(
+            rt, environment, full=full, progress=progress if not as_json else _silent
+        )
+    )
+    show_notes(rt)
+    show_deployment(record, as_json, rt.environment(environment).effective_url)
+
+
+def pause(
+    environment: str = typer.Argument(..., help="Environment with a rollout in progress."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Pause the running rollout of ENVIRONMENT where it is (resume or promote it later)."""
+    from conveyor.engine import deployments
+
+    rt = runtime()
+    record = run(deployments.pause(rt, environment))
+    show_deployment(record, as_json, rt.environment(environment).effective_url)
+
+
+def resume(
+    environment: str = typer.Argument(
+        ..., help="Environment with an interrupted or paused deployment."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Finish an interrupted deployment from where it stopped (a paused step runs again)."""
     from conveyor.engine import deployments
 
     rt = runtime()
@@ -153,6 +193,17 @@ def down(
         emit_json(deployment_json(record) if record else None)
     else:
         say(f"{environment} is down" if record else f"{environment} has nothing running")
+
+
+def expire_warm(
+    environment: str = typer.Argument(..., help="Environment whose warm instances to watch."),
+) -> None:
+    """Stop warm instances when their rollback window ends (run by supervisord)."""
+    from conveyor.engine import warm
+
+    rt = runtime()
+    rt.environment(environment)
+    run(warm.watch(rt, environment))
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -216,6 +267,12 @@ def show_deployment(record: Any, as_json: bool, url: str) -> None:
     say(f"{record.kind} {record.id} {record.status.replace('_', ' ')}: {releases}")
     if record.error:
         say(f"  reason: {record.error}")
+    if record.status == "paused":
+        from conveyor.engine.unfinished import next_commands
+
+        say(f"  {next_commands(record)}")
+    elif record.status in ("running", "aborting", "rolling_back"):
+        say(f"  still in progress; follow it with: conveyor status {record.environment}")
     say(f"  {url}")
 
 

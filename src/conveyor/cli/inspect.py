@@ -84,6 +84,8 @@ def _print_status(report: dict[str, Any]) -> None:
         )
         for inst in service["instances"]:
             extra = f" restarts={inst['restarts']}" if inst["restarts"] else ""
+            if inst.get("warm_until"):
+                extra += f" (rollback window until {inst['warm_until']})"
             out.print(
                 f"    {escape(inst['name'])}  {inst['release']}  :{inst['port']}  "
                 f"{inst['state']}  process={inst['process']}{extra}"

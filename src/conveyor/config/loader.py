@@ -23,7 +23,16 @@ from pydantic_core import ErrorDetails
 from conveyor.config.cache import RecordingEnviron, remember
 from conveyor.config.durations import ERROR_TYPE, FROM_FILE, describe_value
 from conveyor.config.locate import CONFIG_NAMES, find_config, locate_config
-from conveyor.config.models import Config, ServiceConfig
+from conveyor.config.models import (
+    BlueGreenStrategy,
+    CanaryStrategy,
+    ComparativeConfig,
+    Config,
+    ServiceConfig,
+    StrategyConfig,
+    StrategySpec,
+    parse_listen,
+)
 from conveyor.errors import ConfigError
 
 __all__ = [
@@ -431,8 +440,10 @@ def _cross_field_issues(config: Config) -> list[str]:
                 )
 
         strategy = environment.strategy
+        issues.extend(_progressive_issues(config, name, strategy, listeners))
         if (
-            strategy.type == "rolling"
+            isinstance(strategy, StrategyConfig)
+            and strategy.type == "rolling"
             and _is_zero(strategy.max_surge)
             and _is_zero(strategy.max_unavailable)
         ):
@@ -440,6 +451,63 @@ def _cross_field_issues(config: Config) -> list[str]:
                 f"environments/{name}/strategy: max_surge and max_unavailable are both 0, "
                 "so a rolling deploy could never replace an instance (set max_surge to 1)"
             )
+    return issues
+
+
+def _progressive_issues(
+    config: Config,
+    environment: str,
+    strategy: StrategySpec,
+    listeners: list[tuple[str, str, int]],
+) -> list[str]:
+    """Rules of the blue_green and canary settings: analyses exist and fit, weights fit."""
+    where = f"environments/{environment}/strategy"
+    issues: list[str] = []
+    known = ", ".join(sorted(config.analysis)) or "none defined"
+
+    def analysis(key: str, name: str | None, against: str | None) -> None:
+        if name is None:
+            return
+        template = config.analysis.get(name)
+        if template is None:
+            issues.append(f'{where}/{key}: unknown analysis "{name}" (analyses: {known})')
+            return
+        comparative = template.comparative
+        wanted = comparative.against if isinstance(comparative, ComparativeConfig) else None
+        if against is not None and comparative is not False and wanted not in (None, against):
+            issues.append(
+                f'{where}/{key}: analysis "{name}" compares against {wanted}, which this '
+                f"strategy does not run (set baseline: true, or comparative.against: {against})"
+            )
+
+    if isinstance(strategy, CanaryStrategy):
+        against = "baseline" if strategy.baseline else "stable"
+        analysis("analysis", strategy.analysis, against)
+        for index, step in enumerate(strategy.steps):
+            if step.kind == "analysis":
+                analysis(f"steps/{index}/analysis", step.analysis, against)
+            if step.kind == "set_weight" and strategy.baseline and (step.set_weight or 0) > 50:
+                issues.append(
+                    f"{where}/steps/{index}/set_weight: at most 50 with baseline: true (the "
+                    "baseline gets the same share as the canary); the last step is followed "
+                    "by the full promotion anyway"
+                )
+    elif isinstance(strategy, BlueGreenStrategy):
+        analysis("pre_promotion_analysis", strategy.pre_promotion_analysis, "stable")
+        analysis("post_promotion_analysis", strategy.post_promotion_analysis, None)
+        if strategy.pre_promotion_analysis is not None and strategy.preview is None:
+            issues.append(
+                f"{where}/pre_promotion_analysis: needs a preview address (set preview: "
+                '"127.0.0.1:8081"): the new set gets no other traffic before the switch'
+            )
+        if strategy.preview is not None:
+            host, port = parse_listen(strategy.preview)
+            for other, other_host, other_port in listeners:
+                if port == other_port and _hosts_overlap(host, other_host):
+                    issues.append(
+                        f'{where}/preview: port {port} is already used by environment "{other}"'
+                    )
+                    break
     return issues
 
 

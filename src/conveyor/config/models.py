@@ -27,8 +27,13 @@ from conveyor.errors import UsageError
 __all__ = [
     "NAME_PATTERN",
     "PROJECT_PATTERN",
+    "AnalysisTemplate",
+    "BlueGreenStrategy",
+    "CanaryStep",
+    "CanaryStrategy",
     "Command",
     "CommandHealth",
+    "ComparativeConfig",
     "Config",
     "EnvironmentConfig",
     "HealthConfig",
@@ -38,6 +43,7 @@ __all__ = [
     "ServiceConfig",
     "ServiceOverride",
     "StrategyConfig",
+    "StrategySpec",
     "StrategyType",
     "TcpHealth",
     "command_argv",
@@ -297,6 +303,73 @@ ListenAddress = Annotated[
 ]
 
 
+def _check_analysis_name(value: object) -> str:
+    if isinstance(value, str) and _NAME.match(value):
+        return value
+    raise problem(
+        f"expected the name of an analysis from the top-level `analysis:`, got "
+        f"{describe_value(value)}"
+    )
+
+
+AnalysisName = Annotated[
+    str, PlainValidator(_check_analysis_name), WithJsonSchema({"type": "string"})
+]
+
+
+def _check_pause(value: object) -> float | None:
+    if value is None or value == {}:
+        return None  # until `conveyor promote`
+    try:
+        return _validate_pause_duration(value)
+    except ValueError:
+        raise problem(
+            f'expected a duration like "30s", or {{}} to wait for `conveyor promote`, got '
+            f"{describe_value(value)}"
+        ) from None
+
+
+def _validate_pause_duration(value: object) -> float:
+    from conveyor.config.durations import parse_duration
+
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return parse_duration(value)
+
+
+PauseValue = Annotated[
+    float | None,
+    PlainValidator(_check_pause),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string"}, {"type": "object", "maxProperties": 0}, {"type": "null"}]}
+    ),
+]
+
+
+def _check_fraction(value: object) -> float:
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        scale = 0.01 if text.endswith("%") else 1.0
+        try:
+            number = float(text.removesuffix("%")) * scale
+        except ValueError:
+            number = None
+    if number is None or not number >= 0:
+        raise problem(f'expected a number >= 0 or a percentage like "20%", got '
+                      f"{describe_value(value)}")  # fmt: skip
+    return number
+
+
+Fraction = Annotated[
+    float,
+    PlainValidator(_check_fraction),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}),
+]
+
+
 # --- models --------------------------------------------------------------------------
 
 
@@ -465,15 +538,17 @@ class ServiceConfig(_Model):
     )
 
 
-StrategyType = Literal["immediate", "recreate", "rolling"]
+StrategyType = Literal["immediate", "recreate", "rolling", "blue_green", "canary"]
+STRATEGY_TYPES: tuple[str, ...] = ("immediate", "recreate", "rolling", "blue_green", "canary")
+PROGRESSIVE = ("blue_green", "canary")
 
 
 class StrategyConfig(_Model):
-    """How a deploy replaces the running instances."""
+    """How a deploy replaces the running instances: immediate, recreate or rolling."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: StrategyType = Field(
+    type: Literal["immediate", "recreate", "rolling"] = Field(
         "rolling",
         description='"rolling" replaces instances a few at a time behind health checks; '
         '"immediate" starts all new instances, then switches traffic at once; '
@@ -495,6 +570,112 @@ class StrategyConfig(_Model):
     )
 
 
+class _ProgressiveBase(_Model):
+    min_ready: Duration = _duration_field(
+        0.0, "How long a new instance must stay healthy before it counts as ready"
+    )
+    rollback_window: Duration = _duration_field(
+        600.0,
+        "How long the previous release's instances stay warm (running, no traffic) after a "
+        "successful promotion; `conveyor rollback` inside it is a weight flip",
+    )
+    abort_scale_down_delay: Duration = _duration_field(
+        0.0,
+        "How long the new release's instances keep running, without traffic, after an abort "
+        "(for a look at their logs and state)",
+    )
+
+
+class BlueGreenStrategy(_ProgressiveBase):
+    """Start the whole new set beside the old one, then switch all traffic at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["blue_green"] = Field(description='"blue_green".')
+    preview: ListenAddress | None = Field(
+        None,
+        description='Address where the new set is exposed before the switch, "host:port" '
+        "(for smoke tests and the pre-promotion analysis); null: no preview.",
+    )
+    auto_promote: bool = Field(
+        True,
+        description="Switch traffic as soon as the new set is healthy (and the pre-promotion "
+        "analysis passed); false: wait for `conveyor promote`.",
+    )
+    pre_promotion_analysis: AnalysisName | None = Field(
+        None,
+        description="Analysis (from the top-level `analysis:`) run on the preview's traffic "
+        "before the switch; needs `preview`.",
+    )
+    post_promotion_analysis: AnalysisName | None = Field(
+        None,
+        description="Analysis run after the switch, on all the traffic (thresholds only: "
+        "nothing is left to compare with); a failure switches traffic back.",
+    )
+
+
+class CanaryStep(_Model):
+    """One step of a canary: exactly one of set_weight, pause, analysis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    set_weight: Annotated[int, _int_validator(0, 100)] | None = Field(
+        None, description="Share of the traffic (0-100 %) the new release receives."
+    )
+    pause: PauseValue = Field(
+        None,
+        description='Wait this long ("30s"), or until `conveyor promote` ({}).',
+    )
+    analysis: AnalysisName | None = Field(
+        None, description="Run this analysis (from the top-level `analysis:`) and wait for it."
+    )
+
+    def model_post_init(self, context: Any, /) -> None:
+        given = [k for k in ("set_weight", "pause", "analysis") if k in self.model_fields_set]
+        if len(given) != 1:
+            raise problem(
+                "each canary step is one of set_weight: N, pause: DURATION | {}, "
+                f"analysis: NAME; got {', '.join(given) or 'nothing'}"
+            )
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("set_weight", "pause", "analysis") if k in self.model_fields_set)
+
+
+class CanaryStrategy(_ProgressiveBase):
+    """Move traffic to the new release step by step, judged by analyses."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["canary"] = Field(description='"canary".')
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: [
+            CanaryStep(set_weight=10),
+            CanaryStep(pause=60.0),
+            CanaryStep(set_weight=50),
+            CanaryStep(pause=60.0),
+        ],
+        description="What the rollout does, in order; after the last step all traffic goes to "
+        "the new release.",
+    )
+    baseline: bool = Field(
+        False,
+        description="Start fresh instances of the stable release that get the same share as "
+        "the canary, so that analyses compare canary and baseline on equal traffic and age.",
+    )
+    analysis: AnalysisName | None = Field(
+        None,
+        description="Background analysis that runs from the first set_weight to the final "
+        "promotion; a failure aborts the rollout.",
+    )
+
+
+StrategySpec = Annotated[
+    StrategyConfig | BlueGreenStrategy | CanaryStrategy, Field(discriminator="type")
+]
+
+
 class ServiceOverride(_Model):
     """Settings of one service that differ in this environment."""
 
@@ -510,7 +691,11 @@ class ServiceOverride(_Model):
 
 
 def _strategy_shorthand(value: object) -> object:
-    return {"type": value} if isinstance(value, str) else value
+    if isinstance(value, str):
+        return {"type": value}
+    if isinstance(value, dict) and "type" not in value:
+        return {"type": "rolling", **value}  # the default type may be left out
+    return value
 
 
 def _strategy_schema(schema: dict[str, Any]) -> None:
@@ -518,9 +703,12 @@ def _strategy_schema(schema: dict[str, Any]) -> None:
     ref = schema.pop("$ref", None)
     if ref is not None:
         schema["anyOf"] = [
-            {"type": "string", "enum": ["immediate", "recreate", "rolling"]},
+            {"type": "string", "enum": list(STRATEGY_TYPES)},
             {"$ref": ref},
         ]
+    one_of = schema.pop("oneOf", None)
+    if one_of is not None:
+        schema["anyOf"] = [{"type": "string", "enum": list(STRATEGY_TYPES)}, *one_of]
 
 
 class EnvironmentConfig(_Model):
@@ -542,10 +730,10 @@ class EnvironmentConfig(_Model):
         description='Router that sends traffic to instances: "caddy" (embedded, the default) or '
         '"haproxy" (from the OS packages; changes weights without reloading).',
     )
-    strategy: Annotated[StrategyConfig, BeforeValidator(_strategy_shorthand)] = Field(
+    strategy: Annotated[StrategySpec, BeforeValidator(_strategy_shorthand)] = Field(
         default_factory=StrategyConfig,
-        description='Deploy strategy: "rolling", "immediate" or "recreate", or a mapping '
-        'with "type" and its settings.',
+        description='Deploy strategy: "rolling", "immediate", "recreate", "blue_green" or '
+        '"canary", or a mapping with "type" and its settings.',
         json_schema_extra=_strategy_schema,
     )
     env: Env = Field(
@@ -594,6 +782,116 @@ class EnvironmentConfig(_Model):
         return f"http://{host}:{self.listen_port}"
 
 
+class ComparativeConfig(_Model):
+    """The sequential comparison of the canary with the baseline or the stable release."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    against: Literal["baseline", "stable"] | None = Field(
+        None,
+        description='"baseline" or "stable"; default: "baseline" when the canary strategy '
+        'starts one (baseline: true), else "stable".',
+    )
+    error_rate: bool = Field(True, description="Compare the share of 5xx responses.")
+    latency: bool = Field(True, description="Compare the share of slow responses.")
+    max_relative_increase: Fraction = Field(
+        0.2,
+        description="Tolerance: a canary with up to this much more errors or slow requests "
+        'than the compared release is no worse ("20%" or 0.2).',
+    )
+    latency_quantile: Fraction = Field(
+        0.95,
+        description="A request is slow above this quantile of the compared release (0.95).",
+    )
+    max_latency_increase: Fraction = Field(
+        0.1, description='Latency margin over that quantile before a request is slow ("10%").'
+    )
+    min_reference_samples: PositiveInt = Field(
+        100,
+        description="Requests of the compared release needed before latencies are compared.",
+    )
+
+
+class AnalysisTemplate(_Model):
+    """How a release is judged from live metrics (see docs/analysis.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval: Duration = _duration_field(1.0, "Time between two measurements")
+    duration: Duration = _duration_field(
+        60.0, "The analysis passes at the first measurement after this with enough traffic"
+    )
+    max_duration: Duration | None = Field(
+        None,
+        description="With too little traffic until then, the analysis ends inconclusive "
+        '(default: 3 times "duration").',
+    )
+    min_requests: PositiveInt = Field(
+        100, description="Requests each judged release needs before the analysis can pass."
+    )
+    thresholds: list[str] = Field(
+        default_factory=list,
+        description='Absolute limits on the new release: "error_rate < 1%", "p95 < 500ms".',
+    )
+    comparative: ComparativeConfig | bool = Field(
+        True,
+        description="Sequential comparison with the baseline or stable release (true, false, "
+        "or a mapping of settings).",
+    )
+    alpha: Fraction = Field(
+        0.01,
+        description='Highest probability of aborting a release that is no worse ("1%").',
+    )
+    on_inconclusive: Literal["pause", "fail"] = Field(
+        "pause", description='What an inconclusive analysis does: "pause" or "fail".'
+    )
+    metrics: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Extra metrics from Prometheus, an HTTP endpoint or a command, each with "
+        "a condition (see docs/analysis.md).",
+    )
+
+    def model_post_init(self, context: Any, /) -> None:
+        from conveyor.analysis import AnalysisSpecError
+
+        try:
+            self.spec_dict("baseline")
+            self.spec_dict("stable")
+        except AnalysisSpecError as error:
+            raise problem(str(error)) from None
+
+    def spec_dict(self, default_against: str, *, comparative: bool = True) -> dict[str, Any]:
+        """The `AnalysisSpec.from_dict` form; `default_against` fills `comparative.against`.
+
+        Raises `AnalysisSpecError` when the settings do not make a valid spec.
+        """
+        from conveyor.analysis import AnalysisSpec
+
+        data: dict[str, Any] = {
+            "interval": self.interval,
+            "duration": self.duration,
+            "max_duration": self.max_duration
+            if self.max_duration is not None
+            else 3 * self.duration,
+            "min_requests": self.min_requests,
+            "thresholds": list(self.thresholds),
+            "alpha": self.alpha,
+            "on_inconclusive": self.on_inconclusive,
+        }
+        if self.metrics:
+            data["metrics"] = [dict(m) for m in self.metrics]
+        settings = self.comparative
+        if not comparative or settings is False:
+            data["comparative"] = None
+        else:
+            chosen = settings if isinstance(settings, ComparativeConfig) else ComparativeConfig()
+            values = chosen.model_dump()
+            values["against"] = values["against"] or default_against
+            data["comparative"] = values
+        AnalysisSpec.from_dict(data)  # raises on a bad combination
+        return data
+
+
 class Config(_Model):
     """conveyor.yml: the services of a project and the environments they are deployed to."""
 
@@ -613,6 +911,11 @@ class Config(_Model):
     environments: dict[EnvironmentName, EnvironmentConfig] = Field(
         description='The environments, by name (lowercase letters, digits and "-", starting '
         "with a letter). At least one."
+    )
+    analysis: dict[AnalysisName, AnalysisTemplate] = Field(
+        default_factory=dict,
+        description="Analyses that judge a new release from live metrics, by name; canary and "
+        "blue_green strategies refer to them.",
     )
 
     @field_validator("services")

@@ -7,27 +7,50 @@ failure plans the way back to the previous releases and runs that too.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from conveyor.engine.executor import Executor, StepFailed
+from conveyor.config.models import BlueGreenStrategy, CanaryStrategy
+from conveyor.engine.executor import (
+    AbortRequested,
+    Executor,
+    Paused,
+    PromoteFull,
+    StepFailed,
+)
 from conveyor.engine.plan import (
     FORWARD,
     REVERT,
+    Analyze,
     MarkCurrent,
+    Pause,
     Plan,
+    Preview,
+    StartAnalysis,
     Step,
+    StopAnalysis,
     steps_from_json,
     steps_to_json,
 )
 from conveyor.engine.runtime import Runtime
-from conveyor.engine.strategies import ObservedInstance, ServiceGoal, plan_service
-from conveyor.engine.unfinished import describe_unfinished, process_alive
+from conveyor.engine.strategies import (
+    BASELINE,
+    CANARY,
+    STABLE,
+    ObservedInstance,
+    ServiceGoal,
+    plan_flip,
+    plan_service,
+)
+from conveyor.engine.unfinished import describe_unfinished, next_commands, process_alive
 from conveyor.errors import (
+    AnalysisFailedError,
     ConveyorError,
     DeployError,
     LockHeldError,
@@ -38,12 +61,19 @@ from conveyor.store.records import (
     ABORTED,
     ABORTING,
     FAILED,
+    PAUSED,
+    REQUEST_ABORT,
+    REQUEST_PAUSE,
+    REQUEST_PROMOTE,
+    REQUEST_PROMOTE_FULL,
     ROLLED_BACK,
     ROLLING_BACK,
     RUNNING,
-    STEP_DONE,
+    STEP_COMPLETE,
+    STEP_SKIPPED,
     SUCCEEDED,
     DeploymentRecord,
+    InstanceRecord,
     LockRecord,
 )
 
@@ -74,23 +104,48 @@ def new_deployment_id() -> str:
 
 
 async def observe(
-    rt: Runtime, environment: str, service: str, *, live: bool = True
+    rt: Runtime,
+    environment: str,
+    service: str,
+    *,
+    live: bool = True,
+    deployment: DeploymentRecord | None = None,
 ) -> tuple[ObservedInstance, ...]:
     """Recorded instances of a service, `serving` when the router gives them weight.
 
     With `live=False` (dry runs) the router is not asked and the recorded
-    state stands in for it, so that planning starts no process.
+    state stands in for it, so that planning starts no process. With an
+    unfinished `deployment`, each instance gets its role in it.
     """
     records = rt.store.list_instances(environment=environment, service=service)
     if not records:
         return ()
     if not live:
-        return tuple(ObservedInstance(r.name, r.release_id, r.state == "serving") for r in records)
-    weights = await rt.router_for(environment).weights(environment, service)
+        weights = {f"127.0.0.1:{r.port}": int(r.state == "serving") for r in records}
+    else:
+        weights = await rt.router_for(environment).weights(environment, service)
+    now = datetime.now(UTC)
     return tuple(
-        ObservedInstance(r.name, r.release_id, weights.get(f"127.0.0.1:{r.port}", 0) > 0)
+        ObservedInstance(
+            r.name,
+            r.release_id,
+            weights.get(f"127.0.0.1:{r.port}", 0) > 0,
+            # Past its rollback window a warm instance is not reused: it is stopped.
+            state="expired" if r.warm_until is not None and r.warm_until <= now else r.state,
+            role=_role(r, deployment),
+        )
         for r in records
     )
+
+
+def _role(instance: InstanceRecord, deployment: DeploymentRecord | None) -> str:
+    if deployment is None:
+        return ""
+    if instance.release_id == deployment.releases.get(instance.service):
+        return CANARY
+    if instance.deployment_id == deployment.id:
+        return BASELINE
+    return STABLE
 
 
 def check_unfinished(rt: Runtime, environment: str) -> None:
@@ -111,16 +166,18 @@ def check_unfinished(rt: Runtime, environment: str) -> None:
             f"deployment {unfinished.id} of {environment} is in progress "
             f"(pid {lock.pid} on {lock.hostname}, started by {lock.holder} "
             f"at {lock.acquired_at:%Y-%m-%d %H:%M:%S} UTC)",
-            hint="wait for it to finish",
+            hint=f'wait for it to finish, or steer it with "conveyor promote|pause|abort '
+            f'{environment}"',
         )
     raise UnfinishedDeploymentError(
-        describe_unfinished(rt.store, unfinished),
-        hint=f'run "conveyor resume {environment}" to finish it or '
-        f'"conveyor abort {environment}" to roll it back',
+        describe_unfinished(rt.store, unfinished), hint=next_commands(unfinished)
     )
 
 
-# -- planning ----------------------------------------------------------------------
+def progressive(rt: Runtime, environment: str) -> BlueGreenStrategy | CanaryStrategy | None:
+    """The environment's strategy when it is blue_green or canary."""
+    strategy = rt.environment(environment).strategy
+    return strategy if isinstance(strategy, BlueGreenStrategy | CanaryStrategy) else None
 
 
 async def propose(
@@ -131,8 +188,14 @@ async def propose(
     phase: str = FORWARD,
     name_tag: str = "",
     observe_live: bool = True,
+    flip: bool = False,
 ) -> Proposal:
-    """Plan moving `environment` to `releases` (default: the newest of each service)."""
+    """Plan moving `environment` to `releases` (default: the newest of each service).
+
+    With `flip` (rollbacks under blue_green and canary), each service flips
+    its traffic back to instances of the release that are still warm,
+    starting only the missing ones, and keeps the replaced ones warm.
+    """
     env_config = rt.environment(environment)
     config = rt.loaded.config
     current = rt.store.current_releases(environment)
@@ -145,6 +208,11 @@ async def propose(
     tag = name_tag or secrets.token_hex(2)
     steps: list[Step] = []
     strategy = env_config.strategy
+    window = (
+        strategy.rollback_window
+        if isinstance(strategy, BlueGreenStrategy | CanaryStrategy)
+        else 0.0
+    )
     for service in config.services:
         if service not in target:
             continue
@@ -154,29 +222,39 @@ async def propose(
         goal = ServiceGoal(
             service, release, svc.replicas, observed, name_prefix=f"{environment}-{service}-{tag}"
         )
-        service_steps = plan_service(
-            strategy.type,
-            goal,
-            max_surge=strategy.max_surge,
-            max_unavailable=strategy.max_unavailable,
-            phase=phase,
-        )
+        if current.get(service) == release and all(
+            i.release == release and i.serving for i in observed
+        ):
+            continue
+        if flip:
+            service_steps = plan_flip(goal, keep_warm=window, phase=phase)
+        else:
+            service_steps = plan_service(strategy, goal, analyses=config.analysis, phase=phase)
         if _only_marks(service_steps) and current.get(service) == release:
             continue
         steps.extend(service_steps)
-    return Proposal(environment, strategy.type, target, current, Plan(environment, tuple(steps)))
+    kind = "flip" if flip else strategy.type
+    return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
 
 
 async def propose_revert(rt: Runtime, deployment: DeploymentRecord) -> list[Step]:
-    """Steps that bring every service back to what ran before `deployment`."""
+    """Steps that bring every service back to what ran before `deployment`.
+
+    After a blue_green or canary deployment this is one weight flip back to
+    the stable instances, which still run; the new ones stop after
+    `abort_scale_down_delay`.
+    """
     config = rt.loaded.config
     env = deployment.environment
     strategy = rt.environment(env).strategy
+    chosen = progressive(rt, env)
+    flip = chosen is not None or deployment.strategy in ("blue_green", "canary", "flip")
+    delay = chosen.abort_scale_down_delay if chosen is not None else 0.0
     steps: list[Step] = []
     tag = secrets.token_hex(2) + "r"
     for service in config.services:
         release = deployment.previous.get(service)
-        observed = await observe(rt, env, service)
+        observed = await observe(rt, env, service, deployment=deployment)
         if release is None and not observed:
             continue
         svc = config.service_for(env, service)
@@ -187,15 +265,34 @@ async def propose_revert(rt: Runtime, deployment: DeploymentRecord) -> list[Step
             observed,
             name_prefix=f"{env}-{service}-{tag}",
         )
-        steps.extend(
-            plan_service(
-                strategy.type,
-                goal,
-                max_surge=strategy.max_surge,
-                max_unavailable=strategy.max_unavailable,
-                phase=REVERT,
-            )
+        if flip:
+            steps.extend(plan_flip(goal, scale_down_delay=delay, phase=REVERT))
+        else:
+            steps.extend(plan_service(strategy, goal, analyses=config.analysis, phase=REVERT))
+    if isinstance(chosen, BlueGreenStrategy) and chosen.preview is not None and steps:
+        steps.append(Preview(steps[0].service, REVERT, instances=()))
+    return steps
+
+
+async def propose_full_promotion(rt: Runtime, deployment: DeploymentRecord) -> list[Step]:
+    """Steps that finish `deployment` at once: all traffic to the new releases now."""
+    config = rt.loaded.config
+    env = deployment.environment
+    strategy = progressive(rt, env)
+    window = strategy.rollback_window if strategy is not None else 0.0
+    current = rt.store.current_releases(env)
+    steps: list[Step] = []
+    tag = secrets.token_hex(2) + "p"
+    for service in config.services:
+        release = deployment.releases.get(service)
+        if release is None or current.get(service) == release:
+            continue  # this service is promoted already
+        observed = await observe(rt, env, service, deployment=deployment)
+        svc = config.service_for(env, service)
+        goal = ServiceGoal(
+            service, release, svc.replicas, observed, name_prefix=f"{env}-{service}-{tag}"
         )
+        steps.extend(plan_flip(goal, keep_warm=window, phase=FORWARD))
     return steps
 
 
@@ -269,39 +366,106 @@ async def deploy(
 
 
 async def resume(rt: Runtime, environment: str, progress: Progress = _quiet) -> DeploymentRecord:
-    """Finish an interrupted deployment.
+    """Finish an interrupted or paused deployment.
 
     Moving forward, it runs the plan from the first step not journaled as
-    done (each step is idempotent). Interrupted while restoring the previous
-    releases, it plans that restoration again from what runs now: the
-    planner converges from any state, whatever the journal says.
+    done (each step is idempotent; a paused step runs again). Interrupted
+    while restoring the previous releases, it plans that restoration again
+    from what runs now: the planner converges from any state, whatever the
+    journal says.
     """
     deployment = _take_over(rt, environment)
     try:
         await rt.ensure_platform(environment)
         await _ensure_routes(rt, environment)
-        if deployment.status != RUNNING:
+        if deployment.status not in (RUNNING, PAUSED):
             final = ABORTED if deployment.status == ABORTING else ROLLED_BACK
             progress(f"resuming the restoration of the releases before {deployment.id}")
             reason = deployment.error or f"{deployment.id} was interrupted"
             return await _revert(rt, deployment, final, reason, progress)
-        steps = steps_from_json(deployment.plan)
-        journal = {s.index: s.status for s in rt.store.list_steps(deployment.id)}
-        first = next(
-            (i for i in range(1, len(steps) + 1) if journal.get(i) != STEP_DONE), len(steps) + 1
-        )
-        progress(f"resuming {deployment.id} at step {first}/{len(steps)}")
-        return await _run_forward(rt, deployment, steps[first - 1 :], first, progress)
+        return await _continue(rt, deployment, progress)
     finally:
         rt.store.release_lock(environment, deployment.id)
+
+
+async def promote(
+    rt: Runtime, environment: str, *, full: bool = False, progress: Progress = _quiet
+) -> DeploymentRecord:
+    """End the current pause or analysis (`full`: every remaining step) and go on.
+
+    When the deployment runs in another process, that process is asked to
+    do it and this returns once it took the request; a paused deployment
+    continues in this process.
+    """
+    request = REQUEST_PROMOTE_FULL if full else REQUEST_PROMOTE
+    if await _ask_running(rt, environment, request):
+        return _reload(rt, _unfinished(rt, environment).id)
+    deployment = _take_over(rt, environment)
+    try:
+        await rt.ensure_platform(environment)
+        await _ensure_routes(rt, environment)
+        if deployment.status not in (RUNNING, PAUSED):
+            raise UsageError(
+                f"deployment {deployment.id} is restoring the previous releases: "
+                "nothing to promote",
+                hint=f'finish that with "conveyor resume {environment}"',
+            )
+        rt.store.update_deployment(deployment.id, status=RUNNING)
+        who = rt.user
+        if full:
+            rt.store.add_event(
+                "promote", f"{deployment.id} fully promoted by {who}", environment, deployment.id
+            )
+            return await _promote_full(rt, deployment, _first_incomplete(rt, deployment), progress)
+        first = _first_incomplete(rt, deployment)
+        steps = steps_from_json(deployment.plan)
+        if first <= len(steps) and isinstance(steps[first - 1], Pause | Analyze):
+            step = steps[first - 1]
+            if not isinstance(step, StartAnalysis):
+                rt.store.step_started(deployment.id, first, step.kind, step.describe())
+                rt.store.step_finished(
+                    deployment.id, first, STEP_SKIPPED, f"promoted by {who}: step skipped"
+                )
+                progress(f"[{step.service}] {step.describe()}: promoted by {who}")
+        rt.store.add_event(
+            "promote", f"{deployment.id} promoted by {who}", environment, deployment.id
+        )
+        return await _continue(rt, deployment, progress)
+    finally:
+        rt.store.release_lock(environment, deployment.id)
+
+
+async def pause(rt: Runtime, environment: str) -> DeploymentRecord:
+    """Ask the running deployment of `environment` to pause at once."""
+    deployment = _unfinished(rt, environment)
+    if deployment.status == PAUSED:
+        raise UsageError(
+            f"deployment {deployment.id} is paused already", hint=next_commands(deployment)
+        )
+    if not await _ask_running(rt, environment, REQUEST_PAUSE, until=(PAUSED,)):
+        raise UsageError(
+            f"deployment {deployment.id} of {environment} is not running (it was interrupted)",
+            hint=next_commands(deployment),
+        )
+    rt.store.add_event("pause", f"{deployment.id} paused by {rt.user}", environment, deployment.id)
+    return _reload(rt, deployment.id)
 
 
 async def abort(
     rt: Runtime, environment: str, reason: str | None = None, progress: Progress = _quiet
 ) -> DeploymentRecord:
-    """Stop an unfinished deployment and restore the releases that ran before it."""
-    deployment = _take_over(rt, environment)
+    """Stop an unfinished deployment and restore the releases that ran before it.
+
+    A deployment running in another process is asked to abort (it flips the
+    traffic back within its next poll) and this waits until it finished.
+    """
     why = reason or f"aborted by {rt.user}"
+    deployment = _unfinished(rt, environment)
+    if deployment.status in (RUNNING, PAUSED) and await _ask_running(
+        rt, environment, REQUEST_ABORT, until=(ABORTED, FAILED, ROLLED_BACK, SUCCEEDED), why=why
+    ):
+        return _reload(rt, deployment.id)
+    deployment = _take_over(rt, environment)
     try:
         await rt.ensure_platform(environment)
         await _ensure_routes(rt, environment)
@@ -345,29 +509,149 @@ async def _run_forward(
     steps: list[Step] | tuple[Step, ...],
     first: int,
     progress: Progress,
+    background: tuple[StartAnalysis, int] | None = None,
 ) -> DeploymentRecord:
-    executor = Executor(rt, deployment.environment, deployment.id, progress)
+    env = deployment.environment
+    executor = Executor(rt, env, deployment.id, progress)
+    if background is not None:
+        executor.start_background(*background)
     try:
         await executor.run(steps, first)
     except StepFailed as failure:
         reason = failure.message
-        rt.store.update_deployment(deployment.id, status=ROLLING_BACK, error=reason)
-        rt.store.add_event(
-            "failed", f"{deployment.id}: {reason}", deployment.environment, deployment.id
-        )
+        analysis = isinstance(failure.cause, AnalysisFailedError)
+        status, final = (ABORTING, ABORTED) if analysis else (ROLLING_BACK, ROLLED_BACK)
+        rt.store.update_deployment(deployment.id, status=status, error=reason)
+        rt.store.add_event("failed", f"{deployment.id}: {reason}", env, deployment.id)
         progress(f"deployment failed, restoring the previous releases: {failure.cause.message}")
-        await _revert(rt, deployment, ROLLED_BACK, reason, progress)
+        await _revert(rt, deployment, final, reason, progress)
+        what = "was aborted" if analysis else "failed and was rolled back"
         raise DeployError(
-            f"deployment {deployment.id} of {deployment.environment} failed and was rolled back: "
-            f"{reason}",
-            hint=failure.hint
-            or f"the previous releases still serve; see: conveyor history {deployment.environment}",
+            f"deployment {deployment.id} of {env} {what}: {reason}",
+            hint=failure.hint or f"the previous releases still serve; see: conveyor history {env}",
         ) from None
+    except Paused as paused:
+        rt.store.update_deployment(deployment.id, status=PAUSED)
+        rt.store.add_event("paused", f"{deployment.id} {paused.message}", env, deployment.id)
+        progress(f"{paused.message}; {next_commands(_reload(rt, deployment.id))}")
+        return _reload(rt, deployment.id)
+    except AbortRequested as aborted:
+        why = _reload(rt, deployment.id).error or aborted.message
+        rt.store.update_deployment(deployment.id, status=ABORTING, error=why)
+        rt.store.set_request(deployment.id, None)
+        rt.store.add_event("abort", f"{deployment.id} {aborted.message}: {why}", env, deployment.id)
+        progress(f"{aborted.message}: restoring the previous releases")
+        return await _revert(rt, deployment, ABORTED, why, progress)
+    except PromoteFull as promoted:
+        rt.store.add_event("promote", f"{deployment.id} {promoted.message}", env, deployment.id)
+        progress(f"{promoted.message}: promoting now")
+        return await _promote_full(rt, deployment, _first_incomplete(rt, deployment), progress)
     rt.store.update_deployment(deployment.id, status=SUCCEEDED, finished=True)
-    rt.store.add_event(
-        "succeeded", f"{deployment.id} succeeded", deployment.environment, deployment.id
-    )
+    rt.store.add_event("succeeded", f"{deployment.id} succeeded", env, deployment.id)
     return _reload(rt, deployment.id)
+
+
+async def _continue(
+    rt: Runtime, deployment: DeploymentRecord, progress: Progress
+) -> DeploymentRecord:
+    """Run the plan on from its first incomplete step, background analysis included."""
+    rt.store.update_deployment(deployment.id, status=RUNNING)
+    steps = steps_from_json(deployment.plan)
+    first = _first_incomplete(rt, deployment)
+    progress(f"continuing {deployment.id} at step {first}/{len(steps)}")
+    return await _run_forward(
+        rt, deployment, steps[first - 1 :], first, progress, _open_background(steps, first)
+    )
+
+
+async def _promote_full(
+    rt: Runtime, deployment: DeploymentRecord, first: int, progress: Progress
+) -> DeploymentRecord:
+    """Replace the steps from `first` on by an immediate promotion, and run it."""
+    steps = await propose_full_promotion(rt, deployment)
+    current = _reload(rt, deployment.id)
+    for index in range(first, len(current.plan) + 1):
+        step = steps_from_json([current.plan[index - 1]])[0]
+        rt.store.step_started(deployment.id, index, step.kind, step.describe())
+        rt.store.step_finished(deployment.id, index, STEP_SKIPPED, "skipped: promote --full")
+    start = len(current.plan) + 1
+    rt.store.update_deployment(
+        deployment.id, status=RUNNING, plan=[*current.plan, *steps_to_json(steps)]
+    )
+    return await _run_forward(rt, deployment, steps, start, progress)
+
+
+def _first_incomplete(rt: Runtime, deployment: DeploymentRecord) -> int:
+    journal = {s.index: s.status for s in rt.store.list_steps(deployment.id)}
+    total = len(deployment.plan)
+    return next((i for i in range(1, total + 1) if journal.get(i) not in STEP_COMPLETE), total + 1)
+
+
+def _open_background(steps: list[Step], first: int) -> tuple[StartAnalysis, int] | None:
+    """The background analysis started before step `first` and not yet stopped."""
+    open_at: tuple[StartAnalysis, int] | None = None
+    for index, step in enumerate(steps[: first - 1], start=1):
+        if isinstance(step, StartAnalysis):
+            open_at = (step, index)
+        elif isinstance(step, StopAnalysis):
+            open_at = None
+    return open_at
+
+
+def _unfinished(rt: Runtime, environment: str) -> DeploymentRecord:
+    rt.environment(environment)
+    deployment = rt.store.unfinished_deployment(environment)
+    if deployment is None:
+        raise UsageError(
+            f"{environment} has no unfinished deployment",
+            hint=f"see what happened with: conveyor history {environment}",
+        )
+    return deployment
+
+
+REQUEST_TIMEOUT_S = 30.0  # how long a request waits for the running process to take it
+
+
+async def _ask_running(
+    rt: Runtime,
+    environment: str,
+    request: str,
+    *,
+    until: tuple[str, ...] = (),
+    why: str | None = None,
+) -> bool:
+    """Send `request` to the process running the deployment; False if none runs it.
+
+    Waits until the process took the request (cleared it), or, with `until`,
+    until the deployment reached one of those statuses.
+    """
+    deployment = _unfinished(rt, environment)
+    lock = rt.store.get_lock(environment)
+    if lock is None or lock.deployment_id != deployment.id or not process_alive(lock):
+        return False
+    if why is not None:
+        rt.store.update_deployment(deployment.id, error=why)
+    if not rt.store.set_request(deployment.id, request, rt.user):
+        return False
+    deadline = time.monotonic() + (REQUEST_TIMEOUT_S if not until else 600.0)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        current = _reload(rt, deployment.id)
+        if until and current.status in until:
+            return True
+        if not until and current.request is None:
+            return True
+        lock = rt.store.get_lock(environment)
+        if lock is None or lock.deployment_id != deployment.id or not process_alive(lock):
+            if until and current.status in until:
+                return True
+            rt.store.set_request(deployment.id, None)
+            return False  # it died: the caller takes over
+    raise LockHeldError(
+        f"the process running {deployment.id} (pid {lock.pid}) did not take the {request} request",
+        hint="it may be stuck in a long step; try again, or stop that process and run the "
+        "command again",
+    )
 
 
 async def _revert(

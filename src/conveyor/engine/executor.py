@@ -8,34 +8,84 @@ step is idempotent, so `conveyor resume` simply runs the unfinished step again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import socket
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conveyor.checks.wait import make_check, wait_until_healthy
 from conveyor.config import command_argv
 from conveyor.engine import failpoints
+from conveyor.engine.analysis_run import AnalysisRun, preview_environment
 from conveyor.engine.plan import (
+    FORWARD,
+    Analyze,
     DrainInstances,
+    KeepWarm,
     MarkCurrent,
+    Pause,
+    Preview,
     SetWeights,
+    StartAnalysis,
     StartInstances,
     Step,
+    StopAnalysis,
     StopInstances,
     WaitHealthy,
 )
 from conveyor.engine.runtime import Runtime
-from conveyor.errors import ConveyorError, HealthCheckError, TargetError
-from conveyor.store.records import STEP_DONE, STEP_FAILED, InstanceRecord, ReleaseRecord
+from conveyor.errors import AnalysisFailedError, ConveyorError, HealthCheckError, TargetError
+from conveyor.store.records import (
+    REQUEST_ABORT,
+    REQUEST_PAUSE,
+    REQUEST_PROMOTE,
+    REQUEST_PROMOTE_FULL,
+    STEP_DONE,
+    STEP_FAILED,
+    STEP_PAUSED,
+    STEP_SKIPPED,
+    InstanceRecord,
+    ReleaseRecord,
+)
 from conveyor.targets.base import BACKOFF, EXITED, FATAL, STOPPED, UNKNOWN, InstanceSpec
 
 HOST = "127.0.0.1"
 LOG_LINES_ON_FAILURE = 20
 INSTANCE_PORTS = range(20000, 30000)
 
+REQUEST_POLL_S = 0.2  # how often a running step looks for pause/abort/promote requests
+# Steps that wait on something outside Conveyor: a request interrupts them at once.
+# The others are short and finish first (a half-applied weight change helps nobody).
+INTERRUPTIBLE = (Pause, Analyze, WaitHealthy, DrainInstances)
+
 Progress = Callable[[str], None]
+
+
+class Interrupted(Exception):
+    """A step was stopped by a request or a pause; `by` says who or why."""
+
+    def __init__(self, message: str, by: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.by = by
+
+
+class Paused(Interrupted):
+    """The deployment pauses at this step (it runs again on resume)."""
+
+
+class AbortRequested(Interrupted):
+    """`conveyor abort` asked the running deployment to restore the previous releases."""
+
+
+class PromoteFull(Interrupted):
+    """`conveyor promote --full` asked to skip the remaining steps and promote now."""
+
+
+class _Promoted(Interrupted):
+    """`conveyor promote` ended the current pause or analysis."""
 
 
 class StepFailed(ConveyorError):
@@ -61,23 +111,120 @@ class Executor:
         self.progress = progress
 
     async def run(self, steps: Sequence[Step], first_index: int = 1) -> None:
-        """Run `steps`, numbering them from `first_index` in the journal."""
-        store = self.rt.store
-        for offset, step in enumerate(steps):
-            index = first_index + offset
-            store.step_started(self.deployment_id, index, step.kind, step.describe())
-            self.progress(f"[{step.service}] {step.describe()}")
-            failpoints.hit(f"executor.before_step:{index}")
-            try:
-                await self.execute(step)
-            except ConveyorError as error:
-                store.step_finished(self.deployment_id, index, STEP_FAILED, error.message)
-                raise StepFailed(index, step, error) from error
-            failpoints.hit(f"executor.step_done:{index}")
-            store.step_finished(self.deployment_id, index, STEP_DONE)
-            failpoints.hit(f"executor.after_step:{index}")
+        """Run `steps`, numbering them from `first_index` in the journal.
 
-    async def execute(self, step: Step) -> None:
+        Raises `StepFailed` when a step fails and an `Interrupted` when a
+        request or a pause stops the run (the step is journaled as paused).
+        """
+        store = self.rt.store
+        try:
+            for offset, step in enumerate(steps):
+                index = first_index + offset
+                store.step_started(self.deployment_id, index, step.kind, step.describe())
+                self.progress(f"[{step.service}] {step.describe()}")
+                failpoints.hit(f"executor.before_step:{index}")
+                try:
+                    await self._guarded(step, index)
+                except _Promoted as promoted:
+                    store.step_finished(self.deployment_id, index, STEP_SKIPPED, promoted.message)
+                    self.progress(f"[{step.service}] {promoted.message}")
+                    continue
+                except Interrupted as interrupted:
+                    store.step_finished(self.deployment_id, index, STEP_PAUSED, interrupted.message)
+                    raise
+                except ConveyorError as error:
+                    store.step_finished(self.deployment_id, index, STEP_FAILED, error.message)
+                    raise StepFailed(index, step, error) from error
+                failpoints.hit(f"executor.step_done:{index}")
+                store.step_finished(self.deployment_id, index, STEP_DONE)
+                failpoints.hit(f"executor.after_step:{index}")
+        finally:
+            await self.stop_background()
+
+    # -- requests and the background analysis --------------------------------------
+
+    _background: asyncio.Task[None] | None = None
+    _background_failure: AnalysisFailedError | None = None
+
+    def start_background(self, step: StartAnalysis, index: int) -> None:
+        """Run `step`'s analysis beside the next steps; a failure interrupts them."""
+        if self._background is not None:
+            return
+        run = AnalysisRun(self.rt, self.environment, self.deployment_id, index, step, self.progress)
+
+        async def watch() -> None:
+            verdict = await run.run(background=True)
+            self._background_failure = AnalysisFailedError(
+                f"background analysis {step.name} failed: {verdict.message}",
+                hint=f"see why: conveyor explain {self.deployment_id}",
+            )
+
+        self._background = asyncio.create_task(watch())
+
+    async def stop_background(self) -> None:
+        task, self._background = self._background, None
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _check_background(self) -> None:
+        task = self._background
+        if task is not None and task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None and self._background_failure is None:
+                raise error
+        if self._background_failure is not None:
+            raise self._background_failure
+
+    def _take_request(self, step: Step) -> None:
+        """Act on a pending request: raise the matching `Interrupted`."""
+        store = self.rt.store
+        request, by = store.get_request(self.deployment_id)
+        if request is None:
+            return
+        who = by or "someone"
+        if request == REQUEST_ABORT:
+            raise AbortRequested(f"aborted by {who}", who)
+        if request == REQUEST_PAUSE:
+            store.set_request(self.deployment_id, None)
+            raise Paused(f"paused by {who}", who)
+        if request == REQUEST_PROMOTE_FULL:
+            store.set_request(self.deployment_id, None)
+            raise PromoteFull(f"fully promoted by {who}", who)
+        skippable = isinstance(step, Pause | Analyze) and not isinstance(step, StartAnalysis)
+        if request == REQUEST_PROMOTE and skippable:
+            store.set_request(self.deployment_id, None)
+            raise _Promoted(f"promoted by {who}: step skipped", who)
+
+    async def _guarded(self, step: Step, index: int) -> None:
+        """Execute a step while watching for requests and the background analysis."""
+        if step.phase != FORWARD:
+            await self.execute(step, index)
+            return
+        self._check_background()
+        self._take_request(step)
+        if not isinstance(step, INTERRUPTIBLE):
+            await self.execute(step, index)
+            self._check_background()
+            return
+        task = asyncio.create_task(self.execute(step, index))
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=REQUEST_POLL_S)
+                if done:
+                    task.result()
+                    return
+                self._check_background()
+                self._take_request(step)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConveyorError):
+                    await task
+
+    async def execute(self, step: Step, index: int = 0) -> None:
         """Run one step; safe to run again after it partly or fully ran."""
         if isinstance(step, StartInstances):
             await asyncio.gather(*(self._start(step, name) for name in step.instances))
@@ -96,8 +243,66 @@ class Executor:
                 self.rt.store.set_current(
                     self.environment, step.service, step.release, self.deployment_id
                 )
+        elif isinstance(step, Pause):
+            if step.seconds is None:
+                reason = step.reason or "waiting for conveyor promote"
+                raise Paused(f"paused: {reason}")
+            await asyncio.sleep(step.seconds)
+        elif isinstance(step, StartAnalysis):
+            self.start_background(step, index)
+        elif isinstance(step, Analyze):
+            await self._analyze(step, index)
+        elif isinstance(step, StopAnalysis):
+            self._check_background()
+            await self.stop_background()
+        elif isinstance(step, KeepWarm):
+            until = datetime.now(UTC) + timedelta(seconds=step.seconds)
+            for name in step.instances:
+                self.rt.store.set_instance_state(name, "warm", until)
+            from conveyor.engine import warm
+
+            await asyncio.to_thread(warm.schedule, self.rt, self.environment)
+        elif isinstance(step, Preview):
+            await self._preview(step)
         else:  # pragma: no cover - every step type is handled above
             raise TypeError(f"unknown step {step!r}")
+
+    async def _analyze(self, step: Analyze, index: int) -> None:
+        run = AnalysisRun(self.rt, self.environment, self.deployment_id, index, step, self.progress)
+        verdict = await run.run()
+        if verdict.action == "promote":
+            return
+        if verdict.action == "abort":
+            raise AnalysisFailedError(
+                f"analysis {step.name} failed: {verdict.message}",
+                hint=f"see why: conveyor explain {self.deployment_id}",
+            )
+        raise Paused(f"analysis {step.name} was inconclusive: {verdict.message}")
+
+    async def _preview(self, step: Preview) -> None:
+        from conveyor.config.models import BlueGreenStrategy
+        from conveyor.routers.base import RouteSpec
+
+        strategy = self.rt.environment(self.environment).strategy
+        preview = preview_environment(self.environment)
+        router = self.router
+        if not step.instances:
+            await router.remove_environment(preview)
+            return
+        if not isinstance(strategy, BlueGreenStrategy) or strategy.preview is None:
+            raise TargetError(f"{self.environment} has no preview address (strategy.preview)")
+        routes = [
+            RouteSpec(service=name, path=svc.route.path, host=svc.route.host,
+                      strip_prefix=svc.route.strip_prefix)
+            for name, svc in self.rt.loaded.config.services.items()
+        ]  # fmt: skip
+        await router.ensure_environment(preview, strategy.preview, routes)
+        weights: dict[str, int] = {}
+        for name in step.instances:
+            address = _address(self._instance(name).port)
+            await router.register(preview, step.service, address)
+            weights[address] = 1
+        await router.set_weights(preview, step.service, weights)
 
     # -- steps -----------------------------------------------------------------
 

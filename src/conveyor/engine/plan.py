@@ -105,9 +105,103 @@ class MarkCurrent(Step):
         return f"mark {self.service} {self.release} as current"
 
 
+@dataclass(frozen=True)
+class Pause(Step):
+    """Wait `seconds`, or (None) until `conveyor promote`; `conveyor pause` may stop any step."""
+
+    kind: ClassVar[str] = "pause"
+    seconds: float | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        if self.seconds is None:
+            return f"pause until conveyor promote{why}"
+        return f"pause {self.seconds:g}s{why}"
+
+
+@dataclass(frozen=True)
+class Analyze(Step):
+    """Judge the new release from live metrics until the analysis passes, fails or gives up.
+
+    `spec` is an `AnalysisSpec` in dict form; `canary` and `stable` are the
+    releases compared. With `preview`, the traffic of the environment's
+    preview listener counts too (blue-green's pre-promotion analysis).
+    """
+
+    kind: ClassVar[str] = "analyze"
+    name: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    canary: str = ""
+    stable: str = ""
+    preview: bool = False
+
+    def describe(self) -> str:
+        return f"analysis {self.name}: {self.canary} against {self.stable}"
+
+
+@dataclass(frozen=True)
+class StartAnalysis(Analyze):
+    """Start a background analysis that runs beside the next steps until `StopAnalysis`."""
+
+    kind: ClassVar[str] = "start_analysis"
+
+    def describe(self) -> str:
+        return f"start background analysis {self.name}: {self.canary} against {self.stable}"
+
+
+@dataclass(frozen=True)
+class StopAnalysis(Step):
+    """End the background analysis `name` (it passed if it has not failed by now)."""
+
+    kind: ClassVar[str] = "stop_analysis"
+    name: str = ""
+
+    def describe(self) -> str:
+        return f"end background analysis {self.name}"
+
+
+@dataclass(frozen=True)
+class KeepWarm(Step):
+    """Leave instances running without traffic for `seconds` (the rollback window)."""
+
+    kind: ClassVar[str] = "keep_warm"
+    instances: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        return f"keep {_names(self.instances)} warm for {self.seconds:g}s (rollback window)"
+
+
+@dataclass(frozen=True)
+class Preview(Step):
+    """Expose instances on the environment's preview address; none: close the preview."""
+
+    kind: ClassVar[str] = "preview"
+    instances: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if not self.instances:
+            return "close the preview"
+        return f"preview {_names(self.instances)}"
+
+
 STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
-    for cls in (StartInstances, WaitHealthy, SetWeights, DrainInstances, StopInstances, MarkCurrent)
+    for cls in (
+        StartInstances,
+        WaitHealthy,
+        SetWeights,
+        DrainInstances,
+        StopInstances,
+        MarkCurrent,
+        Pause,
+        Analyze,
+        StartAnalysis,
+        StopAnalysis,
+        KeepWarm,
+        Preview,
+    )
 }
 
 

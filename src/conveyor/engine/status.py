@@ -86,16 +86,18 @@ def _unfinished_report(
     if unfinished is None:
         return None
     # The same checks and wording as the commands that refuse to run over it.
-    from conveyor.engine.unfinished import describe_unfinished, process_alive
+    from conveyor.engine.unfinished import (
+        describe_unfinished,
+        next_commands,
+        position,
+        process_alive,
+    )
 
     in_progress = lock is not None and lock.deployment_id == unfinished.id and process_alive(lock)
     if in_progress:
-        summary = f"deployment {unfinished.id} is in progress"
+        summary = f"deployment {unfinished.id} is in progress {position(reader, unfinished)}"
     else:
-        summary = (
-            describe_unfinished(reader, unfinished)
-            + f'; run "conveyor resume {name}" or "conveyor abort {name}"'
-        )
+        summary = f"{describe_unfinished(reader, unfinished)}; {next_commands(unfinished)}"
     return {
         "id": unfinished.id,
         "status": unfinished.status,
@@ -138,6 +140,7 @@ def environment_status(
                     "pid": live.pid if live else None,
                     "restarts": live.restarts if live else 0,
                     "since": _iso(inst.created_at),
+                    "warm_until": _iso(inst.warm_until) if inst.warm_until else None,
                 }
             )
         # supervisord says "starting" for its first second; the health gate passed already.

@@ -6,7 +6,13 @@ import os
 import socket
 from typing import Protocol
 
-from conveyor.store.records import STEP_DONE, DeploymentRecord, LockRecord, StepRecord
+from conveyor.store.records import (
+    PAUSED,
+    STEP_COMPLETE,
+    DeploymentRecord,
+    LockRecord,
+    StepRecord,
+)
 
 
 class JournalReader(Protocol):
@@ -32,15 +38,36 @@ def process_alive(lock: LockRecord) -> bool:
     return True
 
 
+def position(journal: JournalReader, deployment: DeploymentRecord) -> str:
+    """`at step 4/9 (drain ...)`, or `after step 9/9` when every journaled step completed."""
+    steps = journal.list_steps(deployment.id)
+    done = sum(1 for s in steps if s.status in STEP_COMPLETE)
+    pending = [s for s in steps if s.status not in STEP_COMPLETE]
+    if pending:
+        return f"at step {pending[0].index}/{len(deployment.plan)} ({pending[0].description})"
+    return f"after step {done}/{len(deployment.plan)}"
+
+
 def describe_unfinished(journal: JournalReader, deployment: DeploymentRecord) -> str:
     """`deployment X of staging (running) was interrupted at step 4/9 (drain ...)`."""
     steps = journal.list_steps(deployment.id)
-    done = sum(1 for s in steps if s.status == STEP_DONE)
-    where = f"after step {done}/{len(deployment.plan)}"
-    pending = [s for s in steps if s.status != STEP_DONE]
-    if pending:
-        where = f"at step {pending[0].index}/{len(deployment.plan)} ({pending[0].description})"
+    where = position(journal, deployment)
+    pending = [s for s in steps if s.status not in STEP_COMPLETE]
+    if deployment.status == PAUSED:
+        why = f": {pending[0].error}" if pending and pending[0].error else ""
+        return f"deployment {deployment.id} of {deployment.environment} is paused {where}{why}"
     return (
         f"deployment {deployment.id} of {deployment.environment} ({deployment.status}) "
         f"was interrupted {where}"
     )
+
+
+def next_commands(deployment: DeploymentRecord) -> str:
+    """What the user can do about an unfinished deployment."""
+    env = deployment.environment
+    if deployment.status == PAUSED:
+        return (
+            f'run "conveyor promote {env}" to go on, "conveyor resume {env}" to run the '
+            f'paused step again, or "conveyor abort {env}" to roll it back'
+        )
+    return f'run "conveyor resume {env}" to finish it or "conveyor abort {env}" to roll it back'

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from conveyor.analysis.metrics import Histogram
+
 
 @dataclass(frozen=True)
 class RouteSpec:
@@ -18,7 +20,18 @@ class RouteSpec:
 
 @dataclass(frozen=True)
 class TrafficStats:
-    """Requests seen by the data plane for one backend address."""
+    """Requests seen by the data plane for one backend address.
+
+    `requests`, the status classes and `latency` are cumulative: they only
+    grow while the backend stays registered (a snapshot minus an earlier one
+    is what happened in between). They may start again from zero when a
+    backend is removed and registered again, or when the router's state is
+    lost; `ReleaseStats.since` treats a counter that went down as a restart.
+    `latency` is the histogram (ms, `DEFAULT_BOUNDS_MS`) of every request
+    the data plane logged for the backend; None from a router without one.
+    `p50_ms`..`p99_ms` are quantiles of a recent window of requests, for
+    display.
+    """
 
     address: str
     requests: int = 0
@@ -29,6 +42,7 @@ class TrafficStats:
     p50_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    latency: Histogram | None = None
 
 
 class Router(Protocol):
@@ -72,5 +86,9 @@ class Router(Protocol):
         ...
 
     async def traffic_stats(self, environment: str, service: str) -> dict[str, TrafficStats]:
-        """Per-backend request counts, status classes and latency quantiles."""
+        """Per-backend cumulative requests, status classes and latency histogram.
+
+        Also the latency quantiles of recent requests. Every registered
+        backend is reported, with zeros when it had no traffic.
+        """
         ...

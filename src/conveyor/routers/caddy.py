@@ -23,8 +23,29 @@ Layout of the Caddy config (one environment = one HTTP server):
 
 So the registered backends and their weights are read back from Caddy's live
 config and survive a new Conveyor process and a Caddy restart (`--resume`).
-The only local state is what Caddy cannot hold: the access-log offset and a
-bounded window of recent requests per route, `<state_dir>/traffic-<env>.json`.
+The only local state is what Caddy cannot hold, the traffic counters, in
+`<state_dir>/traffic-<env>.json`:
+
+* how far the access log was read (inode, offset; rolled copies are
+  finished before the new file is read);
+* per (route, backend address): cumulative requests, status classes
+  (2xx..5xx) and a latency histogram (`DEFAULT_BOUNDS_MS`), all counted from
+  the same access lines, so the histogram's total is the request count;
+* per route: the last `TRAFFIC_WINDOW` (address, ms) requests, for the
+  p50/p95/p99 shown to people (two base64 arrays, cheap to load and save).
+
+`traffic_stats` reads the lines appended since the last call (by any
+Conveyor process) and saves counters and offset together (atomically), so a
+new router object or process continues the counts and no line is counted
+twice. The file stays bounded: counters are kept only for the backends
+Caddy's config registers (read after the log, see
+`_TrafficState.keep_only`), and `remove` drops a backend's counters at once.
+So a backend removed and registered again later (same address) starts again
+from zero, which the canary analysis treats as a counter reset. A lost or
+damaged file (or one of an older version) makes the counts start again from
+the lines of the current access log.
+The access lines are read without a full JSON parse (`access_fields`); at
+1,000 new lines and a full window a call costs ~10-20 ms.
 
 Every change is one admin request: weight changes PATCH the service's route
 by `@id`, environment changes POST the whole config once; both with
@@ -54,14 +75,12 @@ import copy
 import errno
 import fcntl
 import json
-import math
 import os
 import re
 import socket
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +89,7 @@ import httpx
 from conveyor.errors import RouterError
 from conveyor.routers.base import RouteSpec, TrafficStats
 from conveyor.routers.caddy_process import atomic_write_text
+from conveyor.routers.traffic import LogPosition, Tally, Window, valid_latency
 
 if TYPE_CHECKING:
     from conveyor.routers.base import Router
@@ -275,18 +295,6 @@ def with_backends(
     prefix = [h for h in new.get("handle", []) if h.get("handler") in _PREFIX_HANDLERS]
     new["handle"] = [*prefix, *backend_handlers(environment, service, backends)]
     return new
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values.
-
-    >>> percentile([1.0, 2.0, 3.0, 4.0], 0.5), percentile([1.0, 2.0, 3.0, 4.0], 0.99)
-    (2.0, 4.0)
-    """
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 def normalize_upstream(value: object) -> str | None:
@@ -680,7 +688,7 @@ class CaddyRouter:
                 )
         self._traffic_file(environment).unlink(missing_ok=True)
         log = self.access_log(environment)
-        for path in [log, *log.parent.glob(f"{log.stem}-*{log.suffix}")]:
+        for path in [log, *rolled_logs(log)]:
             path.unlink(missing_ok=True)
 
     async def register(self, environment: str, service: str, address: str) -> None:
@@ -794,32 +802,74 @@ class CaddyRouter:
         await self._apply_backends(
             environment, service, change, what=f"remove {address} from {environment}/{service}"
         )
+        # Its counters go with it (registered again later, it starts from zero);
+        # the lines logged until now are counted first, so that none is left
+        # to be counted for a later registration of the same address.
+        traffic = self._traffic_file(environment)
+        if traffic.exists():
+            async with self._locked(f".traffic-{environment}.lock"):
+                state = await asyncio.to_thread(self._read_traffic, environment)
+                state.forget(route_id(environment, service), address)
+                await asyncio.to_thread(state.save, traffic)
 
     async def traffic_stats(self, environment: str, service: str) -> dict[str, TrafficStats]:
-        """Per-backend request counts, status classes and latency quantiles.
+        """Per-backend cumulative requests, status classes and latency histogram.
 
-        Read from the environment's access log (each line carries the
-        upstream address), incrementally: the offset and the last
-        `TRAFFIC_WINDOW` requests of each route are kept in state_dir, so the
-        figures cover the most recent requests, across Conveyor processes.
-        Registered backends without traffic are reported with zeros.
+        Counted from the environment's access log (each line carries the
+        route and the upstream address), incrementally: every call reads the
+        lines appended since the previous one (by any Conveyor process) and
+        adds them to the counters kept in `<state_dir>/traffic-<env>.json`.
+        Requests, status classes and the histogram come from the same lines,
+        so `latency.total == requests`. `p50_ms`..`p99_ms` are quantiles of
+        the route's last `TRAFFIC_WINDOW` requests.
+
+        Reports the backends registered in Caddy's config, with zeros when
+        they had no traffic; the counters of a backend no longer registered
+        are forgotten (see `remove`). When Caddy cannot be asked, the
+        backends with counters are reported.
         """
         _check_environment(environment)
         _check_service(service)
         rid = route_id(environment, service)
+        traffic = self._traffic_file(environment)
         async with self._locked(f".traffic-{environment}.lock"):
-            window = _TrafficWindow.load(self._traffic_file(environment))
-            window.ingest(self.access_log(environment))
-            window.save(self._traffic_file(environment))
-        entries = window.routes.get(rid, deque())
+            state = await asyncio.to_thread(self._read_traffic, environment)
+            # Asked after reading the log: see _TrafficState.keep_only.
+            registered = await self._registered(environment)
+            return await asyncio.to_thread(state.finish, traffic, rid, registered)
+
+    def _read_traffic(self, environment: str) -> _TrafficState:
+        """The saved traffic state plus the access log lines written since."""
+        state = _TrafficState.load(self._traffic_file(environment))
+        state.ingest(self.access_log(environment))
+        return state
+
+    async def _registered(self, environment: str) -> dict[str, list[str]] | None:
+        """Route id -> registered backend addresses, for each service of the environment.
+
+        None when Caddy cannot tell (not running, no server for the environment).
+        """
         try:
-            registered = await self.weights(environment, service)
+            async with self._admin() as client:
+                response = await self._call(
+                    client,
+                    "GET",
+                    f"/config/apps/http/servers/{environment}/routes",
+                    what=f"read the routes of environment {environment}",
+                    allow=(400, 404),
+                )
         except RouterError:
-            registered = {}  # the log alone still answers; Caddy errors surface elsewhere
-        by_address: dict[str, list[tuple[int, float]]] = {address: [] for address in registered}
-        for address, status, millis in entries:
-            by_address.setdefault(address, []).append((status, millis))
-        return {address: _stats(address, seen) for address, seen in by_address.items()}
+            return None  # the log alone still answers; Caddy errors surface elsewhere
+        routes = response.json() if response.status_code < 400 else None
+        if not isinstance(routes, list):
+            return None
+        prefix, fallback = route_id(environment, ""), fallback_route_id(environment)
+        registered: dict[str, list[str]] = {}
+        for route in routes:
+            rid = route.get("@id") if isinstance(route, dict) else None
+            if isinstance(rid, str) and rid.startswith(prefix) and rid != fallback:
+                registered[rid] = list(backends_of_route(route))
+        return registered
 
 
 if TYPE_CHECKING:
@@ -866,98 +916,216 @@ def _drop_logger(config: dict[str, Any], environment: str) -> None:
             del default["exclude"]
 
 
-def _stats(address: str, seen: list[tuple[int, float]]) -> TrafficStats:
-    classes = [0, 0, 0, 0]
-    for status, _ in seen:
-        if 200 <= status < 600:
-            classes[status // 100 - 2] += 1
-    latencies = sorted(millis for _, millis in seen)
-    return TrafficStats(
-        address=address,
-        requests=len(seen),
-        status_2xx=classes[0],
-        status_3xx=classes[1],
-        status_4xx=classes[2],
-        status_5xx=classes[3],
-        p50_ms=percentile(latencies, 0.50),
-        p95_ms=percentile(latencies, 0.95),
-        p99_ms=percentile(latencies, 0.99),
-    )
+# Caddy (lumberjack) names a rolled log `<stem>-<UTC time><suffix>`.
+_ROLLED_TIME = r"-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}"
+
+
+def rolled_logs(log: Path) -> list[Path]:
+    """The rolled copies of an access log that Caddy keeps (`access-prod-<time>.log`).
+
+    A plain `access-prod-*.log` glob would also match `access-prod-eu.log`,
+    the log of environment `prod-eu`.
+    """
+    pattern = re.compile(re.escape(log.stem) + _ROLLED_TIME + re.escape(log.suffix))
+    return [p for p in log.parent.glob(f"{log.stem}-*{log.suffix}") if pattern.fullmatch(p.name)]
+
+
+# The fields of an access line that traffic_stats needs, found without parsing
+# the whole JSON (a sixth of the cost; the line is mostly request and response
+# headers). Caddy writes `duration`, `size` and `status` in this order at the
+# top level, and the `log_append` fields last. The pattern cannot match inside
+# a string (a quote there is escaped) nor a header (their names are
+# canonicalized, "Duration", and their values are lists). A line that does
+# not match both (another layout) is parsed as JSON.
+_TIMING_RE = re.compile(
+    rb',"duration":(?P<seconds>[0-9.eE+-]+),"size":\d+,"status":(?P<status>\d+),'
+)
+_APPENDED_RE = re.compile(
+    rb',"upstream":"(?P<upstream>[^"\\]*)","conveyor_route":"(?P<route>[^"\\]*)"\}\s*$'
+)
+_ROUTE_KEY = b'"conveyor_route"'
+
+
+def access_fields(raw_line: bytes) -> tuple[str, str, int, float] | None:
+    """(route id, upstream address, status, latency ms) of an access log line.
+
+    None for a line of no service route, or answered without a backend (the
+    503 of a service without one), or not understood.
+
+    >>> access_fields(b'{"msg":"handled request","duration":0.0015,"size":2,"status":200,'
+    ...     b'"resp_headers":{},"upstream":"tcp/10.0.0.1:80","conveyor_route":"conveyor-p-api"}')
+    ('conveyor-p-api', '10.0.0.1:80', 200, 1.5)
+    """
+    appended = _APPENDED_RE.search(raw_line, max(0, len(raw_line) - 600))
+    timing = _TIMING_RE.search(raw_line) if appended is not None else None
+    if appended is not None and timing is not None:
+        route: object = appended["route"].decode()
+        upstream: object = appended["upstream"].decode()
+        status: object = timing["status"]
+        seconds: object = timing["seconds"]
+    else:
+        if _ROUTE_KEY not in raw_line:
+            return None  # not one of our routes (e.g. the 404 fallback): skip the parse
+        try:
+            entry = json.loads(raw_line)
+        except ValueError:
+            return None
+        if not isinstance(entry, dict):
+            return None
+        route, upstream = entry.get("conveyor_route"), entry.get("upstream")
+        status, seconds = entry.get("status", 0), entry.get("duration")
+    address = normalize_upstream(upstream)
+    millis = valid_latency(seconds, 1000.0)  # Caddy logs seconds
+    if not isinstance(route, str) or not route or address is None or millis is None:
+        return None
+    if not isinstance(status, int | str | bytes) or isinstance(status, bool):
+        return None
+    try:
+        code = int(status)
+    except ValueError:
+        return None
+    return route, address, code, round(millis, 3)
 
 
 @dataclass
-class _TrafficWindow:
-    """Offset into the access log and the last requests per route: `traffic-<env>.json`."""
+class _TrafficState:
+    """What `traffic_stats` keeps between calls: `<state_dir>/traffic-<env>.json`.
 
-    inode: int | None
-    offset: int
-    routes: dict[str, deque[tuple[str, int, float]]]
+    * `position`: how far the access log was read;
+    * `tallies`: route id -> backend address -> cumulative counters, for the
+      backends registered in Caddy (the others are forgotten, see `keep_only`);
+    * `recent`: route id -> the route's last `TRAFFIC_WINDOW` (address, ms)
+      requests, for the quantiles shown to people.
+
+    Counters and position are written together (atomically), so a line is
+    counted exactly once across processes.
+    """
+
+    position: LogPosition = field(default_factory=LogPosition)
+    tallies: dict[str, dict[str, Tally]] = field(default_factory=dict)
+    recent: dict[str, Window] = field(default_factory=dict)
+
+    VERSION = 2
 
     @classmethod
-    def load(cls, path: Path) -> _TrafficWindow:
+    def load(cls, path: Path) -> _TrafficState:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            routes = {
-                rid: deque(((str(a), int(s), float(m)) for a, s, m in rows), maxlen=TRAFFIC_WINDOW)
-                for rid, rows in raw.get("routes", {}).items()
-            }
-            return cls(inode=raw.get("inode"), offset=int(raw.get("offset", 0)), routes=routes)
-        except (OSError, ValueError, TypeError, AttributeError):
+            if raw.get("version") != cls.VERSION:
+                # version 1 kept rows, not counters: count again from the current log
+                raise ValueError(f"traffic state version {raw.get('version')}")
+            return cls(
+                position=LogPosition.from_json(raw),
+                tallies={
+                    str(rid): {str(a): Tally.from_json(t) for a, t in backends.items()}
+                    for rid, backends in raw.get("tallies", {}).items()
+                },
+                recent={
+                    str(rid): Window.from_json(window, TRAFFIC_WINDOW)
+                    for rid, window in raw.get("recent", {}).items()
+                },
+            )
+        except (OSError, ValueError, TypeError, AttributeError, KeyError):
             # missing or damaged: start over from the beginning of the current log
-            return cls(inode=None, offset=0, routes={})
+            return cls()
 
     def save(self, path: Path) -> None:
         raw = {
-            "version": 1,
-            "inode": self.inode,
-            "offset": self.offset,
-            "routes": {rid: [list(row) for row in rows] for rid, rows in self.routes.items()},
+            "version": self.VERSION,
+            **self.position.to_json(),
+            "tallies": {
+                rid: {address: tally.to_json() for address, tally in backends.items()}
+                for rid, backends in self.tallies.items()
+            },
+            "recent": {rid: window.to_json() for rid, window in self.recent.items()},
         }
         atomic_write_text(path, json.dumps(raw, separators=(",", ":")) + "\n")
 
     def ingest(self, log: Path) -> None:
-        """Read the lines appended since last time (following one roll of the file)."""
-        try:
-            info = log.stat()
-        except FileNotFoundError:
-            return
-        if self.inode is not None and info.st_ino != self.inode:
-            # Caddy rolled the log: finish the rolled file if it is still there
-            for rolled in log.parent.glob(f"{log.stem}-*{log.suffix}"):
-                with contextlib.suppress(OSError):
-                    if rolled.stat().st_ino == self.inode:
-                        self._read(rolled, self.offset)
-                        break
-            self.offset = 0
-        elif info.st_size < self.offset:
-            self.offset = 0  # truncated
-        self.inode = info.st_ino
-        self.offset = self._read(log, self.offset)
-
-    def _read(self, path: Path, offset: int) -> int:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            for raw_line in handle:
-                if not raw_line.endswith(b"\n"):
-                    break  # Caddy is still writing this line
-                offset += len(raw_line)
-                self._add(raw_line)
-        return offset
+        """Count the lines Caddy appended since last time (following its rolls of the file)."""
+        self.position.read_new(log, rolled_logs(log), self._add)
+        for backends in self.tallies.values():
+            for tally in backends.values():
+                tally.settle()
+        for window in self.recent.values():
+            window.trim()
 
     def _add(self, raw_line: bytes) -> None:
-        try:
-            entry = json.loads(raw_line)
-        except ValueError:
+        fields = access_fields(raw_line)
+        if fields is None:
             return
-        if not isinstance(entry, dict):
-            return
-        rid = entry.get("conveyor_route")
-        address = normalize_upstream(entry.get("upstream"))
-        if not isinstance(rid, str) or address is None:
-            return  # not one of our routes, or answered without a backend (503)
-        try:
-            status = int(entry.get("status", 0))
-            millis = round(float(entry.get("duration", 0.0)) * 1000.0, 3)
-        except (TypeError, ValueError):
-            return
-        self.routes.setdefault(rid, deque(maxlen=TRAFFIC_WINDOW)).append((address, status, millis))
+        rid, address, status, millis = fields
+        backends = self.tallies.setdefault(rid, {})
+        tally = backends.get(address)
+        if tally is None:
+            tally = backends[address] = Tally()
+        tally.count(status, millis)
+        window = self.recent.get(rid)
+        if window is None:
+            window = self.recent[rid] = Window(TRAFFIC_WINDOW)
+        window.append(address, millis)
+
+    def keep_only(self, registered: Mapping[str, Iterable[str]]) -> None:
+        """Forget the counters of routes and backends that are not registered (any more).
+
+        Called with what Caddy's config holds *after* the log was read: a line
+        is only written while its backend is in the config, so a backend
+        missing then was removed after its last counted request.
+        """
+        for rid in list(self.tallies):
+            wanted = set(registered.get(rid, ()))
+            backends = self.tallies[rid]
+            for address in [a for a in backends if a not in wanted]:
+                del backends[address]
+            if not backends:
+                del self.tallies[rid]
+        for rid in [r for r in self.recent if r not in registered]:
+            del self.recent[rid]
+
+    def forget(self, rid: str, address: str) -> None:
+        """Drop a backend's counters and its requests in the route's window."""
+        backends = self.tallies.get(rid, {})
+        backends.pop(address, None)
+        if not backends:
+            self.tallies.pop(rid, None)
+        window = self.recent.get(rid)
+        if window is not None:
+            self.recent[rid] = window.without([address])
+
+    def finish(
+        self, path: Path, rid: str, registered: Mapping[str, list[str]] | None
+    ) -> dict[str, TrafficStats]:
+        """Forget what is not registered, save, and the stats of route `rid`.
+
+        `registered` is route id -> backend addresses, None when unknown (then
+        nothing is forgotten and the backends with counters are reported).
+        """
+        if registered is not None:
+            self.keep_only(registered)
+        self.save(path)
+        if registered is None:
+            return self.stats(rid, list(self.tallies.get(rid, {})))
+        return self.stats(rid, registered.get(rid, []))
+
+    def stats(self, rid: str, addresses: Iterable[str]) -> dict[str, TrafficStats]:
+        """TrafficStats of these backends of a route (zeros for one without traffic)."""
+        tallies = self.tallies.get(rid, {})
+        window = self.recent.get(rid)
+        quantiles = window.quantiles() if window is not None else {}
+        stats: dict[str, TrafficStats] = {}
+        for address in addresses:
+            tally = tallies.get(address) or Tally()
+            p50, p95, p99 = quantiles.get(address, (None, None, None))
+            stats[address] = TrafficStats(
+                address=address,
+                requests=tally.requests,
+                status_2xx=tally.classes[0],
+                status_3xx=tally.classes[1],
+                status_4xx=tally.classes[2],
+                status_5xx=tally.classes[3],
+                p50_ms=p50,
+                p95_ms=p95,
+                p99_ms=p99,
+                latency=tally.histogram(),
+            )
+        return stats

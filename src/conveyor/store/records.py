@@ -15,12 +15,22 @@ ROLLED_BACK = "rolled_back"  # failed, previous releases restored automatically
 ABORTED = "aborted"  # stopped by `conveyor abort`, previous releases restored
 ROLLING_BACK = "rolling_back"  # failed; restoring the previous releases now
 ABORTING = "aborting"  # `conveyor abort` is restoring the previous releases
-UNFINISHED_STATUSES = (PENDING, RUNNING, ROLLING_BACK, ABORTING)
+PAUSED = "paused"  # waits for `conveyor promote`, `resume` or `abort`
+UNFINISHED_STATUSES = (PENDING, RUNNING, ROLLING_BACK, ABORTING, PAUSED)
+
+# Control requests to the process running a deployment.
+REQUEST_PAUSE = "pause"
+REQUEST_ABORT = "abort"
+REQUEST_PROMOTE = "promote"
+REQUEST_PROMOTE_FULL = "promote_full"
 
 # Step statuses.
 STEP_RUNNING = "running"
 STEP_DONE = "done"
 STEP_FAILED = "failed"
+STEP_PAUSED = "paused"  # the deployment paused in this step; it runs again on resume
+STEP_SKIPPED = "skipped"  # passed over by `conveyor promote`
+STEP_COMPLETE = (STEP_DONE, STEP_SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,8 @@ class DeploymentRecord:
     finished_at: datetime | None = None
     error: str | None = None
     plan: list[dict[str, Any]] = field(default_factory=list)  # serialized steps
+    request: str | None = None  # pending control request (REQUEST_*)
+    request_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,20 @@ class InstanceRecord:
     state: str  # "starting" | "ready" | "serving" | "draining" | "stopped"
     created_at: datetime
     deployment_id: str | None = None
+    warm_until: datetime | None = None  # kept warm (no traffic) until then
+
+
+@dataclass(frozen=True)
+class MeasurementRecordRow:
+    """One journaled analysis snapshot (`conveyor explain`, `analyze --replay`)."""
+
+    deployment_id: str
+    step_index: int
+    analysis: str
+    run: int
+    seq: int
+    time: datetime
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True)

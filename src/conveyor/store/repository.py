@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
 
-from sqlalchemy import Table, and_, delete, insert, or_, select, update
+from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.sql.dml import Insert
@@ -39,6 +39,7 @@ from conveyor.store.records import (
     EventRecord,
     InstanceRecord,
     LockRecord,
+    MeasurementRecordRow,
     ReleaseRecord,
     StepRecord,
 )
@@ -351,6 +352,29 @@ class Store:
                 )
         return _deployment(row)
 
+    def set_request(self, deployment_id: str, request: str | None, by: str | None = None) -> bool:
+        """Leave (or clear, with None) a control request for the deployment's process.
+
+        False when the deployment is finished or unknown: there is nobody to ask.
+        """
+        d = t.deployments
+        with self._tx(f"send {request or 'no'} request to {deployment_id}", write=True) as conn:
+            result = conn.execute(
+                update(d)
+                .where(d.c.id == deployment_id, d.c.status.in_(UNFINISHED_STATUSES))
+                .values(request=request, request_by=by if request else None)
+            )
+            return result.rowcount > 0
+
+    def get_request(self, deployment_id: str) -> tuple[str | None, str | None]:
+        """The pending control request of a deployment and who sent it."""
+        d = t.deployments
+        with self._tx(f"read the requests of {deployment_id}") as conn:
+            row = conn.execute(
+                select(d.c.request, d.c.request_by).where(d.c.id == deployment_id)
+            ).first()
+        return (None, None) if row is None else (row.request, row.request_by)
+
     def unfinished_deployment(self, environment: str) -> DeploymentRecord | None:
         """The newest deployment of `environment` still pending or running, if any."""
         with self._tx(f"look up unfinished deployments of {environment}") as conn:
@@ -470,17 +494,23 @@ class Store:
                 "state": r.state,
                 "created_at": r.created_at,
                 "deployment_id": r.deployment_id,
+                "warm_until": r.warm_until,
             },
             keys=("name",),
         )
         with self._tx(f"record instance {r.name}", write=True) as conn:
             conn.execute(stmt)
 
-    def set_instance_state(self, name: str, state: str) -> bool:
-        """Change an instance's state; False when the instance is unknown."""
+    def set_instance_state(self, name: str, state: str, warm_until: datetime | None = None) -> bool:
+        """Change an instance's state (and its rollback window's end, cleared when None).
+
+        False when the instance is unknown.
+        """
         with self._tx(f"set the state of instance {name}", write=True) as conn:
             result = conn.execute(
-                update(t.instances).where(t.instances.c.name == name).values(state=state)
+                update(t.instances)
+                .where(t.instances.c.name == name)
+                .values(state=state, warm_until=warm_until)
             )
             return result.rowcount > 0
 
@@ -639,6 +669,54 @@ class Store:
             else:
                 row = conn.execute(select(t.locks).where(where)).first()
         return None if row is None else _lock(row)
+
+    # -- analysis measurements ------------------------------------------------
+
+    def add_measurement(self, m: MeasurementRecordRow) -> None:
+        """Journal one analysis snapshot and its verdict."""
+        with self._tx(f"record a measurement of {m.analysis}", write=True) as conn:
+            conn.execute(
+                insert(t.measurements).values(
+                    deployment_id=m.deployment_id,
+                    step_index=m.step_index,
+                    analysis=m.analysis,
+                    run=m.run,
+                    seq=m.seq,
+                    time=m.time,
+                    data=dict(m.data),
+                )
+            )
+
+    def next_measurement_run(self, deployment_id: str, step_index: int) -> int:
+        """The number of the next analysis run of a step (1 for the first)."""
+        m = t.measurements
+        with self._tx(f"read the measurements of {deployment_id}") as conn:
+            top = conn.execute(
+                select(func.max(m.c.run)).where(
+                    m.c.deployment_id == deployment_id, m.c.step_index == step_index
+                )
+            ).scalar()
+        return int(top or 0) + 1
+
+    def list_measurements(self, deployment_id: str) -> list[MeasurementRecordRow]:
+        """Every measurement of a deployment, in the order taken."""
+        m = t.measurements
+        with self._tx(f"read the measurements of {deployment_id}") as conn:
+            rows = conn.execute(
+                select(m).where(m.c.deployment_id == deployment_id).order_by(m.c.id)
+            )
+            return [
+                MeasurementRecordRow(
+                    deployment_id=row.deployment_id,
+                    step_index=row.step_index,
+                    analysis=row.analysis,
+                    run=row.run,
+                    seq=row.seq,
+                    time=row.time,
+                    data=dict(row.data or {}),
+                )
+                for row in rows
+            ]
 
     # -- events ---------------------------------------------------------------
 

@@ -54,6 +54,8 @@ def deployment(m: Columns) -> DeploymentRecord:
         finished_at=m["finished_at"],
         error=m["error"],
         plan=list(m["plan"] or []),
+        request=m.get("request"),
+        request_by=m.get("request_by"),
     )
 
 
@@ -81,6 +83,7 @@ def instance(m: Columns) -> InstanceRecord:
         state=m["state"],
         created_at=m["created_at"],
         deployment_id=m["deployment_id"],
+        warm_until=m.get("warm_until"),
     )
 
 

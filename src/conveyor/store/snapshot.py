@@ -48,6 +48,8 @@ _DEPLOYMENT = (
     "finished_at",
     "error",
     "plan",
+    "request",
+    "request_by",
 )
 _STEP = (
     "deployment_id",
@@ -69,6 +71,7 @@ _INSTANCE = (
     "state",
     "created_at",
     "deployment_id",
+    "warm_until",
 )
 _LOCK = ("environment", "holder", "acquired_at", "deployment_id", "message", "pid", "hostname")
 _CURRENT = ("environment", "service", "release_id")
@@ -118,7 +121,7 @@ def _json(value: Any) -> Any:
     return None if value is None else json.loads(value)
 
 
-_TIMES = ("started_at", "finished_at", "created_at", "acquired_at")
+_TIMES = ("started_at", "finished_at", "created_at", "acquired_at", "warm_until")
 _JSON = ("releases", "previous", "plan")
 _REQUIRED_TIMES = ("started_at", "created_at", "acquired_at")
 

@@ -116,6 +116,10 @@ deployments = Table(
     Column("finished_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
     Column("plan", _json(), nullable=False),
+    # A control request for the process running the deployment: "pause",
+    # "abort", "promote" or "promote_full" (`conveyor pause|abort|promote`).
+    Column("request", String(32), nullable=True),
+    Column("request_by", String(255), nullable=True),
     Index(None, "environment", "started_at"),
     Index(None, "status"),
 )
@@ -151,7 +155,31 @@ instances = Table(
     Column("state", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("deployment_id", String(255), nullable=True),
+    Column("warm_until", UTCDateTime, nullable=True),  # end of its rollback window
     Index(None, "environment", "service"),
+)
+
+# What an analysis measured: one row per snapshot (`MeasurementRecord.to_dict`).
+# `run` counts the analyses of one step (a resumed or background analysis
+# starts a new run).
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "deployment_id",
+        String(255),
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("step_index", Integer, nullable=False),
+    Column("analysis", String(255), nullable=False),
+    Column("run", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("data", _json(), nullable=False),
+    Index(None, "deployment_id", "step_index"),
+    sqlite_autoincrement=True,
 )
 
 current_releases = Table(

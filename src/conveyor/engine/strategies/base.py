@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Roles of an instance during a canary (`ObservedInstance.role`).
+CANARY = "canary"
+BASELINE = "baseline"  # the stable release, started by the canary beside it
+STABLE = "stable"
+
 
 @dataclass(frozen=True)
 class ObservedInstance:
-    """An instance as observed: its release and whether the router sends it traffic."""
+    """An instance as observed: its release and whether the router sends it traffic.
+
+    `state` is the recorded state ("ready", "serving", "warm", ...), `role` is
+    set while a deployment is unfinished (CANARY, BASELINE or STABLE).
+    """
 
     name: str
     release: str
     serving: bool
+    state: str = ""
+    role: str = ""
+
+    @property
+    def running(self) -> bool:
+        """Started and once healthy: it can take traffic again after a quick check."""
+        return self.serving or self.state in ("ready", "serving", "warm")
 
 
 @dataclass(frozen=True)
