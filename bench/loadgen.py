@@ -4,13 +4,18 @@ Used by the end-to-end tests, the demo and the benchmarks. Each client thread
 holds one HTTP/1.1 keep-alive connection and sends GETs back to back; a
 request fails when it gets no response or a non-2xx status.
 
-One retry is allowed, where HTTP lets a client retry an idempotent request
-on its own (RFC 9110 section 9.2.2, RFC 9112 section 9.3.1), as browsers and
-Go's net/http do: the connection failed before any byte of a response came
-back. Caddy closes idle keep-alive connections on every config change, so
-these happen during deploys; they are counted in `retried` (split by whether
-the connection was reused or new) and reported, never hidden. A request that
-got any response, even an error status, or that fails twice, is a failure.
+Retries are allowed where HTTP lets a client retry an idempotent request on
+its own (RFC 9110 section 9.2.2, RFC 9112 section 9.3.1): the connection
+failed before any byte of a response came back. Caddy closes idle keep-alive
+connections on every config change, and a connection it accepts at that
+instant can be closed unanswered too, so a retry sent at once can meet the
+same reload; a request is sent at most `ATTEMPTS` times, like
+tests/routers/keepalive_load.py. Retries are counted in `retried` (split by
+whether the failed connection was reused or new, and how many requests
+needed a second retry) and reported, never hidden. Before reusing an idle
+connection the client checks that the server has not closed it, as browsers
+and Go's net/http do. A request that got any response, even an error
+status, or no answer `ATTEMPTS` times, is a failure.
 
 `OpenLoad` is the open-loop variant the canary and rollback benchmarks use:
 requests start at a fixed rate whatever the answers' latency (a slow
@@ -27,12 +32,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import select
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
+
+ATTEMPTS = 3  # sends of a request whose connection closed unanswered (see above)
 
 
 @dataclass
@@ -44,6 +52,7 @@ class LoadResult:
     errors: Counter[str] = field(default_factory=Counter)
     retried: int = 0  # requests retried after their connection failed before any answer
     retried_on_new: int = 0  # ... of which the failed connection was a new one
+    retried_twice: int = 0  # ... of which the first retry went unanswered too
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     elapsed: float = 0.0
 
@@ -64,7 +73,8 @@ class LoadResult:
         if self.retried:
             text += (
                 f", {self.retried} retried after the connection closed unanswered "
-                f"({self.retried_on_new} of them on a new connection)"
+                f"({self.retried_on_new} of them on a new connection, "
+                f"{self.retried_twice} twice)"
             )
         if self.errors:
             text += f", errors {dict(self.errors)}"
@@ -76,10 +86,18 @@ class Load:
 
     A request fails when it gets no response or a status other than 2xx.
     Bodies are counted when `count_bodies` is set (e.g. /version per release).
+    With `rate`, the clients together send about `rate` requests per second
+    (each waits for its next slot; one that falls behind sends at once);
+    without it they send back to back, as fast as the server answers.
     """
 
     def __init__(
-        self, url: str, clients: int = 4, count_bodies: bool = False, max_seconds: float = 300.0
+        self,
+        url: str,
+        clients: int = 4,
+        count_bodies: bool = False,
+        max_seconds: float = 300.0,
+        rate: float | None = None,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -88,6 +106,7 @@ class Load:
         self.clients = clients
         self.count_bodies = count_bodies
         self.max_seconds = max_seconds
+        self.interval = clients / rate if rate else 0.0  # seconds between one client's sends
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -116,10 +135,23 @@ class Load:
         deadline = time.monotonic() + self.max_seconds
         conn: http.client.HTTPConnection | None = None
         uses = 0  # requests already answered on `conn`
+        next_send = time.monotonic()
         while not self._stop.is_set() and time.monotonic() < deadline:
+            if self.interval:
+                wait = next_send - time.monotonic()
+                if wait > 0 and self._stop.wait(wait):
+                    break
+                next_send = max(next_send + self.interval, time.monotonic() - self.interval)
             started = time.monotonic()
-            retried = retried_on_new = False
+            attempts = 0
+            retried_on_new = False
             while True:
+                attempts += 1
+                if conn is not None and _closed_by_peer(conn):
+                    # The server closed this idle connection: open a new one, as
+                    # browsers and Go's net/http do, instead of sending into it.
+                    conn.close()
+                    conn = None
                 if conn is None:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
                     uses = 0
@@ -136,17 +168,18 @@ class Load:
                         conn = None
                 except (OSError, http.client.HTTPException) as exc:
                     status, body, error = 0, "", type(exc).__name__
-                    conn.close()
+                    if conn is not None:
+                        conn.close()
                     conn = None
-                    if not answered and not retried:
-                        retried = True
-                        retried_on_new = uses == 0
+                    if not answered and attempts < ATTEMPTS:
+                        retried_on_new = retried_on_new or uses == 0
                         continue
                 break
             with self._lock:
                 self.result.requests += 1
-                self.result.retried += retried
+                self.result.retried += attempts > 1
                 self.result.retried_on_new += retried_on_new
+                self.result.retried_twice += attempts > 2
                 self.result.statuses[status] += 1
                 if not error and 200 <= status < 300:
                     self.result.latencies.append(time.monotonic() - started)
@@ -160,6 +193,19 @@ class Load:
             conn.close()
 
 
+def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle keep-alive connection has been closed by the server.
+
+    An idle HTTP/1.1 connection has nothing to read until the next request;
+    readable means the server sent its FIN (or garbage): either way, unusable.
+    """
+    sock = conn.sock
+    if sock is None:
+        return False
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
 class Sample(NamedTuple):
     """One request of an `OpenLoad`. Times are wall-clock seconds (`OpenLoad.clock()`)."""
 
@@ -169,7 +215,7 @@ class Sample(NamedTuple):
     status: int  # 0: no answer
     header: str  # the tracked response header ("" when absent)
     error: str  # "" or why there was no answer
-    retried: bool  # its connection closed before any answer: sent again, once
+    retried: bool  # its connection closed before any answer: sent again (< ATTEMPTS times)
 
     @property
     def ok(self) -> bool:
@@ -253,8 +299,8 @@ class OpenLoad:
     connection or opens a new one, so slow answers add connections instead
     of delaying the next requests. Every request is recorded as a `Sample`
     with the value of `header` in its answer; the retry rule is `Load`'s
-    (one retry when the connection failed before any answer; timeouts are
-    not retried). `clock()` is the time base of the samples: wall-clock
+    (up to `ATTEMPTS` sends when the connection failed before any answer;
+    timeouts are not retried). `clock()` is the time base of the samples: wall-clock
     seconds, advanced by the monotonic clock, so it compares with the
     timestamps Conveyor records.
     """
@@ -353,15 +399,15 @@ class OpenLoad:
         sent = time.monotonic()
         self._in_flight += 1
         self.result.max_in_flight = max(self.result.max_in_flight, self._in_flight)
-        status, value, error, retried = 0, "", "", False
+        status, value, error, attempts = 0, "", "", 0
         try:
             while True:
+                attempts += 1
                 try:
                     async with asyncio.timeout(self.timeout):
                         status, value = await self._exchange()
                 except _Unanswered as exc:
-                    if not retried:
-                        retried = True
+                    if attempts < ATTEMPTS:
                         continue
                     error = str(exc)
                 except TimeoutError:
@@ -379,7 +425,7 @@ class OpenLoad:
                 status=status,
                 header=value,
                 error=error,
-                retried=retried,
+                retried=attempts > 1,
             )
         )
 

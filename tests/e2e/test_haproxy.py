@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.loadgen import Load
 from tests.e2e.test_shop import assert_serving, build, change_api, status, url
+from tests.support.load import traffic
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ def test_rolling_deploy_and_rollback_through_haproxy(shop: Project) -> None:
     change_api(shop, "v2")
     v2 = build(shop)
 
-    with Load(url(shop), clients=4, count_bodies=True) as load:
+    with traffic(url(shop), clients=4, count_bodies=True) as load:
         shop.run("deploy", "staging")
         shop.run("rollback", "staging")
         result = load.stop()

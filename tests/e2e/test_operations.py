@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from bench.loadgen import Load
 from tests.e2e.test_shop import assert_serving, build, change_api, service, status, url
+from tests.support.load import traffic
 from tests.support.project import CONVEYOR, Project
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ def test_slow_boot_gets_traffic_only_once_healthy(shop: Project) -> None:
     shop.write_faults(boot_delay_s=2)
     change_api(shop, "slow boot")
     slow = build(shop)
-    with Load(url(shop), clients=3) as load:
+    with traffic(url(shop), clients=3) as load:
         shop.run("deploy", "staging", "-r", f"api={slow['api']}")
         result = load.stop()
     assert result.failures == 0, result.summary()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bench.loadgen import Load
 from tests.e2e.test_shop import build, change_api, get_json, service, status, url
+from tests.support.load import traffic
 from tests.support.project import CONVEYOR, Project
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_canary_weights_hold_on_real_traffic_then_promote_and_flip_back(
 
     paused = shop.json("deploy", "staging")
     assert isinstance(paused, dict) and paused["status"] == "paused"
-    with Load(url(shop), clients=4, count_bodies=True) as load:
+    with traffic(url(shop), clients=4, count_bodies=True) as load:
         time.sleep(4)
         result = load.stop()
     seen = releases_seen(result)
@@ -74,7 +74,7 @@ def test_canary_weights_hold_on_real_traffic_then_promote_and_flip_back(
     assert abs(share - 25) <= 3, (share, seen)
     assert result.failures == 0, result.summary()
 
-    with Load(url(shop), clients=4, count_bodies=True) as load:
+    with traffic(url(shop), clients=4, count_bodies=True) as load:
         promoted = shop.json("promote", "staging")
         assert isinstance(promoted, dict) and promoted["status"] == "succeeded"
         flipped = shop.json("rollback", "staging")
@@ -115,7 +115,7 @@ def test_bad_canary_is_aborted_by_its_analysis(
     change_api(shop, "bad")
     build(shop)
 
-    with Load(url(shop), clients=4, count_bodies=True) as load:
+    with traffic(url(shop), clients=4, count_bodies=True) as load:
         started = time.monotonic()
         aborted = shop.run("deploy", "staging", check=False)
         took = time.monotonic() - started
@@ -149,7 +149,7 @@ def test_good_canary_is_promoted_and_its_analysis_can_be_replayed(shop: Project)
     shop.run("deploy", "staging")
     change_api(shop, "v2")
     v2 = build(shop)["api"]
-    with Load(url(shop), clients=4) as load:
+    with traffic(url(shop), clients=4) as load:
         shop.run("deploy", "staging")
         result = load.stop()
     assert result.failures == 0, result.summary()
@@ -212,7 +212,7 @@ def test_blue_green_previews_then_switches_and_aborts_without_a_failed_request(
     change_api(shop, "v2")
     v2 = build(shop)["api"]
 
-    with Load(url(shop), clients=4) as load:
+    with traffic(url(shop), clients=4) as load:
         paused = shop.json("deploy", "staging")
         assert isinstance(paused, dict) and paused["status"] == "paused"
         assert get_json(f"http://{preview}/api/version")["release"] == v2
@@ -254,7 +254,7 @@ def test_abort_from_another_terminal_flips_traffic_back_within_a_second(shop: Pr
     )
     try:
         _wait_for(lambda: "(pause 120s" in status(shop)["unfinished"]["summary"], 60)
-        with Load(url(shop), clients=4) as load:
+        with traffic(url(shop), clients=4) as load:
             pause = shop.json("pause", "staging")
             assert isinstance(pause, dict) and pause["status"] == "paused"
             deploying.wait(30)
@@ -328,7 +328,7 @@ def test_canary_killed_at_each_kind_of_step_then_resumed_or_aborted(shop: Projec
     assert {"start", "wait_healthy", "set_weights", "pause", "drain", "stop"} <= set(firsts)
 
     current = releases[0]
-    with Load(url(shop), clients=3) as load:
+    with traffic(url(shop), clients=3) as load:
         for n, index in enumerate(sorted(firsts.values())):
             target = releases[1] if current == releases[0] else releases[0]
             killed = shop.run(

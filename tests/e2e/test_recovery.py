@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench.loadgen import Load
 from tests.e2e.test_shop import assert_serving, build, change_api, status, url
+from tests.support.load import traffic
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def test_killed_at_every_step_boundary_then_resume_or_abort(shop: Project) -> No
     assert count >= 8
 
     current = releases[0]
-    with Load(url(shop), clients=3) as load:
+    with traffic(url(shop), clients=3) as load:
         for step in range(1, count + 1):
             point = "before_step" if step % 3 == 0 else "after_step"
             target = releases[1] if current == releases[0] else releases[0]
@@ -81,7 +81,7 @@ def test_killed_while_rolling_back_then_resumed(shop: Project) -> None:
     # The forward plan fails at its first wait_healthy; the restoration steps
     # are appended after it, so the first of them is step len(plan) + 1.
     first_revert = len(plan["steps"]) + 1
-    with Load(url(shop), clients=2) as load:
+    with traffic(url(shop), clients=2) as load:
         killed = shop.run(
             "deploy",
             "staging",

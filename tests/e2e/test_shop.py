@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench.loadgen import Load
+from tests.support.load import traffic
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_deploy_upgrade_and_rollback_without_dropping_a_request(shop: Project) -
     assert v2["web"] == v1["web"], "unchanged source reuses the release"
     assert v2["api"] != v1["api"]
 
-    with Load(url(shop), clients=4, count_bodies=True) as load:
+    with traffic(url(shop), clients=4, count_bodies=True) as load:
         shop.run("deploy", "staging", "-m", "ship v2")
         result = load.stop()
     assert result.failures == 0, result
@@ -79,7 +79,7 @@ def test_deploy_upgrade_and_rollback_without_dropping_a_request(shop: Project) -
     assert v2["api"] in seen
     assert_serving(shop, v2["api"])
 
-    with Load(url(shop), clients=4) as load:
+    with traffic(url(shop), clients=4) as load:
         shop.run("rollback", "staging")
         result = load.stop()
     assert result.failures == 0, result
@@ -105,7 +105,7 @@ def test_release_failing_health_check_is_rolled_back(shop: Project) -> None:
     shop.write_faults(health="fail")
     change_api(shop, "bad")
 
-    with Load(url(shop), clients=2) as load:
+    with traffic(url(shop), clients=2) as load:
         failed = shop.run(
             "deploy", "staging", "--build", check=False, env={"SHOP_DEPLOY_TIMEOUT": "3s"}
         )

@@ -31,7 +31,9 @@ def supervisord_pids(supervisor: Supervisor) -> list[int]:
 
 
 def add_sleeper(supervisor: Supervisor, tmp_path: Path, name: str, **kwargs) -> None:
-    script = tmp_path / "sleep.py"
+    # One script per program: rewriting a shared one truncates it under a
+    # program that is starting, which then runs an empty file and exits 0.
+    script = tmp_path / f"sleep-{name}.py"
     script.write_text(SLEEPER)
     supervisor.add_program(
         name, [PY, str(script)], tmp_path, {}, tmp_path / f"{name}.log", 5, **kwargs
@@ -117,7 +119,7 @@ def test_adding_and_removing_programs_does_not_disturb_others(supervisor, tmp_pa
     # Idempotent add: same config, same process.
     assert (
         supervisor.add_program(
-            "one", [PY, str(tmp_path / "sleep.py")], tmp_path, {}, tmp_path / "one.log", 5
+            "one", [PY, str(tmp_path / "sleep-one.py")], tmp_path, {}, tmp_path / "one.log", 5
         )
         is False
     )
