@@ -10,7 +10,8 @@ failed before any byte of a response came back. Caddy closes idle keep-alive
 connections on every config change, and a connection it accepts at that
 instant can be closed unanswered too, so a retry sent at once can meet the
 same reload; a request is sent at most `ATTEMPTS` times, like
-tests/routers/keepalive_load.py. Retries are counted in `retried` (split by
+tests/routers/keepalive_load.py, each retry on a new connection (the other
+idle ones may be closing in the same reload). Retries are counted in `retried` (split by
 whether the failed connection was reused or new, and how many requests
 needed a second retry) and reported, never hidden. Before reusing an idle
 connection the client checks that the server has not closed it, as browsers
@@ -405,7 +406,9 @@ class OpenLoad:
                 attempts += 1
                 try:
                     async with asyncio.timeout(self.timeout):
-                        status, value = await self._exchange()
+                        # A retry opens a new connection: the idle ones may be closing
+                        # in the same reload as the one that failed.
+                        status, value = await self._exchange(fresh=attempts > 1)
                 except _Unanswered as exc:
                     if attempts < ATTEMPTS:
                         continue
@@ -429,8 +432,10 @@ class OpenLoad:
             )
         )
 
-    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        while self._idle:
+    async def _connection(
+        self, fresh: bool = False
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        while self._idle and not fresh:
             reader, writer = self._idle.pop()
             if not reader.at_eof() and not writer.is_closing():
                 return reader, writer
@@ -438,10 +443,10 @@ class OpenLoad:
         self.result.connections += 1
         return await asyncio.open_connection(self.host, self.port)
 
-    async def _exchange(self) -> tuple[int, str]:
-        """One request on one connection: (status, header value)."""
+    async def _exchange(self, fresh: bool = False) -> tuple[int, str]:
+        """One request on one connection (a new one if `fresh`): (status, header value)."""
         try:
-            reader, writer = await self._connection()
+            reader, writer = await self._connection(fresh)
         except OSError as exc:
             raise _Unanswered(type(exc).__name__) from exc
         keep = False

@@ -20,6 +20,12 @@ time of the first request after the last one that did not). Three cases:
     runs 5 s after the promotion (the expiry watcher has stopped them, or
     the rollback stops them first).
 
+(c) abort: the canary strategy at 50% sits in a 10-minute pause, and
+    `conveyor abort staging` runs from another terminal: seconds from the
+    command's start to all traffic on the stable release (the deploying
+    process takes the request within 0.2 s and flips the weights before
+    anything else). Target: under 1 s.
+
 Boot time, same run: for each rollback of (b) and (b'), its `start` plus
 `wait_healthy` step durations from `conveyor explain --json` (from starting
 the instances until their health checks passed). The journal's timestamps
@@ -51,13 +57,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.canary import build_api, change_code, explain, mark  # noqa: E402
+from bench.canary import build_api, change_code, explain, mark, start_cli  # noqa: E402
 from bench.loadgen import OpenLoad, OpenLoadResult  # noqa: E402
 from tests.support.project import Project, make_project  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "rollback.json"
 
 TARGET_INSIDE_S = 1.0
+TARGET_ABORT_S = 1.0
 TARGET_OUTSIDE_MARGIN_S = 1.0
 SETTLE_S = 2.0  # load before the rollback
 AFTER_S = 2.0  # load after it, to see that traffic stays on the previous release
@@ -68,6 +75,14 @@ CASES = {
     "outside": ("(b) outside: rollback_window 0s", "0s", 0.0),
     "expired": ("(b') outside: window expired", f"{EXPIRED_WINDOW_S:g}s", EXPIRED_WINDOW_S + 2),
 }
+ABORT_TITLE = "(c) abort of a running canary"
+SUMMARY_KEYS = (
+    "to_previous_s",
+    "command_s",
+    "cli_and_planning_s",
+    "wait_healthy_s",
+    "until_flip_s",
+)
 
 
 def switched_at(result: OpenLoadResult, release: str, since: float) -> tuple[float, int]:
@@ -84,8 +99,9 @@ def switched_at(result: OpenLoadResult, release: str, since: float) -> tuple[flo
     return samples[last + 1].sent, not_yet
 
 
-def journal(shop: Project, deployment_id: str) -> dict[str, float]:
-    """Wall-clock times from the state store: deployment start, weight flip done."""
+def journal(shop: Project, deployment_id: str, after: float = 0.0) -> dict[str, float]:
+    """Wall-clock times from the state store: deployment start, and when the first
+    weight change that started after `after` was done."""
     from conveyor.store import open_store
 
     with open_store(f"sqlite:///{shop.home / 'state.db'}") as store:
@@ -93,7 +109,14 @@ def journal(shop: Project, deployment_id: str) -> dict[str, float]:
         steps = store.list_steps(deployment_id)
     assert record is not None
     times = {"created": record.started_at.timestamp()}
-    flips = [s for s in steps if s.kind == "set_weights" and s.finished_at is not None]
+    flips = [
+        s
+        for s in steps
+        if s.kind == "set_weights"
+        and s.finished_at is not None
+        and s.started_at is not None
+        and s.started_at.timestamp() >= after
+    ]
     if flips:
         times["flipped"] = flips[0].finished_at.timestamp()  # type: ignore[union-attr]
     return times
@@ -152,6 +175,63 @@ def one_rollback(
     }
 
 
+ABORT_STRATEGY = {
+    "type": "canary",
+    "steps": [{"set_weight": 50}, {"pause": "10m"}],
+    "rollback_window": "0s",
+}
+
+
+def one_abort(
+    shop: Project, url: str, stable: str, canary: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """(c): a canary of `canary` at 50% sits in its pause; `conveyor abort` from another
+    terminal. Seconds from the command's start to all traffic on `stable`."""
+    with OpenLoad(url, args.rate) as load:
+        deploying = start_cli(shop, "deploy", "staging", "-r", f"api={canary}")
+        deadline = time.monotonic() + 60
+        while True:
+            time.sleep(0.2)
+            unfinished = shop.json("status", "staging")
+            assert isinstance(unfinished, dict)
+            summary = (unfinished["environments"][0].get("unfinished") or {}).get("summary", "")
+            if "(pause 600s" in summary:
+                break
+            if deploying.poll() is not None:
+                err = deploying.stderr.read() if deploying.stderr else ""
+                if "locked by conveyor" in err and time.monotonic() < deadline:
+                    # the rollback-window watcher is stopping expired instances
+                    deploying = start_cli(shop, "deploy", "staging", "-r", f"api={canary}")
+                    continue
+                raise SystemExit(f"conveyor deploy exited {deploying.returncode}: {err}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the canary did not reach its pause: {summary!r}")
+        time.sleep(SETTLE_S)
+        start = load.clock()
+        run = shop.run("abort", "staging", "--json")
+        end = load.clock()
+        time.sleep(AFTER_S)
+        result = load.stop()
+    deploying.wait(60)
+    record = json.loads(run.stdout)
+    at, not_yet = switched_at(result, stable, start)
+    times = journal(shop, record["id"], after=start)
+    return {
+        "deployment": record["id"],
+        "status": record["status"],
+        "to_previous_s": round(at - start, 3),
+        "command_s": round(end - start, 3),
+        "until_flip_s": round(times["flipped"] - start, 3) if "flipped" in times else None,
+        "deploy_exit_code": deploying.returncode,
+        "requests_not_on_previous": not_yet,
+        "failed_requests": result.failures,
+        "failures": [
+            (round(x.sent - start, 3), x.status, x.error) for x in result.samples if not x.ok
+        ],
+        "load": result.summary(),
+    }
+
+
 def stats(values: list[float]) -> dict[str, float]:
     return {
         "median": round(statistics.median(values), 3),
@@ -203,6 +283,18 @@ def main() -> None:
                     + (f" ({r['load']})" if r["failed_requests"] else ""),
                     flush=True,
                 )
+        shop.configure("staging", ABORT_STRATEGY)
+        aborts = cases.setdefault("abort", [])
+        for n in range(args.repeats):
+            r = one_abort(shop, url, v1, v2, args)
+            aborts.append(r)
+            print(
+                f"  {ABORT_TITLE} {n + 1}: all traffic on v1 after {r['to_previous_s']:.3f} s "
+                f"(flip done at {r['until_flip_s']:.2f} s); command {r['command_s']:.2f} s "
+                f"({r['status']}); {r['failed_requests']} failed requests"
+                + (f" ({r['load']})" if r["failed_requests"] else ""),
+                flush=True,
+            )
     finally:
         if shop is not None:
             shop.shutdown()
@@ -210,17 +302,19 @@ def main() -> None:
 
     summary: dict[str, Any] = {}
     for case, runs in cases.items():
+        keys = (
+            "to_previous_s",
+            "command_s",
+            "cli_and_planning_s",
+            "wait_healthy_s",
+            "until_flip_s",
+        )
         summary[case] = {
             key: stats([r[key] for r in runs if r.get(key) is not None])
-            for key in (
-                "to_previous_s",
-                "command_s",
-                "cli_and_planning_s",
-                "wait_healthy_s",
-                "until_flip_s",
-            )
+            for key in keys
+            if any(r.get(key) is not None for r in runs)
         }
-        boots = [r["boot_s"] for r in runs if r["boot_s"] is not None]
+        boots = [r["boot_s"] for r in runs if r.get("boot_s") is not None]
         if boots:
             summary[case]["boot_s"] = stats(boots)
         summary[case]["failed_requests"] = sum(r["failed_requests"] for r in runs)
@@ -233,6 +327,8 @@ def main() -> None:
     for case, (title, _, _) in CASES.items():
         s = summary[case]["to_previous_s"]
         print(f"{title:34}{s['median']:>9.3f}{s['max']:>9.3f}")
+    a = summary["abort"]["to_previous_s"]
+    print(f"{ABORT_TITLE:34}{a['median']:>9.3f}{a['max']:>9.3f}")
     print(f"{'instance boot (start to healthy)':34}{boot:>9.3f}{max(boots):>9.3f}")
     ok_inside = inside["max"] < TARGET_INSIDE_S
     print(
@@ -258,6 +354,14 @@ def main() -> None:
             "max_beyond_boot_s": worst,
             "pass": ok,
         }
+    abort = summary["abort"]["to_previous_s"]
+    ok_abort = abort["max"] < TARGET_ABORT_S
+    print(
+        f"(c) abort: max {abort['max']:.3f} s (median {abort['median']:.3f}) from `conveyor "
+        f"abort` to all traffic on the stable release, target < {TARGET_ABORT_S:g} s: "
+        f"{mark(ok_abort)}"
+    )
+    targets["abort"] = {"target_s": TARGET_ABORT_S, "max": abort["max"], "pass": ok_abort}
     outside = summary["outside"]["to_previous_s"]["median"]
     ratios = {
         "outside_over_inside": round(outside / inside["median"], 2),

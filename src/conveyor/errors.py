@@ -83,6 +83,10 @@ class HealthCheckError(ConveyorError):
     """An instance never became healthy before its deploy timeout."""
 
 
+class SmokeTestError(ConveyorError):
+    """A smoke test of a new release failed before the release got any traffic."""
+
+
 class AnalysisFailedError(ConveyorError):
     """An analysis judged the new release worse than allowed: the rollout is aborted."""
 

@@ -191,6 +191,23 @@ BAD_INPUTS = [
     ),
     ("run missing", "services: {api: {replicas: 1}}", "services/api/run: required"),
     (
+        "smoke test with neither path nor command",
+        "services: {api: {run: x, smoke: [{path: /ok}, {name: nothing}]}}",
+        "services/api/smoke/1: each smoke test is either path: /some/path (an HTTP GET on the "
+        "new instance) or command: ...; got neither",
+    ),
+    (
+        "smoke test with both",
+        "services: {api: {run: x, smoke: [{path: /ok, command: ./smoke.sh}]}}",
+        "services/api/smoke/0: each smoke test is either path: /some/path (an HTTP GET on the "
+        "new instance) or command: ...; got both",
+    ),
+    (
+        "smoke test path",
+        "services: {api: {run: x, smoke: [{path: ok}]}}",
+        'services/api/smoke/0/path: expected a path starting with "/", got "ok"',
+    ),
+    (
         "replicas zero",
         "services: {api: {run: x, replicas: 0}}",
         "services/api/replicas: expected an integer >= 1, got 0",

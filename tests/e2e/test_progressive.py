@@ -300,19 +300,32 @@ def _free_port() -> int:
     return free_port()
 
 
-def test_canary_killed_at_each_kind_of_step_then_resumed_or_aborted(shop: Project) -> None:
-    from tests.e2e.test_recovery import recorded_instances, supervised_programs
-    from tests.e2e.test_shop import assert_serving
-
-    shop.configure(
-        "staging",
+KILLED_STRATEGIES = {
+    "canary": (
         {
             "type": "canary",
             "baseline": True,
             "steps": [{"set_weight": 30}, {"pause": "1s"}],
             "rollback_window": "0s",
         },
-    )
+        {"start", "wait_healthy", "set_weights", "pause", "drain", "stop"},
+    ),
+    "blue_green": (
+        {"type": "blue_green", "preview": "PREVIEW", "rollback_window": "0s"},
+        {"start", "wait_healthy", "preview", "set_weights", "mark_current", "drain", "stop"},
+    ),
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(KILLED_STRATEGIES))
+def test_killed_at_each_kind_of_step_then_resumed_or_aborted(shop: Project, strategy: str) -> None:
+    from tests.e2e.test_recovery import recorded_instances, supervised_programs
+    from tests.e2e.test_shop import assert_serving
+
+    settings, kinds = KILLED_STRATEGIES[strategy]
+    if settings.get("preview") == "PREVIEW":
+        settings = {**settings, "preview": f"127.0.0.1:{_free_port()}"}
+    shop.configure("staging", settings)
     releases = [build(shop)["api"]]
     shop.run("deploy", "staging")
     change_api(shop, "v2")
@@ -325,7 +338,7 @@ def test_canary_killed_at_each_kind_of_step_then_resumed_or_aborted(shop: Projec
     for step in plan["steps"]:
         if step["service"] == "api":
             firsts.setdefault(step["kind"], step["index"])
-    assert {"start", "wait_healthy", "set_weights", "pause", "drain", "stop"} <= set(firsts)
+    assert kinds <= set(firsts)
 
     current = releases[0]
     with traffic(url(shop), clients=3) as load:

@@ -125,6 +125,29 @@ def test_release_failing_health_check_is_rolled_back(shop: Project) -> None:
     assert "not healthy" in last["error"]
 
 
+def test_failing_smoke_test_stops_the_release_before_it_gets_a_request(shop: Project) -> None:
+    shop.configure_service("api", smoke=[{"name": "counter answers", "path": "/api/counter"}])
+    v1 = build(shop)["api"]
+    first = shop.run("deploy", "staging")  # the smoke test passes on v1
+    assert "smoke test counter answers: passed" in first.stdout + first.stderr
+    shop.write_faults(error_rate=1.0)  # healthy, but every other request fails
+    change_api(shop, "bad")
+    bad = build(shop)["api"]
+
+    with traffic(url(shop), count_bodies=True) as load:
+        failed = shop.run("deploy", "staging", check=False)
+        result = load.stop()
+    assert failed.returncode == 1
+    assert "smoke test counter answers" in failed.stderr and "500" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert result.failures == 0, result.summary()
+    assert {json.loads(body)["release"] for body in result.bodies} == {v1}
+    assert_serving(shop, v1)
+    last = shop.json("history", "staging")[0]  # type: ignore[index]
+    assert last["status"] == "rolled_back" and last["releases"]["api"] == bad
+    assert "smoke test counter answers" in last["error"]
+
+
 def test_slow_request_in_flight_survives_the_switch(shop: Project) -> None:
     build(shop)
     shop.run("deploy", "staging")

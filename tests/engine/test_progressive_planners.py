@@ -60,6 +60,8 @@ def short(steps: list[Step]) -> list[str]:
             out.append(f"analysis {s.name} {s.canary}/{s.stable} {s.spec['comparative']}")
         elif isinstance(s, KeepWarm):
             out.append(f"warm {','.join(s.instances)} {s.seconds:g}")
+        elif isinstance(s, WaitHealthy) and s.recheck:
+            out.append("recheck " + ",".join(s.instances))
         else:
             out.append(f"{s.kind} " + ",".join(s.instances))  # type: ignore[attr-defined]
     return out
@@ -227,10 +229,23 @@ def test_rollback_inside_the_window_checks_warm_instances_and_keeps_the_new_ones
     )
     steps = plan_flip(ServiceGoal("api", "v1", 2, observed, name_prefix="r"), keep_warm=600)
     assert short(steps) == [
-        "wait_healthy a,b",
+        "recheck a,b",
         "weights a=1,b=1,n1=0,n2=0",
         "current v1",
         "warm n1,n2 600",
+    ]
+
+
+def test_rollback_with_one_warm_instance_left_rechecks_it_and_gates_the_new_one() -> None:
+    observed = (ObservedInstance("a", "v1", False, state="warm"), *stable("n1", release="v2"))
+    steps = plan_flip(ServiceGoal("api", "v1", 2, observed, name_prefix="r"), keep_warm=600)
+    assert short(steps) == [
+        "start r-1",
+        "recheck a",
+        "wait_healthy r-1",
+        "weights a=1,r-1=1,n1=0",
+        "current v1",
+        "warm n1 600",
     ]
 
 

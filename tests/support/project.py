@@ -79,6 +79,16 @@ class Project:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.commit(f"{environment}: strategy {strategy}")
 
+    def configure_service(self, service: str, **settings: object) -> None:
+        """Set keys of a service in conveyor.yml (e.g. `smoke=[...]`)."""
+        import yaml
+
+        path = self.root / "conveyor.yml"
+        config = yaml.safe_load(path.read_text())
+        config["services"][service].update(settings)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.commit(f"{service}: {settings}")
+
     def shutdown(self) -> None:
         """Stop everything this project started: instances, Caddy, supervisord."""
         from conveyor.paths import Paths

@@ -488,6 +488,55 @@ HealthConfig = Annotated[HttpHealth | TcpHealth | CommandHealth, Field(discrimin
 """One of `HttpHealth`, `TcpHealth`, `CommandHealth`, chosen by `type`."""
 
 
+class SmokeTest(_Model):
+    """One smoke test of a new release: an HTTP GET on one of its instances, or a command.
+
+    Smoke tests run once per deploy, on the first healthy instance of the new
+    release and before any of its instances gets traffic; one failure stops
+    the deploy, which then restores the previous release.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="What the test checks, shown in messages.")
+    path: str | None = Field(
+        None,
+        description='Path requested on the new instance, starting with "/" (as the instance '
+        "sees it, like health.path).",
+    )
+    expect_status: StatusCode = Field(200, description="HTTP status the request must answer.")
+    command: Command | None = Field(
+        None,
+        description="Command to run instead: a string (run by /bin/sh -c) or a list of strings "
+        "(argv), in the release directory with the instance's environment plus SMOKE_URL "
+        "(the instance's base URL, e.g. http://127.0.0.1:24311); exit 0 passes.",
+    )
+    timeout: Duration = _duration_field(30.0, "How long the test may take before it fails")
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise problem(f'expected a path starting with "/", got {describe_value(value)}')
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        if (self.path is None) == (self.command is None):
+            raise problem(
+                "each smoke test is either path: /some/path (an HTTP GET on the new instance) "
+                "or command: ...; got " + ("both" if self.path is not None else "neither")
+            )
+
+    def describe(self) -> str:
+        """A short label: the name, else the request or the command."""
+        if self.name:
+            return self.name
+        if self.path is not None:
+            return f"GET {self.path}"
+        command = self.command or ""
+        return "command " + (command if isinstance(command, str) else " ".join(command))
+
+
 class ServiceConfig(_Model):
     """A program Conveyor builds into releases and runs as instances behind the router."""
 
@@ -535,6 +584,11 @@ class ServiceConfig(_Model):
     deploy_timeout: Duration = _duration_field(
         120.0,
         "How long a new instance has to become healthy before the deploy fails and rolls back",
+    )
+    smoke: list[SmokeTest] = Field(
+        default_factory=list,
+        description="Tests run once per deploy on the first healthy instance of the new "
+        "release, before it gets any traffic; a failure rolls the deploy back.",
     )
 
 

@@ -47,6 +47,7 @@ from conveyor.engine.strategies import (
     ServiceGoal,
     plan_flip,
     plan_service,
+    with_smoke_tests,
 )
 from conveyor.engine.unfinished import describe_unfinished, next_commands, process_alive
 from conveyor.errors import (
@@ -226,10 +227,15 @@ async def propose(
             i.release == release and i.serving for i in observed
         ):
             continue
+        smoke = [t.model_dump(mode="json", exclude_none=True) for t in svc.smoke]
         if flip:
-            service_steps = plan_flip(goal, keep_warm=window, phase=phase)
+            service_steps = with_smoke_tests(
+                plan_flip(goal, keep_warm=window, phase=phase), release, smoke
+            )
         else:
-            service_steps = plan_service(strategy, goal, analyses=config.analysis, phase=phase)
+            service_steps = plan_service(
+                strategy, goal, analyses=config.analysis, phase=phase, smoke=smoke
+            )
         if _only_marks(service_steps) and current.get(service) == release:
             continue
         steps.extend(service_steps)

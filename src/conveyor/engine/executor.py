@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from conveyor.checks.base import Check
+from conveyor.checks.command import CommandCheck
 from conveyor.checks.wait import make_check, wait_until_healthy
 from conveyor.config import command_argv
 from conveyor.engine import failpoints
@@ -28,6 +30,7 @@ from conveyor.engine.plan import (
     Pause,
     Preview,
     SetWeights,
+    SmokeTests,
     StartAnalysis,
     StartInstances,
     Step,
@@ -36,7 +39,13 @@ from conveyor.engine.plan import (
     WaitHealthy,
 )
 from conveyor.engine.runtime import Runtime
-from conveyor.errors import AnalysisFailedError, ConveyorError, HealthCheckError, TargetError
+from conveyor.errors import (
+    AnalysisFailedError,
+    ConveyorError,
+    HealthCheckError,
+    SmokeTestError,
+    TargetError,
+)
 from conveyor.store.records import (
     REQUEST_ABORT,
     REQUEST_PAUSE,
@@ -58,7 +67,7 @@ INSTANCE_PORTS = range(20000, 30000)
 REQUEST_POLL_S = 0.2  # how often a running step looks for pause/abort/promote requests
 # Steps that wait on something outside Conveyor: a request interrupts them at once.
 # The others are short and finish first (a half-applied weight change helps nobody).
-INTERRUPTIBLE = (Pause, Analyze, WaitHealthy, DrainInstances)
+INTERRUPTIBLE = (Pause, Analyze, WaitHealthy, DrainInstances, SmokeTests)
 
 Progress = Callable[[str], None]
 
@@ -229,7 +238,11 @@ class Executor:
         if isinstance(step, StartInstances):
             await asyncio.gather(*(self._start(step, name) for name in step.instances))
         elif isinstance(step, WaitHealthy):
-            await asyncio.gather(*(self._wait_healthy(step.service, n) for n in step.instances))
+            await asyncio.gather(
+                *(self._wait_healthy(step.service, n, step.recheck) for n in step.instances)
+            )
+        elif isinstance(step, SmokeTests):
+            await self._smoke_tests(step)
         elif isinstance(step, SetWeights):
             await self._set_weights(step)
         elif isinstance(step, DrainInstances):
@@ -327,7 +340,7 @@ class Executor:
         await self.rt.target.start(spec)
         await self.router.register(self.environment, step.service, _address(record.port))
 
-    async def _wait_healthy(self, service: str, name: str) -> None:
+    async def _wait_healthy(self, service: str, name: str, recheck: bool = False) -> None:
         record = self._instance(name)
         svc = self.rt.loaded.config.service_for(self.environment, service)
         spec = self.spec_for(record)
@@ -342,11 +355,11 @@ class Executor:
             await wait_until_healthy(
                 check,
                 interval=svc.health.interval,
-                healthy_threshold=svc.health.healthy_threshold,
+                healthy_threshold=1 if recheck else svc.health.healthy_threshold,
                 timeout=svc.deploy_timeout,
                 is_alive=alive,
             )
-            if strategy.min_ready > 0:
+            if strategy.min_ready > 0 and not recheck:
                 await asyncio.sleep(strategy.min_ready)
                 result = await check.run()
                 status = await self.rt.target.status(name)
@@ -364,6 +377,33 @@ class Executor:
                 hint=f"see all of it with: conveyor logs {self.environment} {service}",
             ) from error
         self.rt.store.set_instance_state(name, "ready")
+
+    async def _smoke_tests(self, step: SmokeTests) -> None:
+        """Run the tests one after the other on the instance; the first failure fails."""
+        from conveyor.checks.http import HttpCheck
+        from conveyor.config.models import SmokeTest
+
+        record = self._instance(step.instance)
+        spec = self.spec_for(record)
+        base_url = f"http://{HOST}:{record.port}"
+        for raw in step.tests:
+            test = SmokeTest.model_validate(raw)
+            check: Check
+            if test.path is not None:
+                check = HttpCheck(base_url + test.path, test.expect_status, test.timeout)
+            else:
+                argv = command_argv(test.command or "")
+                env = {**spec.env, "SMOKE_URL": base_url}
+                check = CommandCheck(argv, spec.release_dir, env, test.timeout)
+            result = await check.run()
+            if not result.ok:
+                raise SmokeTestError(
+                    f"smoke test {test.describe()} of {step.service} {record.release_id} failed "
+                    f"on {step.instance}: {result.detail}",
+                    hint=f"the instance never got traffic; see its log with: conveyor logs "
+                    f"{self.environment} {step.service}",
+                )
+            self.progress(f"[{step.service}] smoke test {test.describe()}: passed")
 
     async def _set_weights(self, step: SetWeights) -> None:
         """Apply the step's weights; every other backend of the service gets 0."""

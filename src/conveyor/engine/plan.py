@@ -46,13 +46,33 @@ class StartInstances(Step):
 
 @dataclass(frozen=True)
 class WaitHealthy(Step):
-    """Wait until each instance passes its health check (then `min_ready`)."""
+    """Wait until each instance passes its health check (then `min_ready`).
+
+    `recheck`: the instances passed their checks before and kept running (warm
+    instances in the rollback window), so one passing check is enough.
+    """
 
     kind: ClassVar[str] = "wait_healthy"
     instances: tuple[str, ...] = ()
+    recheck: bool = False
 
     def describe(self) -> str:
+        if self.recheck:
+            return f"check {_names(self.instances)} once (still healthy)"
         return f"wait until {_names(self.instances)} healthy"
+
+
+@dataclass(frozen=True)
+class SmokeTests(Step):
+    """Run the service's smoke tests on `instance` (healthy, no traffic yet); one failure
+    fails the step. `tests` are the `SmokeTest` settings in dict form."""
+
+    kind: ClassVar[str] = "smoke"
+    instance: str = ""
+    tests: tuple[dict[str, Any], ...] = ()
+
+    def describe(self) -> str:
+        return f"smoke-test {self.instance} ({len(self.tests)} test{'s' * (len(self.tests) != 1)})"
 
 
 @dataclass(frozen=True)
@@ -191,6 +211,7 @@ STEP_TYPES: dict[str, type[Step]] = {
     for cls in (
         StartInstances,
         WaitHealthy,
+        SmokeTests,
         SetWeights,
         DrainInstances,
         StopInstances,
@@ -228,6 +249,8 @@ def step_from_dict(data: dict[str, Any]) -> Step:
             values[key] = tuple(values[key])
     if "weights" in values:
         values["weights"] = tuple((str(n), int(w)) for n, w in values["weights"])
+    if "tests" in values:
+        values["tests"] = tuple(dict(t) for t in values["tests"])
     return cls(**values)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conveyor.analysis import AnalysisSpec
@@ -33,6 +33,7 @@ from conveyor.engine.strategies.flip import plan_flip
 from conveyor.engine.strategies.immediate import plan_immediate
 from conveyor.engine.strategies.recreate import plan_recreate
 from conveyor.engine.strategies.rolling import plan_rolling
+from conveyor.engine.strategies.smoke import with_smoke_tests
 
 STRATEGIES = ("immediate", "recreate", "rolling", "blue_green", "canary")
 PROGRESSIVE = ("blue_green", "canary")
@@ -44,8 +45,22 @@ def plan_service(
     *,
     analyses: Mapping[str, AnalysisTemplate] | None = None,
     phase: str = FORWARD,
+    smoke: Sequence[Mapping[str, Any]] = (),
 ) -> list[Step]:
-    """Dispatch to the planner of `strategy` (a config object, or a type name)."""
+    """Dispatch to the planner of `strategy` (a config object, or a type name).
+
+    `smoke` (the service's smoke tests, as dicts) run on the first healthy
+    instance of the new release, before it gets traffic (`with_smoke_tests`).
+    """
+    return with_smoke_tests(_plan(strategy, goal, analyses, phase), goal.release, smoke)
+
+
+def _plan(
+    strategy: StrategySpec | str,
+    goal: ServiceGoal,
+    analyses: Mapping[str, AnalysisTemplate] | None,
+    phase: str,
+) -> list[Step]:
     if isinstance(strategy, str):
         if strategy not in ("immediate", "recreate", "rolling"):
             raise ValueError(f"unknown strategy {strategy!r}")
@@ -116,4 +131,5 @@ __all__ = [
     "plan_recreate",
     "plan_rolling",
     "plan_service",
+    "with_smoke_tests",
 ]

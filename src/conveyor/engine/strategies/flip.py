@@ -38,8 +38,9 @@ def plan_flip(
 ) -> list[Step]:
     """Route all traffic to `goal.replicas` running instances of `goal.release`.
 
-    Running instances that do not serve now get one health check first.
-    Missing ones are started. The instances that lose their traffic are kept
+    Running instances that do not serve now get one health check first (one
+    pass, not `healthy_threshold`: they were healthy and kept running). Missing
+    ones are started and health-gated as usual. The instances that lose their traffic are kept
     warm for `keep_warm` seconds when they run another release (a rollback
     can flip back to them), the others are stopped (after `scale_down_delay`,
     drained first).
@@ -62,9 +63,11 @@ def plan_flip(
     if new:
         assert release is not None
         steps.append(StartInstances(svc, phase, release=release, instances=new))
-    check = tuple(i.name for i in taken if not i.serving) + new
-    if check:
-        steps.append(WaitHealthy(svc, phase, instances=check))
+    reused = tuple(i.name for i in taken if not i.serving)
+    if reused:
+        steps.append(WaitHealthy(svc, phase, instances=reused, recheck=True))
+    if new:
+        steps.append(WaitHealthy(svc, phase, instances=new))
     serving = tuple(i.name for i in taken) + new
     leaving = tuple(i.name for i in others)
     if any(not i.serving for i in taken) or new or any(i.serving for i in others):
