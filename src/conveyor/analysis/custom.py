@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from conveyor import redaction
 from conveyor.analysis.text import millis, percent
 from conveyor.analysis.thresholds import METRICS, OPS, AnalysisSpecError
 from conveyor.analysis.values import parse_integer, parse_seconds
@@ -109,12 +110,8 @@ def parse_condition(text: str, where: str = "condition") -> Condition:
 
 
 def redact_url(url: str) -> str:
-    """`url` with the password of its user info, if any, replaced by `REDACTED`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{REDACTED}@{host}"))
+    """`url` with its password, if any, replaced by `REDACTED`."""
+    return redaction.redact_url(url, REDACTED)
 
 
 def show_url(url: str) -> str:

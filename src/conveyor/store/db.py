@@ -8,12 +8,10 @@ machinery.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -21,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.errors import ConveyorError, StateError
+from conveyor.redaction import redact_text, redact_url, url_secrets
 
 # Re-exported: defined apart so that `conveyor status` can check it without SQLAlchemy.
 from conveyor.store.revision import HEAD_REVISION as HEAD_REVISION
@@ -39,55 +38,12 @@ _MIGRATION_LOCK_KEY = 0x636F6E76
 # Execution option asking for a write transaction (BEGIN IMMEDIATE on SQLite).
 _WRITE_OPTION = "conveyor_write"
 
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>.*)$", re.DOTALL)
-_PASSWORD_PARAM = re.compile(
-    r"(?i)(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)[^&#]*",
-)
 _URL_HINT = "use sqlite:////absolute/path/state.db or postgresql://user:password@host:5432/database"
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, safe for messages and logs.
-
-    When the URL is malformed this errs on the side of hiding too much.
-
-    >>> redact_url("postgresql://deploy:s3cret@db.internal:5432/conveyor")
-    'postgresql://deploy:***@db.internal:5432/conveyor'
-    >>> redact_url("postgresql://db/conveyor?user=deploy&password=s3cret")
-    'postgresql://db/conveyor?user=deploy&password=***'
-    """
-    redacted = url
-    match = _SCHEME.match(url)
-    if match:
-        rest = match["rest"]
-        at = rest.rfind("@")
-        colon = rest.find(":")
-        if at != -1 and -1 < colon < at:
-            rest = rest[:colon] + ":***" + rest[at:]
-        redacted = match["scheme"] + rest
-    return _PASSWORD_PARAM.sub(r"\g<key>***", redacted)
-
-
-def _secrets_of(url: str) -> list[str]:
-    """Password strings that must not appear in a message about `url`."""
-    found: set[str] = set()
-    match = _SCHEME.match(url)
-    if match:
-        rest = match["rest"]
-        at = rest.rfind("@")
-        colon = rest.find(":")
-        if at != -1 and -1 < colon < at:
-            found.add(rest[colon + 1 : at])
-    found.update(m.group(0).split("=", 1)[1] for m in _PASSWORD_PARAM.finditer(url))
-    found |= {unquote(s) for s in found}
-    return sorted((s for s in found if s), key=len, reverse=True)
 
 
 def scrub(message: str, url: str) -> str:
     """`message` with every password of `url` replaced by `***`."""
-    for secret in _secrets_of(url):
-        message = message.replace(secret, "***")
-    return message
+    return redact_text(message, url_secrets(url))
 
 
 def describe_error(exc: BaseException, url: str) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.sql.dml import Insert
 
 from conveyor.errors import ConveyorError, LockHeldError, StateError
+from conveyor.redaction import redact_url
 from conveyor.store import rows
 from conveyor.store import tables as t
 from conveyor.store.db import (
@@ -28,7 +29,6 @@ from conveyor.store.db import (
     create_store_engine,
     describe_error,
     ensure_schema,
-    redact_url,
     transaction,
 )
 from conveyor.store.records import (

@@ -1,0 +1,69 @@
+"""Keeping secrets out of messages: URLs with passwords, and known secret values in text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import unquote
+
+MASK = "***"
+
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>.*)$", re.DOTALL)
+_PASSWORD_PARAM = re.compile(
+    r"(?i)(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)[^&#]*",
+)
+
+
+def redact_url(url: str, mask: str = MASK) -> str:
+    """`url` with any password replaced by `mask`, safe for messages and logs.
+
+    When the URL is malformed this errs on the side of hiding too much.
+
+    >>> redact_url("postgresql://deploy:s3cret@db.internal:5432/conveyor")
+    'postgresql://deploy:***@db.internal:5432/conveyor'
+    >>> redact_url("postgresql://db/conveyor?user=deploy&password=s3cret")
+    'postgresql://db/conveyor?user=deploy&password=***'
+    """
+    redacted = url
+    match = _SCHEME.match(url)
+    if match:
+        rest = match["rest"]
+        at = rest.rfind("@")
+        colon = rest.find(":")
+        if at != -1 and -1 < colon < at:
+            rest = rest[:colon] + ":" + mask + rest[at:]
+        redacted = match["scheme"] + rest
+    return _PASSWORD_PARAM.sub(lambda m: m["key"] + mask, redacted)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password strings of `url` (user info and query), as written and decoded.
+
+    >>> url_secrets("mysql://root:p%40ss@db/app?sslpassword=k3y")
+    ['p%40ss', 'p@ss', 'k3y']
+    """
+    found: set[str] = set()
+    match = _SCHEME.match(url)
+    if match:
+        rest = match["rest"]
+        at = rest.rfind("@")
+        colon = rest.find(":")
+        if at != -1 and -1 < colon < at:
+            found.add(rest[colon + 1 : at])
+    found.update(m.group(0).split("=", 1)[1] for m in _PASSWORD_PARAM.finditer(url))
+    found |= {unquote(s) for s in found}
+    return sorted((s for s in found if s), key=lambda s: (-len(s), s))
+
+
+def redact_text(text: str, secrets: Iterable[str | None], mask: str = MASK) -> str:
+    """`text` with every occurrence of each secret replaced by `mask`.
+
+    Empty and very short secrets are skipped: masking every "a" in a message
+    would hide the message, not the secret.
+
+    >>> redact_text("auth failed for user app with password hunter2", ["hunter2"])
+    'auth failed for user app with password ***'
+    """
+    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, mask)
+    return text
