@@ -91,6 +91,18 @@ class AnalysisFailedError(ConveyorError):
     """An analysis judged the new release worse than allowed: the rollout is aborted."""
 
 
+class DatabaseError(ConveyorError):
+    """A database, or one of its tools (pg_dump, mariadb-dump, ...), failed to do what was asked."""
+
+
+class BackupCorruptError(DatabaseError):
+    """A backup file does not read back whole, or differs from what was recorded when taken."""
+
+
+class MigrationError(DatabaseError):
+    """A release's migration failed, or its SQL breaks the release still serving."""
+
+
 class DeployError(ConveyorError):
     """A deployment failed; the environment was restored to its previous releases."""
 

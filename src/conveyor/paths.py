@@ -53,6 +53,11 @@ class Paths:
         return self.home / "data"
 
     @property
+    def backups(self) -> Path:
+        """Database backups, one directory per database (unless the config names another)."""
+        return self.home / "backups"
+
+    @property
     def cache_dir(self) -> Path:
         """Derived data that can be deleted at any time (rebuilt on the next command)."""
         return self.home / "cache"

@@ -417,6 +417,40 @@ BAD_INPUTS = [
         "releases/keep: expected an integer >= 1, got 0",
     ),
     (
+        "database URL of an unknown kind",
+        "databases: {main: {url: 'oracle://db/x'}}",
+        "databases/main/url: unsupported database 'oracle' in 'oracle://db/x': expected "
+        "postgresql, mysql, mariadb or sqlite",
+    ),
+    (
+        "database URL without a database",
+        "databases: {main: {url: 'postgresql://app:s3cret@db:5432/'}}",
+        "databases/main/url: the database URL 'postgresql://app:***@db:5432/' names no "
+        "database (…/name at the end)",
+    ),
+    (
+        "backup verify mode",
+        "databases: {main: {url: 'sqlite:///a.db', backup: {verify: full}}}",
+        'databases/main/backup/verify: expected one of "read", "restore", got "full"',
+    ),
+    (
+        "migration of an unknown database",
+        "services: {api: {run: x, migrate: {command: 'alembic upgrade head', database: db}}}",
+        'services/api/migrate/database: unknown database "db" (databases: none defined)',
+    ),
+    (
+        "migration on_failure",
+        "databases: {main: {url: 'sqlite:///a.db'}}\n"
+        "services: {api: {run: x, migrate: {command: m, database: main, on_failure: undo}}}",
+        'services/api/migrate/on_failure: expected one of "keep", "restore", got "undo"',
+    ),
+    (
+        "environment override of an unknown database",
+        "databases: {main: {url: 'sqlite:///a.db'}}\n"
+        "environments: {staging: {listen: ':8080', databases: {other: {url: 'sqlite:///b.db'}}}}",
+        'environments/staging/databases/other: unknown database "other" (databases: main)',
+    ),
+    (
         "releases not a mapping",
         "releases: 5",
         "releases: expected a mapping, got 5",

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from conveyor import __version__
-from conveyor.cli import deploy, explain, inspect, lock, project, releases
+from conveyor.cli import db, deploy, explain, inspect, lock, project, releases
 from conveyor.cli.context import STATE
 from conveyor.errors import ConveyorError
 
@@ -48,6 +48,7 @@ deploy.register(app)
 inspect.register(app)
 explain.register(app)
 app.add_typer(lock.app, name="lock")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

@@ -419,6 +419,15 @@ def _cross_field_issues(config: Config) -> list[str]:
         else:
             routes[key] = name
 
+    databases = ", ".join(sorted(config.databases)) or "none defined"
+    for name, service in config.services.items():
+        migrate = service.migrate
+        if migrate is not None and migrate.database not in config.databases:
+            issues.append(
+                f'services/{name}/migrate/database: unknown database "{migrate.database}" '
+                f"(databases: {databases})"
+            )
+
     listeners: list[tuple[str, str, int]] = []
     known = ", ".join(sorted(config.services))
     for name, environment in config.environments.items():
@@ -432,6 +441,12 @@ def _cross_field_issues(config: Config) -> list[str]:
                 break
         listeners.append((name, host, port))
 
+        for override in environment.databases:
+            if override not in config.databases:
+                issues.append(
+                    f'environments/{name}/databases/{override}: unknown database "{override}" '
+                    f"(databases: {databases})"
+                )
         for override in environment.services:
             if override not in config.services:
                 issues.append(

@@ -537,6 +537,109 @@ class SmokeTest(_Model):
         return "command " + (command if isinstance(command, str) else " ".join(command))
 
 
+def _check_database_url(value: object) -> str:
+    from conveyor.databases.urls import DatabaseUrlError, parse_database_url
+
+    if not isinstance(value, str) or not value.strip():
+        raise problem(
+            'expected a database URL like "postgresql://user:password@host:5432/name", '
+            f"got {describe_value(value)}"
+        )
+    try:
+        parse_database_url(value)
+    except DatabaseUrlError as exc:
+        raise problem(str(exc)) from None
+    return value
+
+
+DatabaseUrlText = Annotated[
+    str,
+    PlainValidator(_check_database_url),
+    WithJsonSchema(
+        {"type": "string", "pattern": "^(postgres(ql)?|mysql|mariadb|sqlite)(\\+\\w+)?://"}
+    ),
+]
+DatabaseName = Annotated[str, _name_validator("database"), _NAME_SCHEMA]
+
+
+class BackupSettings(_Model):
+    """When and how a database is backed up, and how many backups are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    before_migrate: bool = Field(
+        True, description="Take (and verify) a backup before every migration of this database."
+    )
+    keep: PositiveInt = Field(
+        10, description="Backups kept per database; older ones are deleted after a new one."
+    )
+    directory: RelativePath | None = Field(
+        None,
+        description="Where backup files go, relative to conveyor.yml "
+        "(default: .conveyor/backups/<database>).",
+    )
+    verify: Literal["read", "restore"] = Field(
+        "read",
+        description='"read": read the whole backup back (pg_restore to /dev/null, the dump\'s '
+        'end, SQLite\'s integrity check); "restore": restore it into a scratch database and '
+        "compare every table's row count.",
+    )
+
+
+class DatabaseConfig(_Model):
+    """A database the services use: where it is, and its backups."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: DatabaseUrlText = Field(
+        description='"postgresql://user:password@host:5432/name", "mysql://..." (MariaDB too) '
+        'or "sqlite:///path/relative/to/conveyor.yml.db"; use ${VAR} for the password.'
+    )
+    backup: BackupSettings = Field(default_factory=BackupSettings, description="Backups.")
+
+
+class DatabaseOverride(_Model):
+    """A database's settings that differ in one environment (its own server, usually)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: DatabaseUrlText = Field(description="The database URL in this environment.")
+
+
+class SqlDirectory(_Model):
+    """A directory of .sql files: the files a release has and the running one has not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    directory: RelativePath = Field(
+        description="Directory of .sql files, relative to the service's source directory."
+    )
+
+
+class MigrateConfig(_Model):
+    """The release phase: the command that migrates a database to a new release's schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: Command = Field(
+        description='e.g. "alembic upgrade head" or "python manage.py migrate --noinput"; run '
+        "in the new release's directory with its environment and DATABASE_URL."
+    )
+    database: DatabaseName = Field(description="The database it migrates (under databases:).")
+    sql_preview: Command | SqlDirectory | None = Field(
+        None,
+        description="How to get the SQL the migration will run, for the safety check: a "
+        'command that prints it ("alembic upgrade head --sql") or {directory: migrations}.',
+    )
+    on_failure: Literal["keep", "restore"] = Field(
+        "keep",
+        description='What to do with the database when the migration fails: "keep" it as the '
+        'migration left it, or "restore" the backup taken before (needed where DDL is not '
+        "transactional, as in MySQL).",
+    )
+    timeout: Duration = _duration_field(600.0, "How long the migration may run")
+
+
 class ServiceConfig(_Model):
     """A program Conveyor builds into releases and runs as instances behind the router."""
 
@@ -589,6 +692,11 @@ class ServiceConfig(_Model):
         default_factory=list,
         description="Tests run once per deploy on the first healthy instance of the new "
         "release, before it gets any traffic; a failure rolls the deploy back.",
+    )
+    migrate: MigrateConfig | None = Field(
+        None,
+        description="Migration run before any instance of a new release gets traffic, after a "
+        "verified backup of its database.",
     )
 
 
@@ -799,6 +907,10 @@ class EnvironmentConfig(_Model):
         default_factory=dict,
         description="Per-service settings for this environment, by service name.",
     )
+    databases: dict[DatabaseName, DatabaseOverride] = Field(
+        default_factory=dict,
+        description="Per-database settings for this environment (its URL), by database name.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -971,6 +1083,10 @@ class Config(_Model):
         description="Analyses that judge a new release from live metrics, by name; canary and "
         "blue_green strategies refer to them.",
     )
+    databases: dict[DatabaseName, DatabaseConfig] = Field(
+        default_factory=dict,
+        description="Databases the services use, by name: backups and migrations.",
+    )
 
     @field_validator("services")
     @classmethod
@@ -1003,6 +1119,19 @@ class Config(_Model):
         except KeyError:
             known = ", ".join(sorted(self.services))
             raise UsageError(f'unknown service "{name}" (services are: {known})') from None
+
+    def database_url(self, name: str, environment: str | None = None) -> str:
+        """The URL of database `name`, as `environment` overrides it (or as written)."""
+        try:
+            database = self.databases[name]
+        except KeyError:
+            known = ", ".join(sorted(self.databases)) or "none defined"
+            raise UsageError(f'unknown database "{name}" (databases: {known})') from None
+        if environment is not None:
+            override = self.environment(environment).databases.get(name)
+            if override is not None:
+                return override.url
+        return database.url
 
     def service_for(self, environment: str, service: str) -> ServiceConfig:
         """The service as it runs in `environment`.

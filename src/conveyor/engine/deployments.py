@@ -8,11 +8,12 @@ failure plans the way back to the previous releases and runs that too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -724,6 +725,26 @@ def _take_over(rt: Runtime, environment: str) -> DeploymentRecord:
             environment, pid=os.getpid(), hostname=socket.gethostname(), holder=rt.user
         )
     return deployment
+
+
+@contextlib.contextmanager
+def lock_environment(rt: Runtime, environment: str, message: str) -> Iterator[None]:
+    """Hold the environment's lock (no deployment) while an operation such as a database
+    restore runs; deploys meanwhile are refused with `message`."""
+    rt.store.acquire_lock(
+        LockRecord(
+            environment=environment,
+            holder=rt.user,
+            acquired_at=datetime.now(UTC),
+            message=message,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+        )
+    )
+    try:
+        yield
+    finally:
+        rt.store.release_lock(environment)
 
 
 def _lock_for(rt: Runtime, environment: str, deployment_id: str, message: str) -> LockRecord:

@@ -115,6 +115,33 @@ class MeasurementRecordRow:
 
 
 @dataclass(frozen=True)
+class BackupRecord:
+    """A database backup file and what is known about it."""
+
+    id: str
+    database: str
+    engine: str  # "postgresql" | "mysql" | "sqlite"
+    url: str  # with the password redacted
+    path: str
+    format: str
+    size: int
+    sha256: str
+    created_at: datetime
+    duration_s: float
+    created_by: str
+    tables: dict[str, int] = field(default_factory=dict)
+    environment: str | None = None
+    reason: str | None = None
+    deployment_id: str | None = None
+    server_version: str | None = None
+    verified_at: datetime | None = None
+    verify_mode: str | None = None
+    verify_ok: bool | None = None
+    verify_detail: str | None = None
+    verify_duration_s: float | None = None
+
+
+@dataclass(frozen=True)
 class LockRecord:
     """Who holds an environment's deploy lock."""
 

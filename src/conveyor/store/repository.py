@@ -35,6 +35,7 @@ from conveyor.store.records import (
     STEP_RUNNING,
     SUCCEEDED,
     UNFINISHED_STATUSES,
+    BackupRecord,
     DeploymentRecord,
     EventRecord,
     InstanceRecord,
@@ -717,6 +718,76 @@ class Store:
                 )
                 for row in rows
             ]
+
+    # -- database backups -----------------------------------------------------
+
+    def add_backup(self, b: BackupRecord) -> None:
+        """Record a backup file just written."""
+        with self._tx(f"record backup {b.id}", write=True) as conn:
+            conn.execute(
+                insert(t.backups).values(
+                    id=b.id,
+                    database=b.database,
+                    environment=b.environment,
+                    engine=b.engine,
+                    url=b.url,
+                    path=b.path,
+                    format=b.format,
+                    size=b.size,
+                    sha256=b.sha256,
+                    created_at=b.created_at,
+                    duration_s=b.duration_s,
+                    created_by=b.created_by,
+                    reason=b.reason,
+                    deployment_id=b.deployment_id,
+                    server_version=b.server_version,
+                    tables=dict(b.tables),
+                )
+            )
+
+    def get_backup(self, backup_id: str) -> BackupRecord | None:
+        with self._tx(f"read backup {backup_id}") as conn:
+            row = conn.execute(select(t.backups).where(t.backups.c.id == backup_id)).first()
+        return None if row is None else rows.backup(row._mapping)
+
+    def list_backups(self, database: str | None = None) -> list[BackupRecord]:
+        """Backups, newest first; of one database when given."""
+        b = t.backups
+        query = select(b).order_by(b.c.created_at.desc(), b.c.seq.desc())
+        if database is not None:
+            query = query.where(b.c.database == database)
+        with self._tx("read the backups") as conn:
+            return [rows.backup(row._mapping) for row in conn.execute(query)]
+
+    def set_backup_verification(
+        self,
+        backup_id: str,
+        *,
+        mode: str,
+        ok: bool,
+        detail: str,
+        at: datetime,
+        duration_s: float,
+    ) -> None:
+        """Record the outcome of the latest verification of a backup."""
+        with self._tx(f"record the verification of backup {backup_id}", write=True) as conn:
+            conn.execute(
+                update(t.backups)
+                .where(t.backups.c.id == backup_id)
+                .values(
+                    verified_at=at,
+                    verify_mode=mode,
+                    verify_ok=int(ok),
+                    verify_detail=detail,
+                    verify_duration_s=duration_s,
+                )
+            )
+
+    def delete_backup(self, backup_id: str) -> bool:
+        """Forget a backup (its file is the caller's to remove); True when there was one."""
+        with self._tx(f"delete backup {backup_id}", write=True) as conn:
+            result = conn.execute(delete(t.backups).where(t.backups.c.id == backup_id))
+            return result.rowcount > 0
 
     # -- events ---------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.store.records import (
+    BackupRecord,
     DeploymentRecord,
     EventRecord,
     InstanceRecord,
@@ -108,4 +109,31 @@ def event(m: Columns) -> EventRecord:
         environment=m["environment"],
         deployment_id=m["deployment_id"],
         data=dict(m["data"] or {}),
+    )
+
+
+def backup(m: Columns) -> BackupRecord:
+    ok = m["verify_ok"]
+    return BackupRecord(
+        id=m["id"],
+        database=m["database"],
+        engine=m["engine"],
+        url=m["url"],
+        path=m["path"],
+        format=m["format"],
+        size=int(m["size"]),
+        sha256=m["sha256"],
+        created_at=m["created_at"],
+        duration_s=float(m["duration_s"]),
+        created_by=m["created_by"],
+        tables={str(k): int(v) for k, v in dict(m["tables"] or {}).items()},
+        environment=m["environment"],
+        reason=m["reason"],
+        deployment_id=m["deployment_id"],
+        server_version=m["server_version"],
+        verified_at=m["verified_at"],
+        verify_mode=m["verify_mode"],
+        verify_ok=None if ok is None else bool(ok),
+        verify_detail=m["verify_detail"],
+        verify_duration_s=m["verify_duration_s"],
     )

@@ -15,8 +15,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -218,5 +220,36 @@ events = Table(
     Index(None, "environment", "time"),
     Index(None, "deployment_id"),
     # AUTOINCREMENT: never reuse an id, API clients page through events by id.
+    sqlite_autoincrement=True,
+)
+
+# Database backups: the file, what it holds (rows per table as of its snapshot)
+# and the last verification. `deployment_id` is set for a release phase's backup.
+backups = Table(
+    "backups",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(255), nullable=False, unique=True),
+    Column("database", String(255), nullable=False),
+    Column("environment", String(255), nullable=True),
+    Column("engine", String(32), nullable=False),
+    Column("url", Text, nullable=False),  # password redacted
+    Column("path", Text, nullable=False),
+    Column("format", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),  # bytes: backups exceed 2 GiB
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("deployment_id", String(255), nullable=True),
+    Column("server_version", String(255), nullable=True),
+    Column("tables", _json(), nullable=False),
+    Column("verified_at", UTCDateTime, nullable=True),
+    Column("verify_mode", String(32), nullable=True),  # "read" | "restore"
+    Column("verify_ok", Integer, nullable=True),  # 1 ok, 0 failed, NULL never verified
+    Column("verify_detail", Text, nullable=True),
+    Column("verify_duration_s", Float, nullable=True),
+    Index(None, "database", "created_at"),
     sqlite_autoincrement=True,
 )
