@@ -108,7 +108,7 @@ def test_alembic_migrations(tmp_path: Path, engine: str, upgrade: str, rules: se
     if engine == "sqlite" and ("alter_column" in upgrade or "unique_constraint" in upgrade):
         pytest.skip(
             "SQLite cannot ALTER a column or a constraint: Alembic rebuilds the table "
-            "in batch mode (test_a_sqlite_table_rebuild_is_flagged)"
+            "in batch mode (test_a_sqlite_table_rebuild_is_one_finding_on_the_rename)"
         )
     sql = alembic_sql(tmp_path, engine, upgrade)
     found = lint_sql(sql, engine)
