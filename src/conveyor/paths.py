@@ -44,6 +44,11 @@ class Paths:
         return self.home / "logs" / "builds"
 
     @property
+    def deployment_logs(self) -> Path:
+        """Output of a deployment's one-off commands (migrations, sql_preview)."""
+        return self.home / "logs" / "deployments"
+
+    @property
     def instance_logs(self) -> Path:
         return self.home / "logs" / "instances"
 

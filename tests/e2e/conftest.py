@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases.conftest import live as live  # a real database of each engine
 from tests.support.project import Project, make_project
 
 

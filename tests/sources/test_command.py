@@ -50,7 +50,7 @@ def test_failures_are_explained(tmp_path: Path) -> None:
         error("echo nan")
         == 'command "echo nan": last line of stdout: the value is NaN (no data, or 0/0)'
     )
-    missing = str(tmp_path / "missing")
+    missing = "/nonexistent/conveyor-missing"  # short: long commands are cut in messages
     assert (
         error([missing, "--now"])
         == f'command "{missing} --now": cannot run: No such file or directory'

@@ -28,6 +28,7 @@ class Project:
     root: Path
     home: Path
     env: dict[str, str] = field(default_factory=dict)
+    config: str | None = None  # another file than conveyor.yml (--config)
 
     def run(
         self,
@@ -36,8 +37,9 @@ class Project:
         timeout: float = 180,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        options = ["--config", self.config] if self.config else []
         result = subprocess.run(
-            [*CONVEYOR, *args],
+            [*CONVEYOR, *options, *args],
             cwd=self.root,
             env={**self.env, **(env or {})},
             capture_output=True,
@@ -71,7 +73,7 @@ class Project:
         """Give `environment` another strategy (and top-level analyses) in conveyor.yml."""
         import yaml
 
-        path = self.root / "conveyor.yml"
+        path = self.root / (self.config or "conveyor.yml")
         config = yaml.safe_load(path.read_text())
         config["environments"][environment]["strategy"] = strategy
         if analysis is not None:
@@ -83,11 +85,21 @@ class Project:
         """Set keys of a service in conveyor.yml (e.g. `smoke=[...]`)."""
         import yaml
 
-        path = self.root / "conveyor.yml"
+        path = self.root / (self.config or "conveyor.yml")
         config = yaml.safe_load(path.read_text())
         config["services"][service].update(settings)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.commit(f"{service}: {settings}")
+
+    def configure_top(self, **settings: object) -> None:
+        """Set top-level keys of conveyor.yml (e.g. `databases={...}`)."""
+        import yaml
+
+        path = self.root / (self.config or "conveyor.yml")
+        config = yaml.safe_load(path.read_text())
+        config.update(settings)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.commit(f"conveyor.yml: {sorted(settings)}")
 
     def shutdown(self) -> None:
         """Stop everything this project started: instances, Caddy, supervisord."""

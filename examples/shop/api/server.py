@@ -1,7 +1,10 @@
-"""The shop API: health, version, a SQLite-backed counter, a slow endpoint.
+"""The shop API: health, version, a counter in SQLite (or PostgreSQL), a slow endpoint.
 
 Run: PORT=8000 DATA_DIR=/tmp/shop python3 server.py (from the release directory,
-where an optional faults.json is read). Standard library only.
+where an optional faults.json is read). Standard library only, except with
+DATABASE_URL=postgresql://... (the PostgreSQL variant, conveyor.postgres.yml):
+then the counter lives in PostgreSQL, through psycopg, in the table the
+Alembic migrations in migrations/ create.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ def data_dir() -> Path:
     return Path(os.environ.get("DATA_DIR") or default)
 
 
+def postgres_url() -> str | None:
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith(("postgresql://", "postgres://")) else None
+
+
 def connect() -> sqlite3.Connection:
     # Several instances (old and new releases) share the file: WAL lets readers
     # run beside a writer, the busy timeout queues the writers.
@@ -41,6 +49,9 @@ def connect() -> sqlite3.Connection:
 
 
 def init_db() -> None:
+    if postgres_url() is not None:
+        shopkit.log("api", "counter database: PostgreSQL (DATABASE_URL), schema by Alembic")
+        return
     data_dir().mkdir(parents=True, exist_ok=True)
     db = connect()
     try:
@@ -56,6 +67,13 @@ def init_db() -> None:
 
 
 def read_count() -> int:
+    url = postgres_url()
+    if url is not None:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT value FROM counter WHERE id = 1").fetchone()
+            return int(row[0]) if row else 0
     db = connect()
     try:
         return int(db.execute("SELECT value FROM counter WHERE id = 1").fetchone()[0])
@@ -64,6 +82,15 @@ def read_count() -> int:
 
 
 def increment() -> int:
+    url = postgres_url()
+    if url is not None:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "UPDATE counter SET value = value + 1 WHERE id = 1 RETURNING value"
+            ).fetchone()
+            return int(row[0]) if row else 0
     db = connect()
     try:
         db.execute("BEGIN IMMEDIATE")

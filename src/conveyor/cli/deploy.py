@@ -31,6 +31,11 @@ def deploy(
     dirty: bool = typer.Option(False, "--dirty", help="With --build: include uncommitted changes."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
     reason: str | None = typer.Option(None, "--message", "-m", help="Why (kept in history)."),
+    allow_breaking: bool = typer.Option(
+        False,
+        "--allow-breaking-migrations",
+        help="Run migrations that break the release still serving (recorded in the journal).",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Deploy the newest (or given) releases to ENVIRONMENT, health-gated, zero downtime."""
@@ -51,12 +56,18 @@ def deploy(
     # Resolved before anything starts, so that a usage error leaves nothing running.
     target = {**newest(rt, skip=set(wanted)), **wanted}
 
+    allowed_by = rt.user if allow_breaking else ""
+
     async def go() -> Any:
         if dry_run:
-            return await deployments.propose(rt, environment, target, observe_live=False)
+            return await deployments.propose(
+                rt, environment, target, observe_live=False, migrate=True, allowed_by=allowed_by
+            )
         deployments.check_unfinished(rt, environment)
         await rt.ensure_platform(environment)
-        proposal = await deployments.propose(rt, environment, target)
+        proposal = await deployments.propose(
+            rt, environment, target, migrate=True, allowed_by=allowed_by
+        )
         if not proposal.plan.steps:
             return proposal
         return await deployments.deploy(
@@ -82,21 +93,33 @@ def rollback(
         "successful release set).",
     ),
     reason: str | None = typer.Option(None, "--message", "-m", help="Why (kept in history)."),
+    restore_db: str | None = typer.Option(
+        None,
+        "--restore-db",
+        help="After the traffic is back, also restore this database backup (asks first; a "
+        "backup of the current state is taken before).",
+    ),
+    yes: bool = YesOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Redeploy the previous successful release set (health-gated, zero downtime)."""
+    """Redeploy the previous successful release set (health-gated, zero downtime).
+
+    The databases stay as they are unless --restore-db names a backup."""
     from conveyor.engine import deployments
     from conveyor.engine.rollback import rollback_target
 
     rt = runtime()
     rt.environment(environment)
     target = rollback_target(rt, environment, to or [])
+    restore = _restore_step(rt, environment, restore_db, yes) if restore_db else None
 
     async def go() -> Any:
         deployments.check_unfinished(rt, environment)
         await rt.ensure_platform(environment)
         flip = deployments.progressive(rt, environment) is not None
         proposal = await deployments.propose(rt, environment, target, flip=flip)
+        if restore is not None:
+            proposal = deployments.with_steps(proposal, restore)
         if not proposal.plan.steps:
             return proposal
         return await deployments.deploy(
@@ -211,6 +234,34 @@ def expire_warm(
 
 def _silent(_: str) -> None:
     return None
+
+
+def _restore_step(rt: Any, environment: str, backup_id: str, yes: bool) -> Any:
+    """The step restoring `backup_id` at the end of a rollback, once confirmed."""
+    from conveyor.cli.output import local_time
+    from conveyor.engine.plan import RestoreDatabase
+
+    record = rt.store.get_backup(backup_id)
+    if record is None:
+        raise UsageError(f'unknown backup "{backup_id}"', hint="list them with: conveyor db list")
+    config = rt.loaded.config
+    url = config.database_url(record.database, environment)  # a usage error when unknown
+    from conveyor.redaction import redact_url
+
+    confirm(
+        f"Roll back {environment} and then replace everything in database {record.database} "
+        f"({redact_url(url)}) with backup {record.id} of {local_time(record.created_at)}?",
+        yes=yes,
+    )
+    owner = next(
+        (
+            n
+            for n, s in config.services.items()
+            if s.migrate and s.migrate.database == record.database
+        ),
+        next(iter(config.services)),
+    )
+    return RestoreDatabase(owner, database=record.database, backup=record.id)
 
 
 def show_notes(rt: Any) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from conveyor.databases.urls import DatabaseUrl
+from conveyor.environ import minimal_environment
 from conveyor.errors import DatabaseError
 from conveyor.redaction import redact_text
 
@@ -90,9 +91,7 @@ class Tool:
     secrets: tuple[str, ...] = ()  # masked in anything shown
 
     def environ(self) -> dict[str, str]:
-        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
-        base = {k: v for k, v in os.environ.items() if k in keep or k.startswith("LC_")}
-        return {**base, **self.env}
+        return {**minimal_environment(), **self.env}
 
     def failure(self, what: str, code: int | None, stderr: bytes) -> DatabaseError:
         lines = stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL:]

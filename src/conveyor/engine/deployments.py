@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -30,9 +31,11 @@ from conveyor.engine.plan import (
     REVERT,
     Analyze,
     MarkCurrent,
+    Migrate,
     Pause,
     Plan,
     Preview,
+    RestoreDatabase,
     StartAnalysis,
     Step,
     StopAnalysis,
@@ -50,6 +53,7 @@ from conveyor.engine.strategies import (
     plan_service,
     with_smoke_tests,
 )
+from conveyor.engine.strategies.release_phase import Migration, plan_release_phase
 from conveyor.engine.unfinished import describe_unfinished, next_commands, process_alive
 from conveyor.errors import (
     AnalysisFailedError,
@@ -191,12 +195,17 @@ async def propose(
     name_tag: str = "",
     observe_live: bool = True,
     flip: bool = False,
+    migrate: bool = False,
+    allowed_by: str = "",
 ) -> Proposal:
     """Plan moving `environment` to `releases` (default: the newest of each service).
 
     With `flip` (rollbacks under blue_green and canary), each service flips
     its traffic back to instances of the release that are still warm,
-    starting only the missing ones, and keeps the replaced ones warm.
+    starting only the missing ones, and keeps the replaced ones warm. With
+    `migrate` (deploys, not rollbacks), the plan starts with the release
+    phase of every service that changes and has a `migrate:` block: check,
+    back up, migrate. `allowed_by` names who passed --allow-breaking-migrations.
     """
     env_config = rt.environment(environment)
     config = rt.loaded.config
@@ -240,8 +249,39 @@ async def propose(
         if _only_marks(service_steps) and current.get(service) == release:
             continue
         steps.extend(service_steps)
+    if migrate:
+        steps = [*_release_phase(rt, current, target, strategy.type, allowed_by), *steps]
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
+
+
+def with_steps(proposal: Proposal, *extra: Step) -> Proposal:
+    """`proposal` with `extra` steps at the end of its plan."""
+    plan = Plan(proposal.plan.environment, (*proposal.plan.steps, *extra))
+    return dataclasses.replace(proposal, plan=plan)
+
+
+def _release_phase(
+    rt: Runtime,
+    current: dict[str, str],
+    target: dict[str, str],
+    strategy: str,
+    allowed_by: str,
+) -> list[Step]:
+    config = rt.loaded.config
+    migrations = [
+        Migration(
+            service=name,
+            release=target[name],
+            previous=current.get(name),
+            database=service.migrate.database,
+            backup_first=config.databases[service.migrate.database].backup.before_migrate,
+        )
+        for name, service in config.services.items()
+        if service.migrate is not None and name in target and current.get(name) != target[name]
+    ]
+    # An immediate deploy never runs old and new code side by side: only warn.
+    return plan_release_phase(migrations, warn_only=strategy == "immediate", allowed_by=allowed_by)
 
 
 async def propose_revert(rt: Runtime, deployment: DeploymentRecord) -> list[Step]:
@@ -278,7 +318,31 @@ async def propose_revert(rt: Runtime, deployment: DeploymentRecord) -> list[Step
             steps.extend(plan_service(strategy, goal, analyses=config.analysis, phase=REVERT))
     if isinstance(chosen, BlueGreenStrategy) and chosen.preview is not None and steps:
         steps.append(Preview(steps[0].service, REVERT, instances=()))
-    return steps
+    return [*_restores_after_failed_migrations(rt, deployment), *steps]
+
+
+def _restores_after_failed_migrations(
+    rt: Runtime, deployment: DeploymentRecord
+) -> list[RestoreDatabase]:
+    """Restore the backup of each database whose migration failed (or was interrupted) in
+    `deployment`, where `migrate.on_failure` says so and no restore of it ran yet."""
+    journal = {s.index: s.status for s in rt.store.list_steps(deployment.id)}
+    plan = steps_from_json(deployment.plan)
+    restored = {
+        s.database
+        for i, s in enumerate(plan, start=1)
+        if isinstance(s, RestoreDatabase) and journal.get(i) in STEP_COMPLETE
+    }
+    restores: list[RestoreDatabase] = []
+    for index, step in enumerate(plan, start=1):
+        if not isinstance(step, Migrate) or journal.get(index) in (None, *STEP_COMPLETE):
+            continue  # never started, or done: the database stays as it is
+        migrate = rt.loaded.config.service_for(deployment.environment, step.service).migrate
+        wanted = migrate is not None and migrate.on_failure == "restore"
+        if wanted and step.database not in restored:
+            restores.append(RestoreDatabase(step.service, REVERT, database=step.database))
+            restored.add(step.database)
+    return restores
 
 
 async def propose_full_promotion(rt: Runtime, deployment: DeploymentRecord) -> list[Step]:

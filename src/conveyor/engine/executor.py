@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.checks.base import Check
 from conveyor.checks.command import CommandCheck
@@ -24,11 +25,15 @@ from conveyor.engine.analysis_run import AnalysisRun, preview_environment
 from conveyor.engine.plan import (
     FORWARD,
     Analyze,
+    BackupDatabase,
+    CheckMigration,
     DrainInstances,
     KeepWarm,
     MarkCurrent,
+    Migrate,
     Pause,
     Preview,
+    RestoreDatabase,
     SetWeights,
     SmokeTests,
     StartAnalysis,
@@ -60,6 +65,9 @@ from conveyor.store.records import (
 )
 from conveyor.targets.base import BACKOFF, EXITED, FATAL, STOPPED, UNKNOWN, InstanceSpec
 
+if TYPE_CHECKING:
+    from conveyor.engine.release_phase import ReleasePhase
+
 HOST = "127.0.0.1"
 LOG_LINES_ON_FAILURE = 20
 INSTANCE_PORTS = range(20000, 30000)
@@ -67,7 +75,8 @@ INSTANCE_PORTS = range(20000, 30000)
 REQUEST_POLL_S = 0.2  # how often a running step looks for pause/abort/promote requests
 # Steps that wait on something outside Conveyor: a request interrupts them at once.
 # The others are short and finish first (a half-applied weight change helps nobody).
-INTERRUPTIBLE = (Pause, Analyze, WaitHealthy, DrainInstances, SmokeTests)
+# A migration is not interrupted: stopping it half-way helps nobody (abort acts after it).
+INTERRUPTIBLE = (Pause, Analyze, WaitHealthy, DrainInstances, SmokeTests, BackupDatabase)
 
 Progress = Callable[[str], None]
 
@@ -119,6 +128,12 @@ class Executor:
         self.deployment_id = deployment_id
         self.progress = progress
 
+    @property
+    def release_phase(self) -> ReleasePhase:
+        from conveyor.engine.release_phase import ReleasePhase
+
+        return ReleasePhase(self.rt, self.environment, self.deployment_id, self.progress)
+
     async def run(self, steps: Sequence[Step], first_index: int = 1) -> None:
         """Run `steps`, numbering them from `first_index` in the journal.
 
@@ -133,7 +148,7 @@ class Executor:
                 self.progress(f"[{step.service}] {step.describe()}")
                 failpoints.hit(f"executor.before_step:{index}")
                 try:
-                    await self._guarded(step, index)
+                    note = await self._guarded(step, index)
                 except _Promoted as promoted:
                     store.step_finished(self.deployment_id, index, STEP_SKIPPED, promoted.message)
                     self.progress(f"[{step.service}] {promoted.message}")
@@ -145,7 +160,7 @@ class Executor:
                     store.step_finished(self.deployment_id, index, STEP_FAILED, error.message)
                     raise StepFailed(index, step, error) from error
                 failpoints.hit(f"executor.step_done:{index}")
-                store.step_finished(self.deployment_id, index, STEP_DONE)
+                store.step_finished(self.deployment_id, index, STEP_DONE, note)
                 failpoints.hit(f"executor.after_step:{index}")
         finally:
             await self.stop_background()
@@ -207,24 +222,23 @@ class Executor:
             store.set_request(self.deployment_id, None)
             raise _Promoted(f"promoted by {who}: step skipped", who)
 
-    async def _guarded(self, step: Step, index: int) -> None:
-        """Execute a step while watching for requests and the background analysis."""
+    async def _guarded(self, step: Step, index: int) -> str | None:
+        """Execute a step while watching for requests and the background analysis;
+        returns the step's note for the journal."""
         if step.phase != FORWARD:
-            await self.execute(step, index)
-            return
+            return await self.execute(step, index)
         self._check_background()
         self._take_request(step)
         if not isinstance(step, INTERRUPTIBLE):
-            await self.execute(step, index)
+            note = await self.execute(step, index)
             self._check_background()
-            return
+            return note
         task = asyncio.create_task(self.execute(step, index))
         try:
             while True:
                 done, _ = await asyncio.wait({task}, timeout=REQUEST_POLL_S)
                 if done:
-                    task.result()
-                    return
+                    return task.result()
                 self._check_background()
                 self._take_request(step)
         finally:
@@ -233,8 +247,11 @@ class Executor:
                 with contextlib.suppress(asyncio.CancelledError, ConveyorError):
                     await task
 
-    async def execute(self, step: Step, index: int = 0) -> None:
-        """Run one step; safe to run again after it partly or fully ran."""
+    async def execute(self, step: Step, index: int = 0) -> str | None:
+        """Run one step; safe to run again after it partly or fully ran. Returns a note
+        for the journal (what a check found, which backup was taken), or None."""
+        if isinstance(step, CheckMigration | BackupDatabase | Migrate | RestoreDatabase):
+            return await self.release_phase.execute(step)
         if isinstance(step, StartInstances):
             await asyncio.gather(*(self._start(step, name) for name in step.instances))
         elif isinstance(step, WaitHealthy):
@@ -279,6 +296,7 @@ class Executor:
             await self._preview(step)
         else:  # pragma: no cover - every step type is handled above
             raise TypeError(f"unknown step {step!r}")
+        return None
 
     async def _analyze(self, step: Analyze, index: int) -> None:
         run = AnalysisRun(self.rt, self.environment, self.deployment_id, index, step, self.progress)
@@ -446,19 +464,10 @@ class Executor:
         """The target's view of an instance, built from config and its release."""
         release = self._release(record.service, record.release_id)
         svc = self.rt.loaded.config.service_for(self.environment, record.service)
-        data_dir = self.rt.paths.data / self.environment / record.service
-        data_dir.mkdir(parents=True, exist_ok=True)
         env = {
-            # Releases are sealed; Python would otherwise write __pycache__ into
-            # them (root ignores the read-only bits) and break their digest.
-            "PYTHONDONTWRITEBYTECODE": "1",
-            **svc.env,  # the service's env with the environment's merged over it
+            **release_env(self.rt, self.environment, record.service, record.release_id),
             "PORT": str(record.port),
             "HOST": HOST,
-            "DATA_DIR": str(data_dir),
-            "CONVEYOR_ENV": self.environment,
-            "CONVEYOR_SERVICE": record.service,
-            "CONVEYOR_RELEASE": record.release_id,
             "CONVEYOR_INSTANCE": record.name,
         }
         return InstanceSpec(
@@ -491,6 +500,24 @@ class Executor:
 
     def _ports_in_use(self) -> set[int]:
         return {i.port for i in self.rt.store.list_instances()}
+
+
+def release_env(rt: Runtime, environment: str, service: str, release_id: str) -> dict[str, str]:
+    """What every process of a release gets (instances, migrations): its env from the
+    config, DATA_DIR and CONVEYOR_*."""
+    svc = rt.loaded.config.service_for(environment, service)
+    data_dir = rt.paths.data / environment / service
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        # Releases are sealed; Python would otherwise write __pycache__ into
+        # them (root ignores the read-only bits) and break their digest.
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **svc.env,  # the service's env with the environment's merged over it
+        "DATA_DIR": str(data_dir),
+        "CONVEYOR_ENV": environment,
+        "CONVEYOR_SERVICE": service,
+        "CONVEYOR_RELEASE": release_id,
+    }
 
 
 def _address(port: int) -> str:

@@ -5,7 +5,8 @@
 Names in use: `executor.before_step:N` (step N journaled as started, nothing
 done yet), `executor.step_done:N` (step N's side effects done, journal not yet
 updated) and `executor.after_step:N` (step N journaled as done). Steps count
-from 1 within a deployment. Actions: `crash` (SIGKILL this process, as a
+from 1 within a deployment; `release_phase.before_verify` (a release phase's
+backup is written, not yet verified). Actions: `crash` (SIGKILL this process, as a
 `kill -9` would), `error` (raise an error, as a bug would) and `sleep:SECONDS`.
 """
 

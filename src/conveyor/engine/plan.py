@@ -33,6 +33,61 @@ class Step:
 
 
 @dataclass(frozen=True)
+class CheckMigration(Step):
+    """Check that the SQL the migration of `release` will run does not break `previous`,
+    which keeps serving meanwhile. `warn_only` (immediate deploys) reports instead of
+    failing; `allowed_by` records who passed --allow-breaking-migrations."""
+
+    kind: ClassVar[str] = "check_migration"
+    release: str = ""
+    previous: str = ""
+    database: str = ""
+    warn_only: bool = False
+    allowed_by: str = ""
+
+    def describe(self) -> str:
+        return f"check that the migration of {self.release} keeps {self.previous} working"
+
+
+@dataclass(frozen=True)
+class BackupDatabase(Step):
+    """Back up `database` and verify the backup (as its settings say) before a migration."""
+
+    kind: ClassVar[str] = "backup"
+    database: str = ""
+
+    def describe(self) -> str:
+        return f"back up database {self.database} and verify the backup"
+
+
+@dataclass(frozen=True)
+class Migrate(Step):
+    """Run the service's migration in `release`'s context against `database`."""
+
+    kind: ClassVar[str] = "migrate"
+    release: str = ""
+    database: str = ""
+
+    def describe(self) -> str:
+        return f"migrate database {self.database} for {self.release}"
+
+
+@dataclass(frozen=True)
+class RestoreDatabase(Step):
+    """Restore `database` from `backup`, or (empty) from the backup this deployment took.
+
+    A backup of the state before is taken and verified first."""
+
+    kind: ClassVar[str] = "restore_db"
+    database: str = ""
+    backup: str = ""
+
+    def describe(self) -> str:
+        source = self.backup or "the backup taken before the migration"
+        return f"restore database {self.database} from {source}"
+
+
+@dataclass(frozen=True)
 class StartInstances(Step):
     """Start instances of a release and register them with the router at weight 0."""
 
@@ -209,6 +264,10 @@ class Preview(Step):
 STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
+        CheckMigration,
+        BackupDatabase,
+        Migrate,
+        RestoreDatabase,
         StartInstances,
         WaitHealthy,
         SmokeTests,

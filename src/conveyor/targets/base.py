@@ -88,7 +88,13 @@ class Target(Protocol):
         ...
 
     async def run_command(
-        self, command: builtins.list[str], cwd: Path, env: dict[str, str], timeout: float
+        self,
+        command: builtins.list[str],
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float,
+        log_path: Path | None = None,
     ) -> CommandResult:
-        """Run a one-off command in a release's context (migrations, hooks)."""
+        """Run a one-off command in a release's context (migrations, hooks); its output
+        is also appended to `log_path`."""
         ...

@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from conveyor.environ import minimal_environment
 from conveyor.errors import TargetError
 from conveyor.paths import Paths
 from conveyor.targets.base import UNKNOWN, CommandResult, InstanceSpec, InstanceStatus
@@ -156,12 +157,19 @@ class LocalTarget:
                 handle.close()
 
     async def run_command(
-        self, command: builtins.list[str], cwd: Path, env: dict[str, str], timeout: float
+        self,
+        command: builtins.list[str],
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float,
+        log_path: Path | None = None,
     ) -> CommandResult:
         """Run a one-off command in a release's context (migrations, hooks).
 
-        The environment is Conveyor's plus `env`; stdout and stderr are merged
-        (the last 1 MiB is kept). On timeout the command's whole process group
+        The environment is the instances' minimal one plus `env` (nothing from
+        the deployer's shell but PATH, HOME, locale and the like); stdout and
+        stderr are merged (the last 1 MiB is kept, and all of it is appended to
+        `log_path` as it comes). On timeout the command's whole process group
         gets SIGKILL and the result has `timed_out=True`.
         """
         if not command:
@@ -171,7 +179,7 @@ class LocalTarget:
             proc = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=cwd,
-                env={**os.environ, **env},
+                env={**minimal_environment(), **env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -183,11 +191,14 @@ class LocalTarget:
                 hint="check the command and that the release directory exists",
             ) from exc
         output = bytearray()
-        assert proc.stdout is not None
+        log = log_path.open("ab") if log_path is not None else None
 
         async def pump() -> None:
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(_BLOCK):
+                if log is not None:
+                    log.write(chunk)
+                    log.flush()
                 output.extend(chunk)
                 if len(output) > _OUTPUT_CAP:
                     del output[: len(output) - _OUTPUT_CAP]
@@ -195,23 +206,27 @@ class LocalTarget:
         reader = asyncio.create_task(pump())
         timed_out = False
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            timed_out = True
-            _kill_group(proc.pid)
-            await proc.wait()
-        except BaseException:  # cancelled: do not leave the command running
-            _kill_group(proc.pid)
-            reader.cancel()
-            raise
-        try:
-            # Leftover children holding the pipe would keep it open forever.
-            await asyncio.wait_for(asyncio.shield(reader), 1.0 if timed_out else 5.0)
-        except TimeoutError:
-            _kill_group(proc.pid)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                timed_out = True
+                _kill_group(proc.pid)
+                await proc.wait()
+            except BaseException:  # cancelled: do not leave the command running
+                _kill_group(proc.pid)
+                reader.cancel()
+                raise
+            try:
+                # Leftover children holding the pipe would keep it open forever.
+                await asyncio.wait_for(asyncio.shield(reader), 1.0 if timed_out else 5.0)
+            except TimeoutError:
+                _kill_group(proc.pid)
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        finally:
+            if log is not None:
+                log.close()
         assert proc.returncode is not None
         return CommandResult(
             exit_code=proc.returncode,

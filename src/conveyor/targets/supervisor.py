@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.environ import minimal_environment
 from conveyor.errors import TargetError
 from conveyor.paths import Paths
 from conveyor.targets.base import (
@@ -114,20 +115,13 @@ class ProgramInfo:
     supervisor_state: str  # supervisord's own state name, e.g. "STOPPING"
 
 
-# Variables supervisord (and so every instance) inherits from the shell that
-# first started it; everything else (tokens, cloud credentials, ...) stays out.
-_INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR", "SHELL")
-
-
 # The signals supervisord accepts as `stopsignal`.
 _STOP_SIGNALS = ("TERM", "HUP", "INT", "QUIT", "KILL", "USR1", "USR2")
 
 
 def supervisord_environment() -> dict[str, str]:
     """A minimal environment: instances get their variables from conveyor.yml."""
-    env = {k: v for k, v in os.environ.items() if k in _INHERITED or k.startswith("LC_")}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    return env
+    return minimal_environment()
 
 
 def supervisord_executable() -> Path:

@@ -1,0 +1,272 @@
+"""Executing the release phase: the migration check, the backup, the migration, a restore.
+
+The steps run before any instance of the new release starts (see
+`strategies.release_phase`). Each is safe to run again after a crash: a
+backup already taken and verified for this deployment is reused, a
+migration is run again (migration tools skip what they applied), a restore
+takes a backup of the state before it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conveyor.config import command_argv
+from conveyor.config.models import MigrateConfig, SqlDirectory
+from conveyor.databases.backups import (
+    BackupTarget,
+    backup_target,
+    prune_backups,
+    restore_backup,
+    take_backup,
+    verify_backup,
+)
+from conveyor.databases.lint import describe_findings, lint_sql
+from conveyor.engine import failpoints
+from conveyor.engine.plan import BackupDatabase, CheckMigration, Migrate, RestoreDatabase
+from conveyor.errors import DatabaseError, MigrationError
+from conveyor.redaction import redact_text, url_secrets
+from conveyor.store.records import BackupRecord
+
+if TYPE_CHECKING:
+    from conveyor.engine.runtime import Runtime
+
+Progress = Callable[[str], None]
+OUTPUT_LINES_ON_FAILURE = 20
+PREVIEW_TIMEOUT_S = 120.0
+_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
+
+
+class ReleasePhase:
+    """Runs the release-phase steps of one deployment of one environment."""
+
+    def __init__(
+        self, rt: Runtime, environment: str, deployment_id: str, progress: Progress
+    ) -> None:
+        self.rt = rt
+        self.environment = environment
+        self.deployment_id = deployment_id
+        self.progress = progress
+
+    async def execute(
+        self, step: CheckMigration | BackupDatabase | Migrate | RestoreDatabase
+    ) -> str | None:
+        if isinstance(step, CheckMigration):
+            return await self.check(step)
+        if isinstance(step, BackupDatabase):
+            return await self.backup(step)
+        if isinstance(step, Migrate):
+            return await self.migrate(step)
+        return await self.restore(step)
+
+    # -- context -------------------------------------------------------------------------
+
+    def target(self, database: str) -> BackupTarget:
+        return backup_target(self.rt.loaded, self.rt.paths, database, self.environment)
+
+    def _migrate_config(self, service: str) -> MigrateConfig:
+        migrate = self.rt.loaded.config.service_for(self.environment, service).migrate
+        if migrate is None:
+            raise MigrationError(
+                f"service {service} has no migrate: block any more",
+                hint="the plan was made with another conveyor.yml; abort and deploy again",
+            )
+        return migrate
+
+    def _context(self, service: str, release: str, database: str) -> tuple[Path, dict[str, str]]:
+        """The release's directory and environment, with DATABASE_URL for `database`."""
+        from conveyor.engine.executor import release_env
+
+        record = self.rt.store.get_release(service, release)
+        if record is None:
+            raise MigrationError(
+                f"release {release} of {service} is not in the store",
+                hint="it may have been pruned; build and deploy again",
+            )
+        env = release_env(self.rt, self.environment, service, release)
+        env["DATABASE_URL"] = self.target(database).url.text
+        return Path(record.path), env
+
+    def _log(self) -> Path:
+        logs = self.rt.paths.deployment_logs
+        logs.mkdir(parents=True, exist_ok=True)
+        return logs / f"{self.deployment_id}.log"
+
+    async def _run(
+        self, what: str, command: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> str:
+        """Run a one-off command in a release's context; its output, or a MigrationError
+        with the last lines of it."""
+        log = self._log()
+        with log.open("a") as handle:
+            handle.write(f"--- {what}: {' '.join(command)}\n")
+        result = await self.rt.target.run_command(command, cwd, env, timeout, log_path=log)
+        if result.exit_code == 0 and not result.timed_out:
+            return result.output
+        secrets = url_secrets(env.get("DATABASE_URL", ""))
+        secrets += [v for k, v in env.items() if _SECRET_NAME.search(k)]
+        lines = result.output.rstrip().splitlines()[-OUTPUT_LINES_ON_FAILURE:]
+        tail = "\n".join(f"    {line}" for line in lines) or "    (no output)"
+        status = (
+            f"timed out after {timeout:g} s" if result.timed_out else f"exited {result.exit_code}"
+        )
+        raise MigrationError(
+            f"{what} {status}; last lines:\n{redact_text(tail, secrets)}",
+            hint=f"the whole output is in {log}",
+        )
+
+    # -- the steps -----------------------------------------------------------------------
+
+    async def check(self, step: CheckMigration) -> str:
+        migrate = self._migrate_config(step.service)
+        target = self.target(step.database)
+        sql = await self._preview(step, migrate)
+        if sql is None:
+            note = (
+                f"no sql_preview for {step.service}: its migration's safety was not checked "
+                "(set migrate.sql_preview)"
+            )
+            self.progress(f"[{step.service}] warning: {note}")
+            return note
+        findings = lint_sql(sql, target.url.engine)
+        if not findings:
+            return f"the migration's SQL keeps {step.previous} working"
+        listed = describe_findings(findings)
+        count = f"{len(findings)} statement{'s' * (len(findings) != 1)}"
+        if step.allowed_by or step.warn_only:
+            why = (
+                f"allowed by {step.allowed_by} (--allow-breaking-migrations)"
+                if step.allowed_by
+                else "an immediate deploy does not run both releases at once"
+            )
+            self.progress(
+                f"[{step.service}] warning: {count} of the migration break {step.previous}; "
+                f"{why}:\n{listed}"
+            )
+            self.rt.store.add_event(
+                "breaking_migration",
+                f"{step.service} {step.release}: {count} break {step.previous}; {why}",
+                self.environment,
+                self.deployment_id,
+                {"rules": [f.rule for f in findings], "lines": [f.line for f in findings]},
+            )
+            return f"{count} break {step.previous}, {why}: " + ", ".join(
+                f"line {f.line} {f.rule}" for f in findings
+            )
+        raise MigrationError(
+            f"the migration of {step.service} {step.release} breaks {step.previous}, which "
+            f"keeps serving while the new release rolls out; {count}:\n{listed}",
+            hint="make it backward compatible (expand now, contract in a later release), or "
+            "deploy with --allow-breaking-migrations (recorded in the journal)",
+        )
+
+    async def _preview(self, step: CheckMigration, migrate: MigrateConfig) -> str | None:
+        preview = migrate.sql_preview
+        if preview is None:
+            return None
+        cwd, env = self._context(step.service, step.release, step.database)
+        if isinstance(preview, SqlDirectory):
+            return await asyncio.to_thread(_new_sql_files, cwd, self._previous_dir(step), preview)
+        return await self._run(
+            f"sql_preview of {step.service}", command_argv(preview), cwd, env, PREVIEW_TIMEOUT_S
+        )
+
+    def _previous_dir(self, step: CheckMigration) -> Path | None:
+        release = self.rt.store.get_release(step.service, step.previous)
+        return Path(release.path) if release is not None else None
+
+    async def backup(self, step: BackupDatabase) -> str:
+        target = self.target(step.database)
+        done = self._backup_of_this_deployment(step.database, verified=True)
+        if done is not None:
+            return f"backup {done.id} (taken and verified before this step was interrupted)"
+        record = await take_backup(
+            self.rt.store,
+            target,
+            user=self.rt.user,
+            reason=f"before the migration of deployment {self.deployment_id}",
+            deployment_id=self.deployment_id,
+            progress=self.progress,
+        )
+        failpoints.hit("release_phase.before_verify")
+        await verify_backup(self.rt.store, record, target.database(), target.verify, self.progress)
+        prune_backups(self.rt.store, target, {record.id})
+        return f"backup {record.id}, verified ({target.verify})"
+
+    def _backup_of_this_deployment(self, database: str, verified: bool) -> BackupRecord | None:
+        """The newest backup of `database` this deployment took (verified, if asked)."""
+        mine = (
+            r
+            for r in self.rt.store.list_backups(database)
+            if r.deployment_id == self.deployment_id and r.environment == self.environment
+        )
+        return next((r for r in mine if r.verify_ok or not verified), None)
+
+    async def migrate(self, step: Migrate) -> str:
+        migrate = self._migrate_config(step.service)
+        cwd, env = self._context(step.service, step.release, step.database)
+        target = self.target(step.database)
+        self.progress(f"[{step.service}] migrating {target.url.display()}")
+        try:
+            output = await self._run(
+                f"migration of {step.service} {step.release}",
+                command_argv(migrate.command),
+                cwd,
+                env,
+                migrate.timeout,
+            )
+        except MigrationError as error:
+            restore = "restore" if migrate.on_failure == "restore" else "keep"
+            raise MigrationError(
+                error.message,
+                hint=f"{error.hint}; no traffic moved, the previous release keeps serving"
+                + ("; the database is restored from its backup next" if restore == "restore"
+                   else "; the database is left as the migration left it (on_failure: keep)"),
+            ) from None  # fmt: skip
+        lines = [line for line in output.splitlines() if line.strip()]
+        return f"migrated ({len(lines)} lines of output in {self._log()})"
+
+    async def restore(self, step: RestoreDatabase) -> str:
+        target = self.target(step.database)
+        if step.backup:
+            record = self.rt.store.get_backup(step.backup)
+            if record is None:
+                raise DatabaseError(f"backup {step.backup} is not in the state store any more")
+        else:
+            record = self._backup_of_this_deployment(step.database, verified=False)
+            if record is None:
+                raise DatabaseError(
+                    f"deployment {self.deployment_id} took no backup of {step.database} to "
+                    "restore (databases.<name>.backup.before_migrate is off)",
+                    hint="restore one by hand: conveyor db list, then conveyor db restore",
+                )
+        before = await restore_backup(
+            self.rt.store,
+            target,
+            record,
+            user=self.rt.user,
+            reason=f"deployment {self.deployment_id}",
+            deployment_id=self.deployment_id,
+            progress=self.progress,
+        )
+        return f"restored from {record.id}; the state before is in {before.id}"
+
+
+def _new_sql_files(release_dir: Path, previous_dir: Path | None, preview: SqlDirectory) -> str:
+    """The .sql files of the new release's directory that the running one does not have,
+    in name order (migration files are named to sort: 0001_..., 0002_...)."""
+    folder = release_dir / preview.directory
+    if not folder.is_dir():
+        raise MigrationError(
+            f"sql_preview directory {preview.directory} is not in the release ({folder})",
+            hint="check migrate.sql_preview.directory (relative to the service's source)",
+        )
+    known = set()
+    if previous_dir is not None and (previous_dir / preview.directory).is_dir():
+        known = {p.name for p in (previous_dir / preview.directory).glob("*.sql")}
+    new = sorted(p for p in folder.glob("*.sql") if p.name not in known)
+    return "\n".join(p.read_text() for p in new)
