@@ -151,6 +151,21 @@ def test_a_breaking_migration_is_refused_then_allowed_when_asked(
     steps = steps_of(shop, history(shop)[0]["id"])
     assert "allowed by tester@example.com" in steps["check_migration"]["note"]
 
+    # An immediate deploy never runs both releases at once: the same finding is a warning.
+    shop.env["SHOP_STRATEGY"] = "immediate"
+    add_migration(shop, "0004", "0003", 'op.add_column("counter", sa.Column("dated", sa.Text))')
+    change_api(shop, "v3")
+    build(shop)
+    shop.run("deploy", "staging")
+    add_migration(shop, "0005", "0004", 'op.drop_column("counter", "dated")')
+    change_api(shop, "v4")
+    v4 = build(shop)["api"]
+    warned = shop.run("deploy", "staging")
+    assert "warning" in warned.stderr and "ALTER TABLE counter DROP COLUMN dated" in warned.stderr
+    assert "an immediate deploy does not run both releases at once" in warned.stderr
+    assert revision(conn) == "0005"
+    assert_serving(shop, v4)
+
 
 def test_a_migration_failing_half_way_leaves_the_old_release_serving_and_restores(
     pg_shop: tuple[Project, Any],

@@ -277,7 +277,7 @@ async def restore_backup(
     return before
 
 
-def human_size(size: int) -> str:
+def human_size(size: float) -> str:
     """`1536` -> "1.5 KB"."""
     units = ("B", "KB", "MB", "GB", "TB")
     value = float(size)

@@ -136,7 +136,9 @@ class ReleasePhase:
         if not findings:
             return f"the migration's SQL keeps {step.previous} working"
         listed = describe_findings(findings)
-        count = f"{len(findings)} statement{'s' * (len(findings) != 1)}"
+        one = len(findings) == 1
+        count = f"{len(findings)} statement{'' if one else 's'}"
+        breaks = "breaks" if one else "break"
         if step.allowed_by or step.warn_only:
             why = (
                 f"allowed by {step.allowed_by} (--allow-breaking-migrations)"
@@ -144,17 +146,17 @@ class ReleasePhase:
                 else "an immediate deploy does not run both releases at once"
             )
             self.progress(
-                f"[{step.service}] warning: {count} of the migration break {step.previous}; "
+                f"[{step.service}] warning: {count} of the migration {breaks} {step.previous}; "
                 f"{why}:\n{listed}"
             )
             self.rt.store.add_event(
                 "breaking_migration",
-                f"{step.service} {step.release}: {count} break {step.previous}; {why}",
+                f"{step.service} {step.release}: {count} {breaks} {step.previous}; {why}",
                 self.environment,
                 self.deployment_id,
                 {"rules": [f.rule for f in findings], "lines": [f.line for f in findings]},
             )
-            return f"{count} break {step.previous}, {why}: " + ", ".join(
+            return f"{count} {breaks} {step.previous}, {why}: " + ", ".join(
                 f"line {f.line} {f.rule}" for f in findings
             )
         raise MigrationError(
