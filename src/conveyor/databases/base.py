@@ -207,6 +207,20 @@ class HashingSink:
         self.sha256.update(chunk)
         self.size += len(chunk)
 
+    def result(
+        self, path: Path, started: float, format: str, tables: dict[str, int], version: object
+    ) -> BackupResult:
+        """The backup written through this sink, `started` on the monotonic clock."""
+        return BackupResult(
+            path=path,
+            size=self.size,
+            sha256=self.sha256.hexdigest(),
+            duration_s=elapsed_since(started),
+            format=format,
+            tables=tables,
+            server_version=str(version),
+        )
+
 
 def file_sha256(path: Path) -> tuple[int, str]:
     """Size and sha256 of a file, read in large chunks."""

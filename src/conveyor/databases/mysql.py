@@ -28,7 +28,6 @@ from conveyor.databases.base import (
     HashingSink,
     ReadBack,
     Tool,
-    elapsed_since,
     find_tool,
     finish_file,
     partial_path,
@@ -189,15 +188,7 @@ class MysqlDatabase:
                 '"Dump completed" line; the dump is incomplete'
             )
         finish_file(partial, dest)
-        return BackupResult(
-            path=dest,
-            size=sink.size,
-            sha256=sink.sha256.hexdigest(),
-            duration_s=elapsed_since(started),
-            format=FORMAT,
-            tables=tables,
-            server_version=str(version),
-        )
+        return sink.result(dest, started, FORMAT, tables, version)
 
     async def read_back(self, path: Path) -> ReadBack:
         counter = await asyncio.to_thread(_scan, path)

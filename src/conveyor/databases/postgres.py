@@ -23,7 +23,6 @@ from conveyor.databases.base import (
     HashingSink,
     ReadBack,
     Tool,
-    elapsed_since,
     find_tool,
     finish_file,
     partial_path,
@@ -138,15 +137,7 @@ class PostgresDatabase:
         finally:
             await conn.close()
         finish_file(partial, dest)
-        return BackupResult(
-            path=dest,
-            size=sink.size,
-            sha256=sink.sha256.hexdigest(),
-            duration_s=elapsed_since(started),
-            format=FORMAT,
-            tables=tables,
-            server_version=str(version),
-        )
+        return sink.result(dest, started, FORMAT, tables, version)
 
     async def read_back(self, path: Path) -> ReadBack:
         tool = self._tool("pg_restore", ["--file=/dev/null", str(path)])

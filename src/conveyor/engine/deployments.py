@@ -767,13 +767,7 @@ async def _run_revert_steps(
 
 def _take_over(rt: Runtime, environment: str) -> DeploymentRecord:
     """Claim an interrupted deployment's lock for this process."""
-    rt.environment(environment)
-    deployment = rt.store.unfinished_deployment(environment)
-    if deployment is None:
-        raise UsageError(
-            f"{environment} has no unfinished deployment",
-            hint=f"see what happened with: conveyor history {environment}",
-        )
+    deployment = _unfinished(rt, environment)
     lock = rt.store.get_lock(environment)
     if lock is not None and lock.deployment_id == deployment.id and process_alive(lock):
         raise LockHeldError(
