@@ -49,6 +49,11 @@ class Paths:
         return self.home / "logs" / "deployments"
 
     @property
+    def pipelines(self) -> Path:
+        """One directory per pipeline run: its jobs' logs (and a checkout for --release)."""
+        return self.home / "pipelines"
+
+    @property
     def instance_logs(self) -> Path:
         return self.home / "logs" / "instances"
 

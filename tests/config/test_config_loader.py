@@ -451,6 +451,28 @@ BAD_INPUTS = [
         'environments/staging/databases/other: unknown database "other" (databases: main)',
     ),
     (
+        "pipeline job needs an unknown job",
+        "pipeline: {jobs: {test: {run: pytest, needs: [lnt]}, lint: {run: ruff}}}",
+        'pipeline/jobs/test/needs: unknown job "lnt" (jobs: lint, test)',
+    ),
+    (
+        "pipeline jobs in a circle",
+        "pipeline: {jobs: {a: {run: x, needs: [b]}, b: {run: y, needs: [a]}}}",
+        "pipeline/jobs: the needs go round in a circle: a -> b -> a",
+    ),
+    (
+        "pipeline report of an unknown kind",
+        "pipeline: {jobs: {test: {run: pytest, reports: [{junitxml: r.xml}]}}}",
+        "pipeline/jobs/test/reports/0: expected one of junit, cobertura, sarif, pip_audit or "
+        "npm_audit, got junitxml",
+    ),
+    (
+        "coverage gate",
+        "pipeline: {jobs: {test: {run: pytest, reports: [{cobertura: c.xml, min_coverage: high}]}}}",
+        "pipeline/jobs/test/reports/0/min_coverage: expected a number >= 0 or a percentage like "
+        '"20%", got "high"',
+    ),
+    (
         "releases not a mapping",
         "releases: 5",
         "releases: expected a mapping, got 5",

@@ -36,10 +36,14 @@ def deploy(
         "--allow-breaking-migrations",
         help="Run migrations that break the release still serving (recorded in the journal).",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Deploy releases the pipeline did not pass (recorded)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Deploy the newest (or given) releases to ENVIRONMENT, health-gated, zero downtime."""
     from conveyor.engine import deployments
+    from conveyor.engine.policies import Overrides
     from conveyor.releases.builder import build_service
 
     rt = runtime()
@@ -71,7 +75,11 @@ def deploy(
         if not proposal.plan.steps:
             return proposal
         return await deployments.deploy(
-            rt, proposal, reason=reason, progress=progress if not as_json else _silent
+            rt,
+            proposal,
+            reason=reason,
+            progress=progress if not as_json else _silent,
+            overrides=Overrides(pipeline=force),
         )
 
     outcome = run(go())

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from conveyor import __version__
-from conveyor.cli import db, deploy, explain, inspect, lock, project, releases
+from conveyor.cli import db, deploy, explain, inspect, lock, pipeline, project, releases
 from conveyor.cli.context import STATE
 from conveyor.errors import ConveyorError
 
@@ -49,6 +49,8 @@ inspect.register(app)
 explain.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(db.app, name="db")
+app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(pipeline.ci_app, name="ci")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
 from conveyor.config.cache import RecordingEnviron, remember
@@ -269,10 +269,15 @@ def _tags(model: Any) -> tuple[Any, ...]:
 
 
 def _tag_member(tp: Any, tag: object) -> Any:
-    """The model of a discriminated union whose `type` is `tag`, if any."""
+    """The model of a discriminated union whose `type` is `tag` (or that is tagged `tag`
+    with pydantic's `Tag`, for unions told apart by another key), if any."""
     for member in get_args(tp):
         if _is_model(member) and tag in _tags(member):
             return member
+        if get_origin(member) is Annotated:
+            model, *metadata = get_args(member)
+            if any(isinstance(m, Tag) and m.tag == tag for m in metadata):
+                return model
     return None
 
 
@@ -419,6 +424,9 @@ def _cross_field_issues(config: Config) -> list[str]:
         else:
             routes[key] = name
 
+    if config.pipeline is not None:
+        issues.extend(_pipeline_issues(config))
+
     databases = ", ".join(sorted(config.databases)) or "none defined"
     for name, service in config.services.items():
         migrate = service.migrate
@@ -466,6 +474,24 @@ def _cross_field_issues(config: Config) -> list[str]:
                 f"environments/{name}/strategy: max_surge and max_unavailable are both 0, "
                 "so a rolling deploy could never replace an instance (set max_surge to 1)"
             )
+    return issues
+
+
+def _pipeline_issues(config: Config) -> list[str]:
+    from conveyor.pipeline.graph import find_cycle
+
+    assert config.pipeline is not None
+    jobs = config.pipeline.jobs
+    known = ", ".join(sorted(jobs))
+    issues = [
+        f'pipeline/jobs/{name}/needs: unknown job "{dep}" (jobs: {known})'
+        for name, job in jobs.items()
+        for dep in job.needs
+        if dep not in jobs
+    ]
+    cycle = find_cycle({name: job.needs for name, job in jobs.items()})
+    if cycle:
+        issues.append(f"pipeline/jobs: the needs go round in a circle: {' -> '.join(cycle)}")
     return issues
 
 

@@ -42,6 +42,7 @@ from conveyor.engine.plan import (
     steps_from_json,
     steps_to_json,
 )
+from conveyor.engine.policies import Overrides, enforce
 from conveyor.engine.runtime import Runtime
 from conveyor.engine.strategies import (
     BASELINE,
@@ -397,15 +398,23 @@ async def deploy(
     kind: str = "deploy",
     reason: str | None = None,
     progress: Progress = _quiet,
+    overrides: Overrides | None = None,
 ) -> DeploymentRecord:
-    """Run a proposal; on failure restore the previous releases automatically."""
+    """Run a proposal; on failure restore the previous releases automatically.
+
+    A deploy (not a rollback: that is how you get out of trouble) must meet the
+    environment's policies first; `overrides` lets named ones through, recorded.
+    """
     from conveyor.releases.builder import verify_release
 
     env = proposal.environment
     check_unfinished(rt, env)
+    overridden = enforce(rt, proposal, overrides or Overrides()) if kind == "deploy" else []
     for service, release_id in proposal.releases.items():
         if proposal.previous.get(service) != release_id:
             verify_release(rt.store, rt.paths, service, release_id)
+    if overridden:
+        reason = "; ".join([*([reason] if reason else []), *overridden])
     deployment = DeploymentRecord(
         id=new_deployment_id(),
         environment=env,
@@ -429,6 +438,10 @@ async def deploy(
             deployment.id,
             {"releases": proposal.releases, "previous": proposal.previous},
         )
+        for override in overridden:
+            rt.store.add_event(
+                "override", f"{deployment.id}: {override} by {rt.user}", env, deployment.id
+            )
         await rt.ensure_platform(env)
         await _ensure_routes(rt, env)
         return await _run_forward(rt, deployment, proposal.plan.steps, 1, progress)

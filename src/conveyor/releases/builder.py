@@ -24,6 +24,8 @@ from pathlib import Path
 
 from conveyor.config import LoadedConfig, command_argv
 from conveyor.errors import BuildError, ReleaseIntegrityError, UsageError
+from conveyor.git import GitInfo, git_info
+from conveyor.git import git as run_git
 from conveyor.paths import Paths
 from conveyor.releases.digest import tree_digest
 from conveyor.store import Store
@@ -40,13 +42,6 @@ class BuildResult:
 
     release: ReleaseRecord
     reused: bool
-
-
-@dataclass(frozen=True)
-class GitInfo:
-    toplevel: Path
-    commit: str
-    commit_time: datetime
 
 
 def build_service(
@@ -75,7 +70,7 @@ def build_service(
     staging = service_dir / f".staging-{secrets.token_hex(4)}"
     staging.mkdir()
     try:
-        git = _git_info(loaded.root)
+        git = git_info(loaded.root)
         if git is not None and not dirty:
             _export_git(git, source, staging)
             for extra in svc.include:
@@ -175,29 +170,10 @@ def remove_release_dir(path: Path) -> None:
 # -- source snapshots -----------------------------------------------------------------
 
 
-def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
-
-
-def _git_info(root: Path) -> GitInfo | None:
-    if shutil.which("git") is None:
-        return None
-    top = _git(["rev-parse", "--show-toplevel"], root)
-    if top.returncode != 0:
-        return None
-    head = _git(["log", "-1", "--format=%H %ct"], root)
-    if head.returncode != 0 or not head.stdout.strip():
-        return None  # a repository without commits: treat as a plain directory
-    commit, epoch = head.stdout.decode().split()
-    return GitInfo(
-        Path(top.stdout.decode().strip()), commit, datetime.fromtimestamp(int(epoch), UTC)
-    )
-
-
 def _export_git(git: GitInfo, source: Path, staging: Path) -> None:
     relative = source.relative_to(git.toplevel).as_posix()
     spec = f"HEAD:{relative}" if relative != "." else "HEAD"
-    archive = _git(["archive", "--format=tar", spec], git.toplevel)
+    archive = run_git(["archive", "--format=tar", spec], git.toplevel)
     if archive.returncode != 0:
         raise BuildError(
             f"{source} has no files committed at HEAD: {archive.stderr.decode().strip()}",
@@ -209,14 +185,16 @@ def _export_git(git: GitInfo, source: Path, staging: Path) -> None:
 
 def _export_git_file(git: GitInfo, path: Path, destination: Path) -> None:
     relative = path.relative_to(git.toplevel).as_posix()
-    shown = _git(["show", f"HEAD:{relative}"], git.toplevel)
+    shown = run_git(["show", f"HEAD:{relative}"], git.toplevel)
     if shown.returncode == 0:  # optional file: absent at HEAD means not included
         destination.write_bytes(shown.stdout)
 
 
 def _worktree_files(git: GitInfo | None, source: Path) -> list[Path]:
     if git is not None:
-        listed = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard", "."], source)
+        listed = run_git(
+            ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "."], source
+        )
         if listed.returncode == 0:
             names = [n for n in listed.stdout.decode().split("\0") if n]
             return [Path(n) for n in names if (source / n).is_file()]

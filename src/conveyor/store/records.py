@@ -142,6 +142,21 @@ class BackupRecord:
 
 
 @dataclass(frozen=True)
+class PipelineRunRecord:
+    """One run of the pipeline: where, what came of each job."""
+
+    id: str
+    status: str  # "running" | "passed" | "failed"
+    started_at: datetime
+    user: str
+    git_commit: str | None = None
+    dirty: bool = False
+    release_id: str | None = None
+    finished_at: datetime | None = None
+    jobs: dict[str, Any] = field(default_factory=dict)  # name -> JobResult.to_dict()
+
+
+@dataclass(frozen=True)
 class LockRecord:
     """Who holds an environment's deploy lock."""
 

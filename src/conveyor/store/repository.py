@@ -41,6 +41,7 @@ from conveyor.store.records import (
     InstanceRecord,
     LockRecord,
     MeasurementRecordRow,
+    PipelineRunRecord,
     ReleaseRecord,
     StepRecord,
 )
@@ -788,6 +789,60 @@ class Store:
         with self._tx(f"delete backup {backup_id}", write=True) as conn:
             result = conn.execute(delete(t.backups).where(t.backups.c.id == backup_id))
             return result.rowcount > 0
+
+    # -- pipeline runs --------------------------------------------------------
+
+    def add_pipeline_run(self, r: PipelineRunRecord) -> None:
+        with self._tx(f"record pipeline run {r.id}", write=True) as conn:
+            conn.execute(
+                insert(t.pipeline_runs).values(
+                    id=r.id,
+                    git_commit=r.git_commit,
+                    dirty=int(r.dirty),
+                    release_id=r.release_id,
+                    status=r.status,
+                    started_at=r.started_at,
+                    finished_at=r.finished_at,
+                    user_name=r.user,
+                    jobs=dict(r.jobs),
+                )
+            )
+
+    def update_pipeline_run(
+        self,
+        run_id: str,
+        *,
+        jobs: dict[str, Any],
+        status: str | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"jobs": dict(jobs)}
+        if status is not None:
+            values["status"] = status
+        if finished_at is not None:
+            values["finished_at"] = finished_at
+        with self._tx(f"record pipeline run {run_id}", write=True) as conn:
+            conn.execute(
+                update(t.pipeline_runs).where(t.pipeline_runs.c.id == run_id).values(**values)
+            )
+
+    def get_pipeline_run(self, run_id: str) -> PipelineRunRecord | None:
+        with self._tx(f"read pipeline run {run_id}") as conn:
+            row = conn.execute(
+                select(t.pipeline_runs).where(t.pipeline_runs.c.id == run_id)
+            ).first()
+        return None if row is None else rows.pipeline_run(row._mapping)
+
+    def list_pipeline_runs(
+        self, git_commit: str | None = None, limit: int = 50
+    ) -> list[PipelineRunRecord]:
+        """Runs, newest first; of one commit when given."""
+        p = t.pipeline_runs
+        query = select(p).order_by(p.c.seq.desc()).limit(limit)
+        if git_commit is not None:
+            query = query.where(p.c.git_commit == git_commit)
+        with self._tx("read the pipeline runs") as conn:
+            return [rows.pipeline_run(row._mapping) for row in conn.execute(query)]
 
     # -- events ---------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from conveyor.store.records import (
     EventRecord,
     InstanceRecord,
     LockRecord,
+    PipelineRunRecord,
     ReleaseRecord,
     StepRecord,
 )
@@ -136,4 +137,18 @@ def backup(m: Columns) -> BackupRecord:
         verify_ok=None if ok is None else bool(ok),
         verify_detail=m["verify_detail"],
         verify_duration_s=m["verify_duration_s"],
+    )
+
+
+def pipeline_run(m: Columns) -> PipelineRunRecord:
+    return PipelineRunRecord(
+        id=m["id"],
+        status=m["status"],
+        started_at=m["started_at"],
+        user=m["user_name"],
+        git_commit=m["git_commit"],
+        dirty=bool(m["dirty"]),
+        release_id=m["release_id"],
+        finished_at=m["finished_at"],
+        jobs=dict(m["jobs"] or {}),
     )

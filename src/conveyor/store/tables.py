@@ -253,3 +253,22 @@ backups = Table(
     Index(None, "database", "created_at"),
     sqlite_autoincrement=True,
 )
+
+# Pipeline runs: one row per `conveyor pipeline run`, its jobs (status, attempts,
+# reports) in JSON. A run on a clean checkout counts for the releases of its commit.
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(255), nullable=False, unique=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("dirty", Integer, nullable=False),  # 1: uncommitted changes were tested
+    Column("release_id", String(255), nullable=True),  # --release
+    Column("status", String(32), nullable=False),  # running | passed | failed
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("user_name", String(255), nullable=False),
+    Column("jobs", _json(), nullable=False),
+    Index(None, "git_commit", "status"),
+    sqlite_autoincrement=True,
+)

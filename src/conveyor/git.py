@@ -1,0 +1,65 @@
+"""What Conveyor asks git: the commit checked out, whether the tree is dirty, a commit's
+files, the branches that contain a commit. Plain `git` commands (argv lists)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    """The repository around a directory and its checked-out commit."""
+
+    toplevel: Path
+    commit: str
+    commit_time: datetime
+
+
+def git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+
+
+def git_info(root: Path) -> GitInfo | None:
+    """The repository `root` is in and its HEAD; None outside git or before a commit."""
+    if shutil.which("git") is None:
+        return None
+    top = git(["rev-parse", "--show-toplevel"], root)
+    if top.returncode != 0:
+        return None
+    head = git(["log", "-1", "--format=%H %ct"], root)
+    if head.returncode != 0 or not head.stdout.strip():
+        return None  # a repository without commits: treat as a plain directory
+    commit, epoch = head.stdout.decode().split()
+    return GitInfo(
+        Path(top.stdout.decode().strip()), commit, datetime.fromtimestamp(int(epoch), UTC)
+    )
+
+
+def is_dirty(root: Path) -> bool:
+    """Whether the tracked or untracked-but-not-ignored files differ from HEAD."""
+    status = git(["status", "--porcelain", "--untracked-files=normal"], root)
+    return status.returncode != 0 or bool(status.stdout.strip())
+
+
+def export_commit(toplevel: Path, commit: str, destination: Path) -> None:
+    """Write the files of `commit` (the whole repository) into `destination`."""
+    archive = git(["archive", "--format=tar", commit], toplevel)
+    if archive.returncode != 0:
+        raise ValueError(archive.stderr.decode().strip() or f"git archive {commit} failed")
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(destination, filter="data")
+
+
+def branches_containing(root: Path, commit: str) -> list[str]:
+    """Local and remote-tracking branches whose history has `commit` (`origin/main`)."""
+    listed = git(["branch", "--all", "--contains", commit, "--format=%(refname:short)"], root)
+    if listed.returncode != 0:
+        return []
+    return sorted({line.strip() for line in listed.stdout.decode().splitlines() if line.strip()})
