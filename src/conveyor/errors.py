@@ -103,6 +103,10 @@ class MigrationError(DatabaseError):
     """A release's migration failed, or its SQL breaks the release still serving."""
 
 
+class ApprovalRejectedError(ConveyorError):
+    """An approver rejected the deployment, or its approval request expired."""
+
+
 class DeployError(ConveyorError):
     """A deployment failed; the environment was restored to its previous releases."""
 

@@ -58,8 +58,17 @@ def export_commit(toplevel: Path, commit: str, destination: Path) -> None:
 
 
 def branches_containing(root: Path, commit: str) -> list[str]:
-    """Local and remote-tracking branches whose history has `commit` (`origin/main`)."""
-    listed = git(["branch", "--all", "--contains", commit, "--format=%(refname:short)"], root)
+    """The branches whose history has `commit`: local ones, and remote-tracking ones
+    without their remote (`refs/remotes/origin/main` is `main`)."""
+    listed = git(["branch", "--all", "--contains", commit, "--format=%(refname)"], root)
     if listed.returncode != 0:
         return []
-    return sorted({line.strip() for line in listed.stdout.decode().splitlines() if line.strip()})
+    names = set()
+    for ref in listed.stdout.decode().split():
+        if ref.startswith("refs/heads/"):
+            names.add(ref.removeprefix("refs/heads/"))
+        elif ref.startswith("refs/remotes/"):
+            remote_branch = ref.removeprefix("refs/remotes/").split("/", 1)
+            if len(remote_branch) == 2 and remote_branch[1] != "HEAD":
+                names.add(remote_branch[1])
+    return sorted(names)

@@ -473,6 +473,33 @@ BAD_INPUTS = [
         '"20%", got "high"',
     ),
     (
+        "promote_from an unknown environment",
+        "environments: {staging: {listen: ':8080', promote_from: qa}}",
+        'environments/staging/promote_from: "qa" is not another environment (environments: none)',
+    ),
+    (
+        "deploy window time",
+        "environments: {staging: {listen: ':8080', windows: [{start: '9am', end: '17:00'}]}}",
+        'environments/staging/windows/0/start: expected a time of day like "09:00", got "9am"',
+    ),
+    (
+        "deploy window time zone",
+        "environments: {staging: {listen: ':8080', windows: [{start: '09:00', end: '17:00', "
+        "timezone: Mars/Olympus}]}}",
+        'environments/staging/windows/0/timezone: expected a time zone like "Europe/Berlin" or '
+        '"UTC", got "Mars/Olympus"',
+    ),
+    (
+        "freeze backwards",
+        "environments: {staging: {listen: ':8080', freeze: [{from: 2026-12-24, to: 2026-12-20}]}}",
+        "environments/staging/freeze/0: ends (2026-12-20) before it starts (2026-12-24)",
+    ),
+    (
+        "approvers of an unknown group",
+        "environments: {staging: {listen: ':8080', approvals: {approvers: ['@sre']}}}",
+        'environments/staging/approvals/approvers: unknown group "@sre" (groups: none defined)',
+    ),
+    (
         "releases not a mapping",
         "releases: 5",
         "releases: expected a mapping, got 5",

@@ -15,6 +15,8 @@ def register(app: typer.Typer) -> None:
     app.command()(deploy)
     app.command()(rollback)
     app.command()(promote)
+    app.command()(approve)
+    app.command()(reject)
     app.command()(pause)
     app.command()(resume)
     app.command()(abort)
@@ -38,6 +40,9 @@ def deploy(
     ),
     force: bool = typer.Option(
         False, "--force", help="Deploy releases the pipeline did not pass (recorded)."
+    ),
+    override_window: bool = typer.Option(
+        False, "--override-window", help="Deploy outside the deploy windows (recorded)."
     ),
     as_json: bool = JsonOption,
 ) -> None:
@@ -79,7 +84,7 @@ def deploy(
             proposal,
             reason=reason,
             progress=progress if not as_json else _silent,
-            overrides=Overrides(pipeline=force),
+            overrides=Overrides(pipeline=force, window=override_window),
         )
 
     outcome = run(go())
@@ -88,7 +93,7 @@ def deploy(
         show_proposal(outcome, as_json, dry_run)
         return
     show_deployment(outcome, as_json, rt.environment(environment).effective_url)
-    if outcome.status in ("aborted", "rolled_back", "failed"):
+    if outcome.status in ("aborted", "rolled_back", "failed", "rejected"):
         raise typer.Exit(1)  # aborted from another terminal: the releases did not land
 
 
@@ -147,23 +152,113 @@ def rollback(
 
 
 def promote(
-    environment: str = typer.Argument(..., help="Environment with a rollout in progress."),
+    environment: str = typer.Argument(
+        ..., help="Environment with a rollout in progress; or, with TARGET, the source."
+    ),
+    target: str | None = typer.Argument(
+        None, help="Deploy the releases running in ENVIRONMENT to this environment."
+    ),
     full: bool = typer.Option(
         False, "--full", help="Skip every remaining step: all traffic to the new release now."
     ),
+    service: list[str] | None = typer.Option(
+        None, "--service", "-s", help="With TARGET: only these services (repeatable)."
+    ),
+    reason: str | None = typer.Option(None, "--message", "-m", help="Why (kept in history)."),
+    force: bool = typer.Option(
+        False, "--force", help="With TARGET: past the pipeline gate (recorded)."
+    ),
+    override_window: bool = typer.Option(
+        False, "--override-window", help="With TARGET: outside its deploy windows (recorded)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """End the current pause or analysis of a rollout and go on (--full: promote now)."""
+    """End the current pause or analysis of a rollout and go on (--full: promote now).
+
+    `conveyor promote staging production` deploys to production exactly the releases
+    (same ids, same digests) that run on staging, with production's strategy and policies.
+    """
     from conveyor.engine import deployments
+    from conveyor.engine.policies import Overrides
 
     rt = runtime()
-    record = run(
-        deployments.promote(
-            rt, environment, full=full, progress=progress if not as_json else _silent
+    if target is None:
+        record = run(
+            deployments.promote(
+                rt, environment, full=full, progress=progress if not as_json else _silent
+            )
         )
-    )
+        show_notes(rt)
+        show_deployment(record, as_json, rt.environment(environment).effective_url)
+        return
+    rt.environment(environment)
+    rt.environment(target)
+    running = rt.store.current_releases(environment)
+    wanted = {s: r for s, r in running.items() if not service or s in service}
+    unknown = sorted(set(service or ()) - set(running))
+    if unknown or not wanted:
+        raise UsageError(
+            f"{environment} runs no release of {', '.join(unknown) or 'any service'}",
+            hint=f"deploy to {environment} first: conveyor deploy {environment}",
+        )
+
+    async def go() -> Any:
+        deployments.check_unfinished(rt, target)
+        await rt.ensure_platform(target)
+        proposal = await deployments.propose(rt, target, wanted, migrate=True)
+        if not proposal.plan.steps:
+            return proposal
+        why = f"promoted from {environment}" + (f": {reason}" if reason else "")
+        return await deployments.deploy(
+            rt,
+            proposal,
+            reason=why,
+            progress=progress if not as_json else _silent,
+            overrides=Overrides(pipeline=force, window=override_window),
+        )
+
+    outcome = run(go())
     show_notes(rt)
-    show_deployment(record, as_json, rt.environment(environment).effective_url)
+    if isinstance(outcome, deployments.Proposal):
+        show_proposal(outcome, as_json, dry_run=False)
+        return
+    show_deployment(outcome, as_json, rt.environment(target).effective_url)
+    if outcome.status in ("aborted", "rolled_back", "failed", "rejected"):
+        raise typer.Exit(1)
+
+
+def approve(
+    deployment_id: str = typer.Argument(..., help="The deployment awaiting approval."),
+    message: str = typer.Option("", "--message", "-m", help="Why (kept with it)."),
+) -> None:
+    """Approve a deployment that waits for approval; the waiting deploy goes on."""
+    _decide(deployment_id, approve=True, message=message)
+
+
+def reject(
+    deployment_id: str = typer.Argument(..., help="The deployment awaiting approval."),
+    message: str = typer.Option("", "--message", "-m", help="Why (kept with it)."),
+) -> None:
+    """Reject a deployment that waits for approval: it ends, nothing having changed."""
+    _decide(deployment_id, approve=False, message=message)
+
+
+def _decide(deployment_id: str, *, approve: bool, message: str) -> None:
+    from conveyor.engine import approvals, deployments
+    from conveyor.engine.unfinished import process_alive
+
+    rt = runtime()
+    deployment, state = approvals.decide(rt, deployment_id, approve=approve, message=message)
+    env = deployment.environment
+    lock = rt.store.get_lock(env)
+    waiting = lock is not None and lock.deployment_id == deployment_id and process_alive(lock)
+    if approve:
+        after = "the waiting deploy goes on" if waiting else f'run "conveyor resume {env}" to go on'
+        say(f"{deployment_id}: {state.summary}" + (f"; {after}" if state.approved else ""))
+        return
+    if not waiting:
+        run(deployments.finish_rejected(rt, env, progress=progress))
+    say(f"{deployment_id}: {state.summary}; it ends, nothing was changed")
 
 
 def pause(

@@ -462,6 +462,7 @@ def _cross_field_issues(config: Config) -> list[str]:
                     f"(services are: {known})"
                 )
 
+        issues.extend(_policy_issues(config, name, environment))
         strategy = environment.strategy
         issues.extend(_progressive_issues(config, name, strategy, listeners))
         if (
@@ -473,6 +474,29 @@ def _cross_field_issues(config: Config) -> list[str]:
             issues.append(
                 f"environments/{name}/strategy: max_surge and max_unavailable are both 0, "
                 "so a rolling deploy could never replace an instance (set max_surge to 1)"
+            )
+    return issues
+
+
+def _policy_issues(config: Config, name: str, environment: Any) -> list[str]:
+    where = f"environments/{name}"
+    issues = []
+    source = environment.promote_from
+    if source is not None and (source == name or source not in config.environments):
+        others = ", ".join(sorted(e for e in config.environments if e != name)) or "none"
+        issues.append(
+            f'{where}/promote_from: "{source}" is not another environment (environments: {others})'
+        )
+    for index, freeze in enumerate(environment.freeze):
+        if freeze.end < freeze.start:
+            issues.append(f"{where}/freeze/{index}: ends ({freeze.end}) before it starts "
+                          f"({freeze.start})")  # fmt: skip
+    approvals = environment.approvals
+    for approver in approvals.approvers if approvals is not None else ():
+        if approver.startswith("@") and approver[1:] not in config.groups:
+            known = ", ".join(sorted(config.groups)) or "none defined"
+            issues.append(
+                f'{where}/approvals/approvers: unknown group "{approver}" (groups: {known})'
             )
     return issues
 

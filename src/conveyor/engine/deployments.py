@@ -30,6 +30,7 @@ from conveyor.engine.plan import (
     FORWARD,
     REVERT,
     Analyze,
+    AwaitApproval,
     MarkCurrent,
     Migrate,
     Pause,
@@ -58,6 +59,7 @@ from conveyor.engine.strategies.release_phase import Migration, plan_release_pha
 from conveyor.engine.unfinished import describe_unfinished, next_commands, process_alive
 from conveyor.errors import (
     AnalysisFailedError,
+    ApprovalRejectedError,
     ConveyorError,
     DeployError,
     LockHeldError,
@@ -67,8 +69,10 @@ from conveyor.errors import (
 from conveyor.store.records import (
     ABORTED,
     ABORTING,
+    AWAITING_APPROVAL,
     FAILED,
     PAUSED,
+    REJECTED,
     REQUEST_ABORT,
     REQUEST_PAUSE,
     REQUEST_PROMOTE,
@@ -252,6 +256,8 @@ async def propose(
         steps.extend(service_steps)
     if migrate:
         steps = [*_release_phase(rt, current, target, strategy.type, allowed_by), *steps]
+        if env_config.approvals is not None and steps:
+            steps = [AwaitApproval(next(iter(config.services))), *steps]
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
 
@@ -462,7 +468,7 @@ async def resume(rt: Runtime, environment: str, progress: Progress = _quiet) -> 
     try:
         await rt.ensure_platform(environment)
         await _ensure_routes(rt, environment)
-        if deployment.status not in (RUNNING, PAUSED):
+        if deployment.status not in (RUNNING, PAUSED, AWAITING_APPROVAL):
             final = ABORTED if deployment.status == ABORTING else ROLLED_BACK
             progress(f"resuming the restoration of the releases before {deployment.id}")
             reason = deployment.error or f"{deployment.id} was interrupted"
@@ -488,7 +494,7 @@ async def promote(
     try:
         await rt.ensure_platform(environment)
         await _ensure_routes(rt, environment)
-        if deployment.status not in (RUNNING, PAUSED):
+        if deployment.status not in (RUNNING, PAUSED, AWAITING_APPROVAL):
             raise UsageError(
                 f"deployment {deployment.id} is restoring the previous releases: "
                 "nothing to promote",
@@ -545,7 +551,7 @@ async def abort(
     """
     why = reason or f"aborted by {rt.user}"
     deployment = _unfinished(rt, environment)
-    if deployment.status in (RUNNING, PAUSED) and await _ask_running(
+    if deployment.status in (RUNNING, PAUSED, AWAITING_APPROVAL) and await _ask_running(
         rt, environment, REQUEST_ABORT, until=(ABORTED, FAILED, ROLLED_BACK, SUCCEEDED), why=why
     ):
         return _reload(rt, deployment.id)
@@ -558,6 +564,21 @@ async def abort(
             "abort", f"{deployment.id} aborted by {rt.user}: {why}", environment, deployment.id
         )
         return await _revert(rt, deployment, ABORTED, why, progress)
+    finally:
+        rt.store.release_lock(environment, deployment.id)
+
+
+async def finish_rejected(
+    rt: Runtime, environment: str, progress: Progress = _quiet
+) -> DeploymentRecord:
+    """End a rejected (or expired) deployment whose process is gone: nothing had changed."""
+    deployment = _take_over(rt, environment)
+    try:
+        from conveyor.engine.approvals import state_of
+
+        reason = f"deployment {deployment.id} was {state_of(rt, deployment).summary}"
+        rt.store.update_deployment(deployment.id, status=ABORTING, error=reason)
+        return await _revert(rt, deployment, REJECTED, reason, progress)
     finally:
         rt.store.release_lock(environment, deployment.id)
 
@@ -605,11 +626,15 @@ async def _run_forward(
         reason = failure.message
         analysis = isinstance(failure.cause, AnalysisFailedError)
         status, final = (ABORTING, ABORTED) if analysis else (ROLLING_BACK, ROLLED_BACK)
+        if isinstance(failure.cause, ApprovalRejectedError):
+            status, final, reason = ABORTING, REJECTED, failure.cause.message
         rt.store.update_deployment(deployment.id, status=status, error=reason)
         rt.store.add_event("failed", f"{deployment.id}: {reason}", env, deployment.id)
         progress(f"deployment failed, restoring the previous releases: {failure.cause.message}")
         await _revert(rt, deployment, final, reason, progress)
         what = "was aborted" if analysis else "failed and was rolled back"
+        if final == REJECTED:
+            raise DeployError(reason, hint=failure.cause.hint) from None
         raise DeployError(
             f"deployment {deployment.id} of {env} {what}: {reason}",
             hint=failure.hint or f"the previous releases still serve; see: conveyor history {env}",

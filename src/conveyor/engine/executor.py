@@ -25,6 +25,7 @@ from conveyor.engine.analysis_run import AnalysisRun, preview_environment
 from conveyor.engine.plan import (
     FORWARD,
     Analyze,
+    AwaitApproval,
     BackupDatabase,
     CheckMigration,
     DrainInstances,
@@ -76,7 +77,15 @@ REQUEST_POLL_S = 0.2  # how often a running step looks for pause/abort/promote r
 # Steps that wait on something outside Conveyor: a request interrupts them at once.
 # The others are short and finish first (a half-applied weight change helps nobody).
 # A migration is not interrupted: stopping it half-way helps nobody (abort acts after it).
-INTERRUPTIBLE = (Pause, Analyze, WaitHealthy, DrainInstances, SmokeTests, BackupDatabase)
+INTERRUPTIBLE = (
+    Pause,
+    Analyze,
+    WaitHealthy,
+    DrainInstances,
+    SmokeTests,
+    BackupDatabase,
+    AwaitApproval,
+)
 
 Progress = Callable[[str], None]
 
@@ -252,6 +261,10 @@ class Executor:
         for the journal (what a check found, which backup was taken), or None."""
         if isinstance(step, CheckMigration | BackupDatabase | Migrate | RestoreDatabase):
             return await self.release_phase.execute(step)
+        if isinstance(step, AwaitApproval):
+            from conveyor.engine.approvals import await_approval
+
+            return await await_approval(self.rt, self.deployment_id, self.progress)
         if isinstance(step, StartInstances):
             await asyncio.gather(*(self._start(step, name) for name in step.instances))
         elif isinstance(step, WaitHealthy):

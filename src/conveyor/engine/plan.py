@@ -33,6 +33,17 @@ class Step:
 
 
 @dataclass(frozen=True)
+class AwaitApproval(Step):
+    """Wait in awaiting_approval until the environment's approvals are given (and its wait
+    timer has run); a rejection or the request's expiry ends the deployment, unchanged."""
+
+    kind: ClassVar[str] = "await_approval"
+
+    def describe(self) -> str:
+        return "wait for approval"
+
+
+@dataclass(frozen=True)
 class CheckMigration(Step):
     """Check that the SQL the migration of `release` will run does not break `previous`,
     which keeps serving meanwhile. `warn_only` (immediate deploys) reports instead of
@@ -264,6 +275,7 @@ class Preview(Step):
 STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
+        AwaitApproval,
         CheckMigration,
         BackupDatabase,
         Migrate,

@@ -7,6 +7,7 @@ import socket
 from typing import Protocol
 
 from conveyor.store.records import (
+    AWAITING_APPROVAL,
     PAUSED,
     STEP_COMPLETE,
     DeploymentRecord,
@@ -56,6 +57,8 @@ def describe_unfinished(journal: JournalReader, deployment: DeploymentRecord) ->
     if deployment.status == PAUSED:
         why = f": {pending[0].error}" if pending and pending[0].error else ""
         return f"deployment {deployment.id} of {deployment.environment} is paused {where}{why}"
+    if deployment.status == AWAITING_APPROVAL:
+        return f"deployment {deployment.id} of {deployment.environment} awaits approval"
     return (
         f"deployment {deployment.id} of {deployment.environment} ({deployment.status}) "
         f"was interrupted {where}"
@@ -65,6 +68,11 @@ def describe_unfinished(journal: JournalReader, deployment: DeploymentRecord) ->
 def next_commands(deployment: DeploymentRecord) -> str:
     """What the user can do about an unfinished deployment."""
     env = deployment.environment
+    if deployment.status == AWAITING_APPROVAL:
+        return (
+            f'an approver runs "conveyor approve {deployment.id}" (or "conveyor reject '
+            f'{deployment.id}"); then "conveyor resume {env}" if no deploy is waiting for it'
+        )
     if deployment.status == PAUSED:
         return (
             f'run "conveyor promote {env}" to go on, "conveyor resume {env}" to run the '

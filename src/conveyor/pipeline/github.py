@@ -45,7 +45,7 @@ def github_workflow(
         jobs[name] = _pipeline_job(name, job)
     for environment, env_config in config.environments.items():
         needs = sorted(pipeline) if env_config.require_pipeline else []
-        source = getattr(env_config, "promote_from", None)
+        source = env_config.promote_from
         if source is not None:
             needs = sorted({*needs, deploy_job_name(source)})
         command = (

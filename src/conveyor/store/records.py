@@ -16,7 +16,9 @@ ABORTED = "aborted"  # stopped by `conveyor abort`, previous releases restored
 ROLLING_BACK = "rolling_back"  # failed; restoring the previous releases now
 ABORTING = "aborting"  # `conveyor abort` is restoring the previous releases
 PAUSED = "paused"  # waits for `conveyor promote`, `resume` or `abort`
-UNFINISHED_STATUSES = (PENDING, RUNNING, ROLLING_BACK, ABORTING, PAUSED)
+AWAITING_APPROVAL = "awaiting_approval"  # waits for `conveyor approve` (or `reject`)
+REJECTED = "rejected"  # an approver said no, or the request expired: nothing changed
+UNFINISHED_STATUSES = (PENDING, RUNNING, ROLLING_BACK, ABORTING, PAUSED, AWAITING_APPROVAL)
 
 # Control requests to the process running a deployment.
 REQUEST_PAUSE = "pause"
@@ -154,6 +156,17 @@ class PipelineRunRecord:
     release_id: str | None = None
     finished_at: datetime | None = None
     jobs: dict[str, Any] = field(default_factory=dict)  # name -> JobResult.to_dict()
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """An approval or rejection of a deployment."""
+
+    deployment_id: str
+    user: str
+    approve: bool
+    at: datetime
+    message: str = ""
 
 
 @dataclass(frozen=True)

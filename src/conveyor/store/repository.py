@@ -35,6 +35,7 @@ from conveyor.store.records import (
     STEP_RUNNING,
     SUCCEEDED,
     UNFINISHED_STATUSES,
+    ApprovalRecord,
     BackupRecord,
     DeploymentRecord,
     EventRecord,
@@ -789,6 +790,38 @@ class Store:
         with self._tx(f"delete backup {backup_id}", write=True) as conn:
             result = conn.execute(delete(t.backups).where(t.backups.c.id == backup_id))
             return result.rowcount > 0
+
+    # -- approvals ------------------------------------------------------------
+
+    def add_approval(self, a: ApprovalRecord) -> None:
+        with self._tx(f"record the decision of {a.user} on {a.deployment_id}", write=True) as conn:
+            conn.execute(
+                insert(t.approvals).values(
+                    deployment_id=a.deployment_id,
+                    user_name=a.user,
+                    approve=int(a.approve),
+                    message=a.message,
+                    at=a.at,
+                )
+            )
+
+    def list_approvals(self, deployment_id: str) -> list[ApprovalRecord]:
+        """Decisions on a deployment, oldest first."""
+        a = t.approvals
+        with self._tx(f"read the approvals of {deployment_id}") as conn:
+            rows_ = conn.execute(
+                select(a).where(a.c.deployment_id == deployment_id).order_by(a.c.id)
+            )
+            return [
+                ApprovalRecord(
+                    deployment_id=row.deployment_id,
+                    user=row.user_name,
+                    approve=bool(row.approve),
+                    at=row.at,
+                    message=row.message or "",
+                )
+                for row in rows_
+            ]
 
     # -- pipeline runs --------------------------------------------------------
 

@@ -272,3 +272,22 @@ pipeline_runs = Table(
     Index(None, "git_commit", "status"),
     sqlite_autoincrement=True,
 )
+
+# Approvals and rejections of deployments that wait in awaiting_approval.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "deployment_id",
+        String(255),
+        ForeignKey("deployments.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_name", String(255), nullable=False),
+    Column("approve", Integer, nullable=False),  # 1 approve, 0 reject
+    Column("message", Text, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "deployment_id"),
+    sqlite_autoincrement=True,
+)
