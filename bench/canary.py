@@ -351,8 +351,9 @@ def good_releases(shop: Project, url: str, count: int, args: argparse.Namespace)
             release = build_api(shop)
             started = time.monotonic()
             at = load.clock()
-            run = shop.run("deploy", "staging", "-r", f"api={release}", check=False,
-                           timeout=DEPLOY_TIMEOUT_S)  # fmt: skip
+            run = shop.run(
+                "deploy", "staging", "-r", f"api={release}", check=False, timeout=DEPLOY_TIMEOUT_S
+            )
             took = time.monotonic() - started
             record = last_deployment(shop)
             explained = explain(shop, record["id"])

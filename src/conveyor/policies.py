@@ -226,14 +226,32 @@ def approval_state(
     who = f" ({', '.join(counted)})" if counted else ""
     enough = len(counted) >= policy.required
     if not enough and (now - requested_at).total_seconds() >= policy.expires:
-        return ApprovalState(False, None, True, tuple(counted), None,
-                             f"expired after {policy.expires:g} s with {len(counted)} of "
-                             f"{policy.required} approvals")  # fmt: skip
+        return ApprovalState(
+            False,
+            None,
+            True,
+            tuple(counted),
+            None,
+            f"expired after {policy.expires:g} s with {len(counted)} of "
+            f"{policy.required} approvals",
+        )
     if not enough:
-        return ApprovalState(False, None, False, tuple(counted), None,
-                             f"{len(counted)} of {policy.required} approvals{who}")  # fmt: skip
+        return ApprovalState(
+            False,
+            None,
+            False,
+            tuple(counted),
+            None,
+            f"{len(counted)} of {policy.required} approvals{who}",
+        )
     until = requested_at + timedelta(seconds=policy.wait_timer)
     if now < until:
-        return ApprovalState(False, None, False, tuple(counted), until,
-                             f"approved{who}; wait timer until {until:%H:%M:%S} UTC")  # fmt: skip
+        return ApprovalState(
+            False,
+            None,
+            False,
+            tuple(counted),
+            until,
+            f"approved{who}; wait timer until {until:%H:%M:%S} UTC",
+        )
     return ApprovalState(True, None, False, tuple(counted), None, f"approved{who}")

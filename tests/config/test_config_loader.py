@@ -500,6 +500,38 @@ BAD_INPUTS = [
         'environments/staging/approvals/approvers: unknown group "@sre" (groups: none defined)',
     ),
     (
+        "notify target of two kinds",
+        "notify: [{webhook: {url: 'https://hooks.example.com/x'}, slack: {webhook_url: x}}]",
+        "notify/0: each notify target is one of webhook, slack, email or github; got webhook "
+        "and slack",
+    ),
+    (
+        "notify target of no kind",
+        "notify: [{events: [succeeded]}]",
+        "notify/0: each notify target is one of webhook, slack, email or github; got none",
+    ),
+    (
+        "notify event unknown",
+        "notify: [{webhook: {url: 'https://hooks.example.com/x'}, events: [deployed]}]",
+        'notify/0/events/0: expected one of "aborted", "approved", "awaiting_approval", '
+        '"failed", "rejected", "rolled_back", "started", "succeeded", got "deployed"',
+    ),
+    (
+        "notify environment unknown",
+        "notify: [{webhook: {url: 'https://hooks.example.com/x'}, environments: [prod]}]",
+        'notify/0/environments: unknown environment "prod" (environments: staging)',
+    ),
+    (
+        "email without recipients",
+        "notify: [{email: {smtp: {host: mail.example.com}, from: a@example.com}}]",
+        "notify/0/email/to: required",
+    ),
+    (
+        "hook key misspelled",
+        "hooks: {post_deploi: [echo]}",
+        'hooks/post_deploi: unknown key (did you mean "post_deploy"?)',
+    ),
+    (
         "releases not a mapping",
         "releases: 5",
         "releases: expected a mapping, got 5",

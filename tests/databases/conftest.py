@@ -86,9 +86,10 @@ def _postgres(name: str) -> Iterator[LiveDatabase]:
 
     try:
         yield LiveDatabase(
-            "postgresql", parse_database_url(f"postgresql://postgres@127.0.0.1:5432/{name}"),
+            "postgresql",
+            parse_database_url(f"postgresql://postgres@127.0.0.1:5432/{name}"),
             execute,
-        )  # fmt: skip
+        )
     finally:
         conn.close()
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

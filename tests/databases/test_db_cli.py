@@ -41,9 +41,14 @@ class DbProject:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [*CONVEYOR, *args], cwd=self.root, env=self.env, capture_output=True, text=True,
-            timeout=120, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            [*CONVEYOR, *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"conveyor {' '.join(args)}: {result.stdout}\n{result.stderr}")
         return result

@@ -74,9 +74,12 @@ class LiveDatabaseWriter(threading.Thread):
             import psycopg
 
             conn = psycopg.connect(
-                host=self.url.host, port=self.url.port, user=self.url.user,
-                dbname=self.url.name, autocommit=True,
-            )  # fmt: skip
+                host=self.url.host,
+                port=self.url.port,
+                user=self.url.user,
+                dbname=self.url.name,
+                autocommit=True,
+            )
             insert = "INSERT INTO orders (customer_id, item) VALUES (1, 'late')"
             while not self.stop.is_set():
                 conn.execute(insert)
@@ -86,9 +89,12 @@ class LiveDatabaseWriter(threading.Thread):
             import pymysql
 
             conn = pymysql.connect(
-                host=self.url.host, port=self.url.port, user=self.url.user or "",
-                database=self.url.name, autocommit=True,
-            )  # fmt: skip
+                host=self.url.host,
+                port=self.url.port,
+                user=self.url.user or "",
+                database=self.url.name,
+                autocommit=True,
+            )
             with conn.cursor() as cursor:
                 while not self.stop.is_set():
                     cursor.execute("INSERT INTO orders (customer_id, item) VALUES (1, 'late')")

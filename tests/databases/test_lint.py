@@ -68,37 +68,57 @@ def alembic_sql(tmp_path: Path, engine: str, upgrade: str) -> str:
 ALEMBIC_CASES = [
     ("drop column", 'op.drop_column("users", "email")', {"drop-column"}),
     # MySQL's CHANGE/MODIFY restate the whole column: Alembic needs existing_type
-    ("rename column",
-     'op.alter_column("users", "name", new_column_name="full_name", existing_type=sa.String(100))',
-     {"rename-column"}),
-    ("type change", 'op.alter_column("users", "age", type_=sa.BigInteger, existing_type=sa.Integer)',
-     {"alter-column-type"}),
-    ("set not null", 'op.alter_column("users", "age", nullable=False, existing_type=sa.Integer)',
-     {"set-not-null"}),
-    ("add not null column", 'op.add_column("users", sa.Column("score", sa.Integer, nullable=False))',
-     {"add-column-not-null"}),
-    ("add not null column with a default",
-     'op.add_column("users", sa.Column("score", sa.Integer, nullable=False, server_default="0"))',
-     set()),
+    (
+        "rename column",
+        'op.alter_column("users", "name", new_column_name="full_name", existing_type=sa.String(100))',
+        {"rename-column"},
+    ),
+    (
+        "type change",
+        'op.alter_column("users", "age", type_=sa.BigInteger, existing_type=sa.Integer)',
+        {"alter-column-type"},
+    ),
+    (
+        "set not null",
+        'op.alter_column("users", "age", nullable=False, existing_type=sa.Integer)',
+        {"set-not-null"},
+    ),
+    (
+        "add not null column",
+        'op.add_column("users", sa.Column("score", sa.Integer, nullable=False))',
+        {"add-column-not-null"},
+    ),
+    (
+        "add not null column with a default",
+        'op.add_column("users", sa.Column("score", sa.Integer, nullable=False, server_default="0"))',
+        set(),
+    ),
     ("add nullable column", 'op.add_column("users", sa.Column("bio", sa.Text))', set()),
-    ("unique constraint", 'op.create_unique_constraint("uq_email", "users", ["email"])',
-     {"add-unique"}),
+    (
+        "unique constraint",
+        'op.create_unique_constraint("uq_email", "users", ["email"])',
+        {"add-unique"},
+    ),
     ("drop table", 'op.drop_table("users")', {"drop-table"}),
     ("rename table", 'op.rename_table("users", "people")', {"rename-table"}),
-    ("new table and its index",
-     'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True))\n'
-     'op.create_index("ix_orders_id", "orders", ["id"])\n'
-     'op.drop_column("orders", "id")',
-     set()),
-]  # fmt: skip
+    (
+        "new table and its index",
+        'op.create_table("orders", sa.Column("id", sa.Integer, primary_key=True))\n'
+        'op.create_index("ix_orders_id", "orders", ["id"])\n'
+        'op.drop_column("orders", "id")',
+        set(),
+    ),
+]
 INDEX_CASES = [
     ("index", 'op.create_index("ix_email", "users", ["email"])', "create-index-blocking"),
-    ("index concurrently",
-     'with op.get_context().autocommit_block():\n'
-     '    op.create_index("ix_email", "users", ["email"], postgresql_concurrently=True)',
-     None),
+    (
+        "index concurrently",
+        "with op.get_context().autocommit_block():\n"
+        '    op.create_index("ix_email", "users", ["email"], postgresql_concurrently=True)',
+        None,
+    ),
     ("unique index", 'op.create_index("ux_email", "users", ["email"], unique=True)', "add-unique"),
-]  # fmt: skip
+]
 
 
 def _alembic_params() -> list[Any]:
@@ -170,20 +190,40 @@ class Migration(migrations.Migration):
     ]
 """
 DJANGO_CASES = [
-    ("add field with a default", 'migrations.AddField("customer", "score", models.IntegerField(default=0))',
-     {"add-column-not-null"}),
-    ("add nullable field", 'migrations.AddField("customer", "bio", models.TextField(null=True))', set()),
+    (
+        "add field with a default",
+        'migrations.AddField("customer", "score", models.IntegerField(default=0))',
+        {"add-column-not-null"},
+    ),
+    (
+        "add nullable field",
+        'migrations.AddField("customer", "bio", models.TextField(null=True))',
+        set(),
+    ),
     ("remove field", 'migrations.RemoveField("customer", "email")', {"drop-column"}),
     ("rename field", 'migrations.RenameField("customer", "name", "full_name")', {"rename-column"}),
-    ("alter field type", 'migrations.AlterField("customer", "age", models.BigIntegerField(null=True))',
-     {"alter-column-type"}),
-    ("alter field not null", 'migrations.AlterField("customer", "age", models.IntegerField())',
-     {"set-not-null"}),
-    ("add index", 'migrations.AddIndex("customer", models.Index(fields=["email"], name="ix_email"))',
-     {"create-index-blocking"}),
-    ("new model", 'migrations.CreateModel("Order", [("id", models.AutoField(primary_key=True)), '
-     '("customer", models.ForeignKey("shop.customer", on_delete=models.CASCADE))])', set()),
-]  # fmt: skip
+    (
+        "alter field type",
+        'migrations.AlterField("customer", "age", models.BigIntegerField(null=True))',
+        {"alter-column-type"},
+    ),
+    (
+        "alter field not null",
+        'migrations.AlterField("customer", "age", models.IntegerField())',
+        {"set-not-null"},
+    ),
+    (
+        "add index",
+        'migrations.AddIndex("customer", models.Index(fields=["email"], name="ix_email"))',
+        {"create-index-blocking"},
+    ),
+    (
+        "new model",
+        'migrations.CreateModel("Order", [("id", models.AutoField(primary_key=True)), '
+        '("customer", models.ForeignKey("shop.customer", on_delete=models.CASCADE))])',
+        set(),
+    ),
+]
 
 
 def django_sql(tmp_path: Path, database: str, operation: str) -> str:
@@ -201,12 +241,23 @@ def django_sql(tmp_path: Path, database: str, operation: str) -> str:
     )
     (tmp_path / "settings.py").write_text(f"DATABASE = {database}\n" + DJANGO_SETTINGS)
     result = subprocess.run(
-        [sys.executable, "-c", "import django.core.management as m; "
-         "m.execute_from_command_line(['manage.py', 'sqlmigrate', 'shop', '0002'])"],
-        cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "settings",
-                           "PYTHONPATH": str(tmp_path)},
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import django.core.management as m; "
+            "m.execute_from_command_line(['manage.py', 'sqlmigrate', 'shop', '0002'])",
+        ],
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "settings",
+            "PYTHONPATH": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return result.stdout
 
 
@@ -220,8 +271,13 @@ def test_django_migrations_on_postgresql(tmp_path: Path, operation: str, rules: 
         psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres connect_timeout=3").close()
     except psycopg.OperationalError as exc:
         pytest.skip(f"PostgreSQL does not answer: {exc}")
-    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "postgres",
-                "USER": "postgres", "HOST": "127.0.0.1", "PORT": "5432"}  # fmt: skip
+    database = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": "postgres",
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+    }
     sql = django_sql(tmp_path, repr(database), operation)
     assert {f.rule for f in lint_sql(sql, "postgresql")} == rules, sql
 

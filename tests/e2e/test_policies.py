@@ -39,7 +39,8 @@ def last(shop: Project, environment: str) -> dict[str, Any]:
 
 
 def test_production_takes_only_what_staging_ran_via_promote(shop: Project) -> None:
-    set_env(shop, "production", promote_from="staging")
+    # The shop's production also wants the pipeline and an approval (the demo shows them).
+    set_env(shop, "production", require_pipeline=False, approvals=None, strategy="rolling")
     v1 = build(shop)
     refused = shop.run("deploy", "production", check=False)
     assert refused.returncode == 1 and "production refuses this deploy" in refused.stderr
@@ -102,9 +103,13 @@ def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(shop: Proj
     )
     v1 = build(shop)["api"]
     deploying = subprocess.Popen(
-        [*CONVEYOR, "deploy", "staging"], cwd=shop.root, env=shop.env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*CONVEYOR, "deploy", "staging"],
+        cwd=shop.root,
+        env=shop.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deployment = wait_awaiting(shop)
         self_approval = shop.run("approve", deployment, check=False)
@@ -124,9 +129,13 @@ def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(shop: Proj
     change_api(shop, "v2")
     build(shop)
     deploying = subprocess.Popen(
-        [*CONVEYOR, "deploy", "staging"], cwd=shop.root, env=shop.env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [*CONVEYOR, "deploy", "staging"],
+        cwd=shop.root,
+        env=shop.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deployment = wait_awaiting(shop)
         shop.run("reject", deployment, "-m", "not today", env={"CONVEYOR_USER": APPROVER})
@@ -137,8 +146,13 @@ def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(shop: Proj
     assert last(shop, "staging")["status"] == "rejected"
     assert get_json(env_url(shop, "staging"))["release"] == v1
 
-    killed = subprocess.Popen([*CONVEYOR, "deploy", "staging"], cwd=shop.root, env=shop.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    killed = subprocess.Popen(
+        [*CONVEYOR, "deploy", "staging"],
+        cwd=shop.root,
+        env=shop.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deployment = wait_awaiting(shop)
     killed.kill()
     killed.wait()

@@ -41,13 +41,19 @@ def utc(day: int, hour: int, minute: int = 0, month: int = 12) -> datetime:
         ([NIGHT], [], utc(6, 2), False, utc(12, 22), "outside"),
         # Christmas Eve, a Thursday, in office hours: frozen until the 27th (a Sunday),
         # then the next office window is Monday 28th 09:00 Berlin
-        ([OFFICE], [HOLIDAYS], utc(24, 10), False, utc(28, 8), "frozen from 2026-12-24 to "
-         "2026-12-26: holidays"),
+        (
+            [OFFICE],
+            [HOLIDAYS],
+            utc(24, 10),
+            False,
+            utc(28, 8),
+            "frozen from 2026-12-24 to 2026-12-26: holidays",
+        ),
         # a freeze alone: open again at midnight after it (Berlin time)
         ([], [HOLIDAYS], utc(25, 12), False, utc(26, 23), "frozen"),
         ([], [HOLIDAYS], utc(27, 12), True, None, ""),
     ],
-)  # fmt: skip
+)
 def test_deploy_windows_and_freezes(
     windows: list[Window],
     freezes: list[Freeze],
@@ -89,8 +95,10 @@ GROUPS = {"sre": ["bob@x", "carol@x"]}
 
 
 def decisions(*entries: tuple[str, bool]) -> list[Decision]:
-    return [Decision(user, approve, T0 + timedelta(minutes=n)) for n, (user, approve) in
-            enumerate(entries)]  # fmt: skip
+    return [
+        Decision(user, approve, T0 + timedelta(minutes=n))
+        for n, (user, approve) in enumerate(entries)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -100,27 +108,61 @@ def decisions(*entries: tuple[str, bool]) -> list[Decision]:
         (ApprovalPolicy(), decisions(("bob@x", True)), T0, True, "approved (bob@x)"),
         # self-approval does not count
         (ApprovalPolicy(), decisions(("alice@x", True)), T0, False, "0 of 1 approvals"),
-        (ApprovalPolicy(prevent_self_approval=False), decisions(("alice@x", True)), T0, True,
-         "approved (alice@x)"),
+        (
+            ApprovalPolicy(prevent_self_approval=False),
+            decisions(("alice@x", True)),
+            T0,
+            True,
+            "approved (alice@x)",
+        ),
         # groups, and one approval per person
-        (ApprovalPolicy(required=2, approvers=("@sre",)),
-         decisions(("bob@x", True), ("bob@x", True), ("mallory@x", True)), T0, False,
-         "1 of 2 approvals (bob@x)"),
-        (ApprovalPolicy(required=2, approvers=("@sre", "dave@x")),
-         decisions(("bob@x", True), ("dave@x", True)), T0, True, "approved (bob@x, dave@x)"),
+        (
+            ApprovalPolicy(required=2, approvers=("@sre",)),
+            decisions(("bob@x", True), ("bob@x", True), ("mallory@x", True)),
+            T0,
+            False,
+            "1 of 2 approvals (bob@x)",
+        ),
+        (
+            ApprovalPolicy(required=2, approvers=("@sre", "dave@x")),
+            decisions(("bob@x", True), ("dave@x", True)),
+            T0,
+            True,
+            "approved (bob@x, dave@x)",
+        ),
         # a rejection by an approver ends it; one by someone else does not count
         (ApprovalPolicy(), decisions(("eve@x", False)), T0, False, "rejected by eve@x"),
-        (ApprovalPolicy(approvers=("@sre",)), decisions(("eve@x", False)), T0, False,
-         "0 of 1 approvals"),
+        (
+            ApprovalPolicy(approvers=("@sre",)),
+            decisions(("eve@x", False)),
+            T0,
+            False,
+            "0 of 1 approvals",
+        ),
         # expiry, and the wait timer
-        (ApprovalPolicy(expires=3600), [], T0 + timedelta(hours=1), False,
-         "expired after 3600 s with 0 of 1 approvals"),
-        (ApprovalPolicy(wait_timer=600), decisions(("bob@x", True)), T0 + timedelta(minutes=5),
-         False, "approved (bob@x); wait timer until 09:10:00 UTC"),
-        (ApprovalPolicy(wait_timer=600), decisions(("bob@x", True)), T0 + timedelta(minutes=10),
-         True, "approved (bob@x)"),
+        (
+            ApprovalPolicy(expires=3600),
+            [],
+            T0 + timedelta(hours=1),
+            False,
+            "expired after 3600 s with 0 of 1 approvals",
+        ),
+        (
+            ApprovalPolicy(wait_timer=600),
+            decisions(("bob@x", True)),
+            T0 + timedelta(minutes=5),
+            False,
+            "approved (bob@x); wait timer until 09:10:00 UTC",
+        ),
+        (
+            ApprovalPolicy(wait_timer=600),
+            decisions(("bob@x", True)),
+            T0 + timedelta(minutes=10),
+            True,
+            "approved (bob@x)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_approvals(
     policy: ApprovalPolicy, given: list[Decision], now: datetime, approved: bool, summary: str
 ) -> None:

@@ -82,8 +82,13 @@ def test_nothing_to_smoke_test_without_tests_or_without_a_new_instance() -> None
     goal = ServiceGoal("api", "v2", 2, running("a", "b"), name_prefix="n")
     assert not any(isinstance(s, SmokeTests) for s in plan_service("rolling", goal))
     # A rollback inside the window flips to warm instances: nothing new to test.
-    warm = ServiceGoal("api", "v1", 2, (*running("a", "b", serving=False),
-                                       *running("x", "y", release="v2")), name_prefix="n")  # fmt: skip
+    warm = ServiceGoal(
+        "api",
+        "v1",
+        2,
+        (*running("a", "b", serving=False), *running("x", "y", release="v2")),
+        name_prefix="n",
+    )
     flip = with_smoke_tests(plan_flip(warm, keep_warm=60), "v1", TESTS)
     assert not any(isinstance(s, SmokeTests) for s in flip)
     # Restoring the previous release after a failure: it served before, no test.

@@ -96,8 +96,8 @@ def test_require_pipeline_gates_a_deploy_and_force_is_recorded(shop: Project) ->
 
 def test_github_export_is_a_valid_workflow_with_the_same_job_graph(shop: Project) -> None:
     config = yaml.safe_load((shop.root / "conveyor.yml").read_text())
-    config["environments"]["production"]["require_pipeline"] = True
-    (shop.root / "conveyor.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    production = config["environments"]["production"]
+    assert production["require_pipeline"] and production["promote_from"] == "staging"
     text = shop.run("ci", "export", "github", "--stdout").stdout
     workflow = yaml.safe_load(text)
     jsonschema.validate(workflow, json.loads(SCHEMA.read_text()))
@@ -106,8 +106,10 @@ def test_github_export_is_a_valid_workflow_with_the_same_job_graph(shop: Project
     graph = job_graph(workflow)
     for name, job in config["pipeline"]["jobs"].items():
         assert graph[name] == job.get("needs", [])
-    assert set(graph["deploy-production"]) == set(config["pipeline"]["jobs"])
+    assert set(graph["deploy-production"]) == {*config["pipeline"]["jobs"], "deploy-staging"}
     assert graph["deploy-staging"] == []
+    promote = workflow["jobs"]["deploy-production"]["steps"][-1]["run"]
+    assert "conveyor promote staging production" in promote
     test_job = workflow["jobs"]["test"]
     assert "for attempt in $(seq 2)" in test_job["steps"][1]["run"]  # retries: 1
     assert test_job["steps"][-1]["with"]["path"] == "reports/junit.xml"

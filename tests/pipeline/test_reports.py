@@ -65,8 +65,10 @@ def project(tmp_path: Path) -> Path:
 def test_junit_from_pytest_counts_tests_and_names_the_failure(project: Path) -> None:
     subprocess.run(
         [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=junit.xml"],
-        cwd=project, capture_output=True, check=False,
-    )  # fmt: skip
+        cwd=project,
+        capture_output=True,
+        check=False,
+    )
     result = read_report(JunitReport(junit="junit.xml"), project)
     assert not result.ok
     assert result.figures["tests"] == 2 and result.figures["failures"] == 1
@@ -78,10 +80,29 @@ def test_cobertura_from_coverage_gates_on_the_line_rate(project: Path) -> None:
     (project / "test_calc.py").write_text(
         "from calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
     )
-    subprocess.run([PY, "-m", "coverage", "run", "--include=calc.py", "-m", "pytest", "-q",
-                    "-p", "no:cacheprovider"], cwd=project, check=True, capture_output=True)  # fmt: skip
-    subprocess.run([PY, "-m", "coverage", "xml", "-o", "coverage.xml"], cwd=project, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            PY,
+            "-m",
+            "coverage",
+            "run",
+            "--include=calc.py",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=project,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [PY, "-m", "coverage", "xml", "-o", "coverage.xml"],
+        cwd=project,
+        check=True,
+        capture_output=True,
+    )
     lenient = read_report(CoberturaReport(cobertura="coverage.xml", min_coverage=0.5), project)
     strict = read_report(CoberturaReport(cobertura="coverage.xml", min_coverage=0.95), project)
     rate = lenient.figures["line_rate"]
@@ -92,8 +113,21 @@ def test_cobertura_from_coverage_gates_on_the_line_rate(project: Path) -> None:
 
 def test_sarif_from_ruff_counts_findings_by_severity(project: Path) -> None:
     ruff = Path(PY).parent / "ruff"
-    subprocess.run([str(ruff), "check", "--output-format", "sarif", "-o", "ruff.sarif",
-                    "--select", "F401", "calc.py"], cwd=project, check=False)  # fmt: skip
+    subprocess.run(
+        [
+            str(ruff),
+            "check",
+            "--output-format",
+            "sarif",
+            "-o",
+            "ruff.sarif",
+            "--select",
+            "F401",
+            "calc.py",
+        ],
+        cwd=project,
+        check=False,
+    )
     data = json.loads((project / "ruff.sarif").read_text())
     assert data["runs"][0]["results"], "ruff must have reported the unused import"
     high = read_report(SarifReport(sarif="ruff.sarif", fail_on="high"), project)
@@ -108,17 +142,44 @@ def test_sarif_from_ruff_counts_findings_by_severity(project: Path) -> None:
 
 
 def test_sarif_security_severity_scores_win_over_levels(tmp_path: Path) -> None:
-    (tmp_path / "scan.sarif").write_text(json.dumps({"version": "2.1.0", "runs": [{
-        "tool": {"driver": {"name": "scanner", "rules": [
-            {"id": "sql-injection", "properties": {"security-severity": "9.8"}},
-            {"id": "weak-hash", "properties": {"security-severity": "5.3"}},
-        ]}},
-        "results": [
-            {"ruleId": "sql-injection", "level": "warning", "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": "app.py"}, "region": {"startLine": 7}}}]},
-            {"ruleId": "weak-hash", "level": "error"},
-        ],
-    }]}))  # fmt: skip
+    (tmp_path / "scan.sarif").write_text(
+        json.dumps(
+            {
+                "version": "2.1.0",
+                "runs": [
+                    {
+                        "tool": {
+                            "driver": {
+                                "name": "scanner",
+                                "rules": [
+                                    {
+                                        "id": "sql-injection",
+                                        "properties": {"security-severity": "9.8"},
+                                    },
+                                    {"id": "weak-hash", "properties": {"security-severity": "5.3"}},
+                                ],
+                            }
+                        },
+                        "results": [
+                            {
+                                "ruleId": "sql-injection",
+                                "level": "warning",
+                                "locations": [
+                                    {
+                                        "physicalLocation": {
+                                            "artifactLocation": {"uri": "app.py"},
+                                            "region": {"startLine": 7},
+                                        }
+                                    }
+                                ],
+                            },
+                            {"ruleId": "weak-hash", "level": "error"},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     result = read_report(SarifReport(sarif="scan.sarif", fail_on="critical"), tmp_path)
     assert result.figures["critical"] == 1 and result.figures["medium"] == 1
     assert not result.ok and "sql-injection at app.py:7" in result.summary
@@ -128,29 +189,72 @@ def test_pip_audit_real_output_and_its_vulnerabilities(tmp_path: Path) -> None:
     audit = Path(PY).parent / "pip-audit"
     if audit.exists():  # the real tool (a dev dependency); no vulnerability service here
         (tmp_path / "req.txt").write_text("requests==2.19.0\n")
-        subprocess.run([str(audit), "-r", "req.txt", "--no-deps", "-f", "json", "-o", "real.json"],
-                       cwd=tmp_path, check=False, capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run(
+            [str(audit), "-r", "req.txt", "--no-deps", "-f", "json", "-o", "real.json"],
+            cwd=tmp_path,
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
         real = read_report(PipAuditReport(pip_audit="real.json"), tmp_path)
         assert real.ok and real.figures["blocking"] == 0
     # The shape pip-audit writes for a vulnerable dependency (its docs' example):
-    (tmp_path / "audit.json").write_text(json.dumps({"dependencies": [
-        {"name": "flask", "version": "0.5", "vulns": [
-            {"id": "PYSEC-2019-179", "fix_versions": ["1.0"], "aliases": ["CVE-2019-1010083"],
-             "description": "..."},
-            {"id": "PYSEC-2018-66", "fix_versions": ["0.12.3"], "aliases": [], "description": ""},
-        ]},
-        {"name": "requests", "version": "2.31.0", "vulns": []},
-    ], "fixes": []}))  # fmt: skip
+    (tmp_path / "audit.json").write_text(
+        json.dumps(
+            {
+                "dependencies": [
+                    {
+                        "name": "flask",
+                        "version": "0.5",
+                        "vulns": [
+                            {
+                                "id": "PYSEC-2019-179",
+                                "fix_versions": ["1.0"],
+                                "aliases": ["CVE-2019-1010083"],
+                                "description": "...",
+                            },
+                            {
+                                "id": "PYSEC-2018-66",
+                                "fix_versions": ["0.12.3"],
+                                "aliases": [],
+                                "description": "",
+                            },
+                        ],
+                    },
+                    {"name": "requests", "version": "2.31.0", "vulns": []},
+                ],
+                "fixes": [],
+            }
+        )
+    )
     result = read_report(PipAuditReport(pip_audit="audit.json"), tmp_path)
     assert not result.ok and result.figures["high"] == 2
     assert "PYSEC-2019-179 in flask 0.5" in result.summary
 
 
 def test_npm_audit_counts_by_severity(tmp_path: Path) -> None:
-    (tmp_path / "npm.json").write_text(json.dumps({"auditReportVersion": 2, "vulnerabilities": {
-        "lodash": {"name": "lodash", "severity": "critical", "range": "<4.17.21", "via": []},
-        "minimist": {"name": "minimist", "severity": "moderate", "range": "<1.2.6", "via": []},
-    }, "metadata": {"vulnerabilities": {"critical": 1, "moderate": 1}}}))  # fmt: skip
+    (tmp_path / "npm.json").write_text(
+        json.dumps(
+            {
+                "auditReportVersion": 2,
+                "vulnerabilities": {
+                    "lodash": {
+                        "name": "lodash",
+                        "severity": "critical",
+                        "range": "<4.17.21",
+                        "via": [],
+                    },
+                    "minimist": {
+                        "name": "minimist",
+                        "severity": "moderate",
+                        "range": "<1.2.6",
+                        "via": [],
+                    },
+                },
+                "metadata": {"vulnerabilities": {"critical": 1, "moderate": 1}},
+            }
+        )
+    )
     high = read_report(NpmAuditReport(npm_audit="npm.json", fail_on="high"), tmp_path)
     low = read_report(NpmAuditReport(npm_audit="npm.json", fail_on="low"), tmp_path)
     assert not high.ok and high.figures["blocking"] == 1 and "lodash" in high.summary

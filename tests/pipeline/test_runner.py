@@ -98,9 +98,13 @@ def test_a_failed_job_skips_what_needs_it_and_nothing_else(tmp_path: Path) -> No
 
 
 def test_retries_then_pass_and_the_log_keeps_every_attempt(tmp_path: Path) -> None:
-    flaky = [PY, "-c", "import pathlib, sys; p = pathlib.Path('tries'); n = len(p.read_text()) "
-             "if p.exists() else 0; p.write_text('x' * (n + 1)); print('try', n + 1); "
-             "sys.exit(0 if n >= 2 else 1)"]  # fmt: skip
+    flaky = [
+        PY,
+        "-c",
+        "import pathlib, sys; p = pathlib.Path('tries'); n = len(p.read_text()) "
+        "if p.exists() else 0; p.write_text('x' * (n + 1)); print('try', n + 1); "
+        "sys.exit(0 if n >= 2 else 1)",
+    ]
     results, _ = run({"jobs": {"flaky": {"run": flaky, "retries": 2}}}, tmp_path)
     assert results["flaky"]["status"] == "passed" and results["flaky"]["attempts"] == 3
     log = Path(results["flaky"]["log"]).read_text()
@@ -127,8 +131,11 @@ def test_a_report_gate_fails_the_job_even_when_the_command_passes(tmp_path: Path
     (tmp_path / "api").mkdir()
     coverage = '<?xml version="1.0" ?><coverage line-rate="0.61" lines-valid="100"></coverage>'
     write = [PY, "-c", f"open('coverage.xml', 'w').write({coverage!r})"]
-    job = {"run": write, "workdir": "api", "reports": [{"cobertura": "coverage.xml",
-                                                       "min_coverage": "80%"}]}  # fmt: skip
+    job = {
+        "run": write,
+        "workdir": "api",
+        "reports": [{"cobertura": "coverage.xml", "min_coverage": "80%"}],
+    }
     missing = {"run": "true", "reports": [{"junit": "junit.xml"}]}
     results, _ = run({"jobs": {"cover": job, "tests": missing}}, tmp_path)
     assert results["cover"]["status"] == "failed"
@@ -140,8 +147,12 @@ def test_a_report_gate_fails_the_job_even_when_the_command_passes(tmp_path: Path
 
 def test_jobs_get_their_env_and_run_in_their_workdir(tmp_path: Path) -> None:
     (tmp_path / "web").mkdir()
-    probe = [PY, "-c", "import os; open('seen', 'w').write(os.environ['GREETING'] + ' ' + "
-             "os.environ['CONVEYOR_JOB'] + ' ' + os.getcwd())"]  # fmt: skip
+    probe = [
+        PY,
+        "-c",
+        "import os; open('seen', 'w').write(os.environ['GREETING'] + ' ' + "
+        "os.environ['CONVEYOR_JOB'] + ' ' + os.getcwd())",
+    ]
     run({"jobs": {"probe": {"run": probe, "workdir": "web", "env": {"GREETING": "hi"}}}}, tmp_path)
     assert (tmp_path / "web" / "seen").read_text() == f"hi probe {tmp_path / 'web'}"
 

@@ -70,14 +70,14 @@ class Project:
         self.commit("no faults")
 
     def configure(self, environment: str, strategy: object, analysis: object = None) -> None:
-        """Give `environment` another strategy (and top-level analyses) in conveyor.yml."""
+        """Give `environment` another strategy (and more top-level analyses) in conveyor.yml."""
         import yaml
 
         path = self.root / (self.config or "conveyor.yml")
         config = yaml.safe_load(path.read_text())
         config["environments"][environment]["strategy"] = strategy
         if analysis is not None:
-            config["analysis"] = analysis
+            config["analysis"] = {**config.get("analysis", {}), **analysis}
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.commit(f"{environment}: strategy {strategy}")
 

@@ -26,10 +26,13 @@ def connect(url: str) -> tuple[Any, str]:
         import pymysql
 
         conn = pymysql.connect(
-            host=parts.hostname or "localhost", port=parts.port or 3306,
-            user=parts.username or "", password=parts.password or "", database=name,
+            host=parts.hostname or "localhost",
+            port=parts.port or 3306,
+            user=parts.username or "",
+            password=parts.password or "",
+            database=name,
             autocommit=True,
-        )  # fmt: skip
+        )
         return conn, "%s"
     import psycopg
 

@@ -149,8 +149,9 @@ def db_restore(
     why = reason or f"conveyor db restore by {rt.user}"
 
     async def go() -> BackupRecord:
-        return await restore_backup(rt.store, target, record, user=rt.user, reason=why,
-                                    progress=progress)  # fmt: skip
+        return await restore_backup(
+            rt.store, target, record, user=rt.user, reason=why, progress=progress
+        )
 
     if environment is None:
         before = run(go())

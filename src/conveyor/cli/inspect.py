@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from conveyor.cli.context import STATE, JsonOption, run, runtime
-from conveyor.cli.output import console, emit_json, local_time, say
+from conveyor.cli.output import console, emit_json, iso, local_time, say
 
 
 def register(app: typer.Typer) -> None:
@@ -99,6 +99,7 @@ def history(
     as_json: bool = JsonOption,
 ) -> None:
     """Deployments of ENVIRONMENT, newest first."""
+    from rich.markup import escape
     from rich.table import Table
 
     from conveyor.cli.deploy import deployment_json
@@ -106,8 +107,21 @@ def history(
     rt = runtime()
     rt.environment(environment)
     records = rt.store.list_deployments(environment, limit=limit)
+    shown = {d.id for d in records}
+    deliveries: dict[str, list[Any]] = {}
+    for n in rt.store.list_notifications(environment=environment):
+        if n.deployment_id in shown:
+            deliveries.setdefault(n.deployment_id, []).append(n)
     if as_json:
-        emit_json([deployment_json(d) for d in records])
+        emit_json(
+            [
+                {
+                    **deployment_json(d),
+                    "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
+                }
+                for d in records
+            ]
+        )
         return
     if not records:
         say(f"{environment} has no deployments yet")
@@ -139,6 +153,31 @@ def history(
             d.error or d.reason or "",
         )
     console().print(table)
+    warnings = [
+        f"{d.id}: {e.message}"
+        for d in records
+        for e in rt.store.list_events(environment, d.id)
+        if e.kind == "hook_failed"
+    ] + [
+        f"{n.deployment_id}: {n.event} not delivered to {n.target} after {n.attempts} "
+        f"attempts: {n.error}"
+        for d in records
+        for n in deliveries.get(d.id, [])
+        if n.status != "delivered"
+    ]
+    for warning in warnings:
+        console().print(f"[yellow]warning[/yellow] {escape(warning)}")
+
+
+def notification_json(n: Any) -> dict[str, Any]:
+    return {
+        "target": n.target,
+        "event": n.event,
+        "status": n.status,
+        "attempts": n.attempts,
+        "error": n.error,
+        "at": iso(n.at),
+    }
 
 
 def logs(

@@ -41,10 +41,14 @@ def pipeline_run(
     with board:
         record = run(
             run_pipeline(
-                rt.loaded, rt.paths, rt.store, user=rt.user, release_id=release,
+                rt.loaded,
+                rt.paths,
+                rt.store,
+                user=rt.user,
+                release_id=release,
                 on_change=board.update,
             )
-        )  # fmt: skip
+        )
     if as_json:
         emit_json(run_json(record))
     else:
@@ -130,8 +134,13 @@ class _Board:
         if self.live_enabled:
             from rich.live import Live
 
-            self._live = Live(self._table(), console=console(), refresh_per_second=4,
-                              transient=True, get_renderable=self._table)  # fmt: skip
+            self._live = Live(
+                self._table(),
+                console=console(),
+                refresh_per_second=4,
+                transient=True,
+                get_renderable=self._table,
+            )
             self._live.__enter__()
         return self
 

@@ -373,8 +373,12 @@ def _translate(error: ErrorDetails) -> tuple[KeyPath, str]:
     if kind in _EXPECTED:
         return where, f"expected {_EXPECTED[kind]}, got {describe_value(value)}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-                "less_than": "<"}[kind]  # fmt: skip
+        sign = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[kind]
         limit = next(iter(ctx.values()), "?")
         return where, f"expected a value {sign} {limit}, got {describe_value(value)}"
     if kind in ("string_too_short", "too_short"):
@@ -426,6 +430,13 @@ def _cross_field_issues(config: Config) -> list[str]:
 
     if config.pipeline is not None:
         issues.extend(_pipeline_issues(config))
+    environments = ", ".join(sorted(config.environments))
+    for index, target in enumerate(config.notify):
+        for unknown in sorted(set(target.environments) - set(config.environments)):
+            issues.append(
+                f'notify/{index}/environments: unknown environment "{unknown}" '
+                f"(environments: {environments})"
+            )
 
     databases = ", ".join(sorted(config.databases)) or "none defined"
     for name, service in config.services.items():
@@ -489,8 +500,9 @@ def _policy_issues(config: Config, name: str, environment: Any) -> list[str]:
         )
     for index, freeze in enumerate(environment.freeze):
         if freeze.end < freeze.start:
-            issues.append(f"{where}/freeze/{index}: ends ({freeze.end}) before it starts "
-                          f"({freeze.start})")  # fmt: skip
+            issues.append(
+                f"{where}/freeze/{index}: ends ({freeze.end}) before it starts ({freeze.start})"
+            )
     approvals = environment.approvals
     for approver in approvals.approvers if approvals is not None else ():
         if approver.startswith("@") and approver[1:] not in config.groups:

@@ -363,8 +363,9 @@ def _check_fraction(value: object) -> float:
         except ValueError:
             number = None
     if number is None or not number >= 0:
-        raise problem(f'expected a number >= 0 or a percentage like "20%", got '
-                      f"{describe_value(value)}")  # fmt: skip
+        raise problem(
+            f'expected a number >= 0 or a percentage like "20%", got {describe_value(value)}'
+        )
     return number
 
 
@@ -1086,6 +1087,125 @@ class ApprovalsConfig(_Model):
     )
 
 
+class HooksConfig(_Model):
+    """Commands run around deploys, in the project's directory, with CONVEYOR_* variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pre_deploy: list[Command] = Field(
+        default_factory=list,
+        description="Before anything changes; a failure stops the deploy.",
+    )
+    post_deploy: list[Command] = Field(
+        default_factory=list, description="After a deploy succeeded (a failure is reported)."
+    )
+    on_failure: list[Command] = Field(
+        default_factory=list,
+        description="After a deploy failed, was rolled back, aborted or rejected.",
+    )
+    on_rollback: list[Command] = Field(
+        default_factory=list,
+        description="After the previous releases were restored: `conveyor rollback`, or a "
+        "deploy rolled back or aborted.",
+    )
+    timeout: Duration = _duration_field(300.0, "How long one hook command may run")
+
+
+NotifyEvent = Literal[
+    "started",
+    "awaiting_approval",
+    "approved",
+    "succeeded",
+    "failed",
+    "aborted",
+    "rolled_back",
+    "rejected",
+]
+
+
+class _NotifyBase(_Model):
+    events: list[NotifyEvent] = Field(
+        default_factory=list, description="Only these events; empty: all of them."
+    )
+    environments: list[EnvironmentName] = Field(
+        default_factory=list, description="Only these environments; empty: all of them."
+    )
+
+
+class WebhookTarget(_Model):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Where the JSON event is POSTed.")
+    secret: str | None = Field(
+        None,
+        description="Signs the body: X-Conveyor-Signature: sha256=<HMAC-SHA256 hex of the body>.",
+    )
+    timeout: Duration = _duration_field(10.0, "How long one delivery may take")
+
+
+class SlackTarget(_Model):
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: str = Field(description="A Slack incoming webhook URL.")
+    timeout: Duration = _duration_field(10.0, "How long one delivery may take")
+
+
+class SmtpConfig(_Model):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(description="The SMTP server.")
+    port: PositiveInt = Field(587, description="Its port (587: submission with STARTTLS).")
+    username: str | None = Field(None, description="Login, when the server wants one.")
+    password: str | None = Field(None, description="Password; use ${VAR}.")
+    starttls: bool = Field(True, description="Upgrade to TLS before sending (and logging in).")
+    ca_file: str | None = Field(
+        None, description="CA certificates to trust for the server (default: the system's)."
+    )
+    timeout: Duration = _duration_field(15.0, "How long one delivery may take")
+
+
+class EmailTarget(_Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    smtp: SmtpConfig = Field(description="How to send.")
+    sender: str = Field(alias="from", description="The From address.")
+    to: list[str] = Field(description="Recipients.")
+
+
+class GithubTarget(_Model):
+    model_config = ConfigDict(extra="forbid")
+
+    repository: str = Field(description='"owner/name".')
+    token: str = Field(description="A token allowed to write deployments; use ${VAR}.")
+    api_url: str = Field("https://api.github.com", description="GitHub (Enterprise) API URL.")
+    timeout: Duration = _duration_field(10.0, "How long one request may take")
+
+
+class NotifyConfig(_NotifyBase):
+    """One place deployment events go: exactly one of webhook, slack, email, github."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: WebhookTarget | None = Field(None, description="POST the event as signed JSON.")
+    slack: SlackTarget | None = Field(None, description="Post to a Slack incoming webhook.")
+    email: EmailTarget | None = Field(None, description="Send an email over SMTP.")
+    github: GithubTarget | None = Field(
+        None, description="Record GitHub deployments and their statuses."
+    )
+
+    def model_post_init(self, context: Any, /) -> None:
+        given = [k for k in ("webhook", "slack", "email", "github") if getattr(self, k)]
+        if len(given) != 1:
+            raise problem(
+                "each notify target is one of webhook, slack, email or github; got "
+                + (" and ".join(given) or "none")
+            )
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("webhook", "slack", "email", "github") if getattr(self, k))
+
+
 class EnvironmentConfig(_Model):
     """A place the services are deployed to (staging, production, ...)."""
 
@@ -1149,6 +1269,9 @@ class EnvironmentConfig(_Model):
     )
     approvals: ApprovalsConfig | None = Field(
         None, description="Manual approval before a deploy starts."
+    )
+    hooks: HooksConfig | None = Field(
+        None, description="This environment's hooks, run after the project's."
     )
 
     @field_validator("url")
@@ -1332,6 +1455,11 @@ class Config(_Model):
     groups: dict[str, list[str]] = Field(
         default_factory=dict,
         description='Groups of people, by name, for approvals ("@sre" in approvers).',
+    )
+    hooks: HooksConfig | None = Field(None, description="Commands run around every deploy.")
+    notify: list[NotifyConfig] = Field(
+        default_factory=list,
+        description="Where deployment events go: webhook, slack, email, github.",
     )
 
     @field_validator("services")

@@ -149,9 +149,13 @@ async def verify_backup(
         detail = await _verify(record, database, mode)
     except BackupCorruptError as error:
         store.set_backup_verification(
-            record.id, mode=mode, ok=False, detail=error.message, at=datetime.now(UTC),
+            record.id,
+            mode=mode,
+            ok=False,
+            detail=error.message,
+            at=datetime.now(UTC),
             duration_s=round(time.monotonic() - started, 3),
-        )  # fmt: skip
+        )
         raise
     took = round(time.monotonic() - started, 3)
     store.set_backup_verification(
@@ -214,11 +218,7 @@ def prune_backups(store: Store, target: BackupTarget, keep_ids: set[str]) -> lis
     Never deletes one in `keep_ids` (the one just taken, one a deployment needs).
     Returns the ids deleted.
     """
-    mine = [
-        b
-        for b in store.list_backups(target.name)
-        if b.environment == target.environment
-    ]  # fmt: skip
+    mine = [b for b in store.list_backups(target.name) if b.environment == target.environment]
     deleted = []
     for record in mine[target.keep :]:
         if record.id in keep_ids:

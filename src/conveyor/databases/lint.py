@@ -372,9 +372,10 @@ def _sqlglot_changes(tree: Any, exp: Any) -> Iterator[_Change]:
             yield _Change("create-table", _table_name(table))
         elif kind == "INDEX":
             yield _Change(
-                "create-index", _table_name(target.args.get("table")),
+                "create-index",
+                _table_name(target.args.get("table")),
                 unique=bool(tree.args.get("unique")),
-            )  # fmt: skip
+            )
     elif isinstance(tree, exp.Drop) and (tree.args.get("kind") or "").upper() == "TABLE":
         for table in tree.args.get("tables") or ():
             yield _Change("drop-table", _table_name(table))

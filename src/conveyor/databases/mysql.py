@@ -152,9 +152,11 @@ class MysqlDatabase:
     def _tool(self, names: tuple[str, ...], options: Path, args: list[str]) -> Tool:
         binary = find_tool(*names, package="mariadb-client")
         return Tool(
-            Path(binary).name, [binary, f"--defaults-extra-file={options}", *args], {},
+            Path(binary).name,
+            [binary, f"--defaults-extra-file={options}", *args],
+            {},
             self._secrets(),
-        )  # fmt: skip
+        )
 
     # -- the protocol -----------------------------------------------------------------------
 

@@ -35,9 +35,13 @@ def state_of(rt: Runtime, deployment: DeploymentRecord) -> ApprovalState:
         Decision(a.user, a.approve, a.at, a.message) for a in rt.store.list_approvals(deployment.id)
     ]
     return approval_state(
-        policy, rt.loaded.config.groups, deployment.user, deployment.started_at, decisions,
+        policy,
+        rt.loaded.config.groups,
+        deployment.user,
+        deployment.started_at,
+        decisions,
         datetime.now(UTC),
-    )  # fmt: skip
+    )
 
 
 def decide(
@@ -84,6 +88,9 @@ async def await_approval(rt: Runtime, deployment_id: str, progress: Callable[[st
         rt.store.add_event(
             "awaiting_approval", f"{deployment_id} awaits approval in {env}", env, deployment_id
         )
+        waiting = rt.store.get_deployment(deployment_id)
+        if waiting is not None:
+            rt.notifications.publish("awaiting_approval", waiting)
     told = ""
     while True:
         state = state_of(rt, deployment)
@@ -94,6 +101,9 @@ async def await_approval(rt: Runtime, deployment_id: str, progress: Callable[[st
             )
         if state.approved:
             rt.store.update_deployment(deployment_id, status=RUNNING)
+            current = rt.store.get_deployment(deployment_id)
+            if current is not None:
+                rt.notifications.publish("approved", current)
             return state.summary
         if state.summary != told:
             told = state.summary

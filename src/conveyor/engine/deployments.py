@@ -26,6 +26,7 @@ from conveyor.engine.executor import (
     PromoteFull,
     StepFailed,
 )
+from conveyor.engine.hooks import commands
 from conveyor.engine.plan import (
     FORWARD,
     REVERT,
@@ -37,6 +38,7 @@ from conveyor.engine.plan import (
     Plan,
     Preview,
     RestoreDatabase,
+    RunHook,
     StartAnalysis,
     Step,
     StopAnalysis,
@@ -256,8 +258,11 @@ async def propose(
         steps.extend(service_steps)
     if migrate:
         steps = [*_release_phase(rt, current, target, strategy.type, allowed_by), *steps]
+        first_service = next(iter(config.services))
+        if steps and commands(rt, "pre_deploy", environment):
+            steps = [RunHook(first_service, hook="pre_deploy"), *steps]
         if env_config.approvals is not None and steps:
-            steps = [AwaitApproval(next(iter(config.services))), *steps]
+            steps = [AwaitApproval(first_service), *steps]
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
 
@@ -448,11 +453,13 @@ async def deploy(
             rt.store.add_event(
                 "override", f"{deployment.id}: {override} by {rt.user}", env, deployment.id
             )
+        rt.notifications.publish("started", deployment)
         await rt.ensure_platform(env)
         await _ensure_routes(rt, env)
         return await _run_forward(rt, deployment, proposal.plan.steps, 1, progress)
     finally:
         rt.store.release_lock(env, deployment.id)
+        await rt.notifications.drain()
 
 
 async def resume(rt: Runtime, environment: str, progress: Progress = _quiet) -> DeploymentRecord:
@@ -476,6 +483,7 @@ async def resume(rt: Runtime, environment: str, progress: Progress = _quiet) -> 
         return await _continue(rt, deployment, progress)
     finally:
         rt.store.release_lock(environment, deployment.id)
+        await rt.notifications.drain()
 
 
 async def promote(
@@ -523,6 +531,7 @@ async def promote(
         return await _continue(rt, deployment, progress)
     finally:
         rt.store.release_lock(environment, deployment.id)
+        await rt.notifications.drain()
 
 
 async def pause(rt: Runtime, environment: str) -> DeploymentRecord:
@@ -566,6 +575,7 @@ async def abort(
         return await _revert(rt, deployment, ABORTED, why, progress)
     finally:
         rt.store.release_lock(environment, deployment.id)
+        await rt.notifications.drain()
 
 
 async def finish_rejected(
@@ -581,6 +591,7 @@ async def finish_rejected(
         return await _revert(rt, deployment, REJECTED, reason, progress)
     finally:
         rt.store.release_lock(environment, deployment.id)
+        await rt.notifications.drain()
 
 
 async def down(
@@ -657,7 +668,12 @@ async def _run_forward(
         return await _promote_full(rt, deployment, _first_incomplete(rt, deployment), progress)
     rt.store.update_deployment(deployment.id, status=SUCCEEDED, finished=True)
     rt.store.add_event("succeeded", f"{deployment.id} succeeded", env, deployment.id)
-    return _reload(rt, deployment.id)
+    done = _reload(rt, deployment.id)
+    rt.notifications.publish("succeeded", done)
+    await _after_hooks(
+        rt, done, "on_rollback" if done.kind == "rollback" else "post_deploy", progress
+    )
+    return done
 
 
 async def _continue(
@@ -789,6 +805,9 @@ async def _run_revert_steps(
         message = f"{reason}; restoring the previous releases also failed: {failure.message}"
         rt.store.update_deployment(deployment.id, status=FAILED, error=message, finished=True)
         rt.store.add_event("failed", message, deployment.environment, deployment.id)
+        failed = _reload(rt, deployment.id)
+        rt.notifications.publish("failed", failed)
+        await _after_hooks(rt, failed, "on_failure", progress)
         raise DeployError(
             f"deployment {deployment.id} failed and could not be rolled back: {message}",
             hint=f"check the instances with: conveyor status {deployment.environment}",
@@ -800,7 +819,25 @@ async def _run_revert_steps(
         deployment.environment,
         deployment.id,
     )
-    return _reload(rt, deployment.id)
+    ended = _reload(rt, deployment.id)
+    rt.notifications.publish(final, ended)
+    await _after_hooks(rt, ended, "on_failure", progress)
+    if final in (ROLLED_BACK, ABORTED):
+        await _after_hooks(rt, ended, "on_rollback", progress)
+    return ended
+
+
+async def _after_hooks(
+    rt: Runtime, deployment: DeploymentRecord, which: str, progress: Progress
+) -> None:
+    """Run hooks after a deployment ended; their failures are reported, never fatal."""
+    from conveyor.engine.hooks import run_hooks
+
+    if deployment.kind == "down" or (which == "on_failure" and deployment.kind != "deploy"):
+        return
+    for failure in await run_hooks(rt, which, deployment, progress):
+        progress(f"warning: {failure}")
+        rt.store.add_event("hook_failed", failure, deployment.environment, deployment.id)
 
 
 def _take_over(rt: Runtime, environment: str) -> DeploymentRecord:

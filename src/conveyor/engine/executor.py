@@ -35,6 +35,7 @@ from conveyor.engine.plan import (
     Pause,
     Preview,
     RestoreDatabase,
+    RunHook,
     SetWeights,
     SmokeTests,
     StartAnalysis,
@@ -265,6 +266,8 @@ class Executor:
             from conveyor.engine.approvals import await_approval
 
             return await await_approval(self.rt, self.deployment_id, self.progress)
+        if isinstance(step, RunHook):
+            return await self._hook(step)
         if isinstance(step, StartInstances):
             await asyncio.gather(*(self._start(step, name) for name in step.instances))
         elif isinstance(step, WaitHealthy):
@@ -336,10 +339,14 @@ class Executor:
         if not isinstance(strategy, BlueGreenStrategy) or strategy.preview is None:
             raise TargetError(f"{self.environment} has no preview address (strategy.preview)")
         routes = [
-            RouteSpec(service=name, path=svc.route.path, host=svc.route.host,
-                      strip_prefix=svc.route.strip_prefix)
+            RouteSpec(
+                service=name,
+                path=svc.route.path,
+                host=svc.route.host,
+                strip_prefix=svc.route.strip_prefix,
+            )
             for name, svc in self.rt.loaded.config.services.items()
-        ]  # fmt: skip
+        ]
         await router.ensure_environment(preview, strategy.preview, routes)
         weights: dict[str, int] = {}
         for name in step.instances:
@@ -408,6 +415,18 @@ class Executor:
                 hint=f"see all of it with: conveyor logs {self.environment} {service}",
             ) from error
         self.rt.store.set_instance_state(name, "ready")
+
+    async def _hook(self, step: RunHook) -> str:
+        from conveyor.engine.hooks import HookError, run_hooks
+
+        deployment = self.rt.store.get_deployment(self.deployment_id)
+        assert deployment is not None
+        failures = await run_hooks(self.rt, step.hook, deployment, self.progress)
+        if failures:
+            raise HookError(
+                "; ".join(failures), hint="nothing was changed; fix the hook and deploy again"
+            )
+        return f"{step.hook} hooks passed"
 
     async def _smoke_tests(self, step: SmokeTests) -> None:
         """Run the tests one after the other on the instance; the first failure fails."""

@@ -44,6 +44,17 @@ class AwaitApproval(Step):
 
 
 @dataclass(frozen=True)
+class RunHook(Step):
+    """Run the environment's `hook` commands (pre_deploy); a failure stops the deploy."""
+
+    kind: ClassVar[str] = "hook"
+    hook: str = "pre_deploy"
+
+    def describe(self) -> str:
+        return f"run the {self.hook} hooks"
+
+
+@dataclass(frozen=True)
 class CheckMigration(Step):
     """Check that the SQL the migration of `release` will run does not break `previous`,
     which keeps serving meanwhile. `warn_only` (immediate deploys) reports instead of
@@ -276,6 +287,7 @@ STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
         AwaitApproval,
+        RunHook,
         CheckMigration,
         BackupDatabase,
         Migrate,

@@ -71,9 +71,10 @@ def check_policies(
                 verdict.refusals.append(problem)
     if env.windows or env.freeze:
         state = deploy_window(
-            [_window(w) for w in env.windows], [_freeze(f) for f in env.freeze],
+            [_window(w) for w in env.windows],
+            [_freeze(f) for f in env.freeze],
             now or datetime.now(UTC),
-        )  # fmt: skip
+        )
         if not state.allowed:
             when = (
                 f"; next allowed at {state.next_allowed:%Y-%m-%d %H:%M} UTC"

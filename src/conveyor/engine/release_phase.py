@@ -226,9 +226,12 @@ class ReleasePhase:
             raise MigrationError(
                 error.message,
                 hint=f"{error.hint}; no traffic moved, the previous release keeps serving"
-                + ("; the database is restored from its backup next" if restore == "restore"
-                   else "; the database is left as the migration left it (on_failure: keep)"),
-            ) from None  # fmt: skip
+                + (
+                    "; the database is restored from its backup next"
+                    if restore == "restore"
+                    else "; the database is left as the migration left it (on_failure: keep)"
+                ),
+            ) from None
         lines = [line for line in output.splitlines() if line.strip()]
         return f"migrated ({len(lines)} lines of output in {self._log()})"
 

@@ -19,6 +19,7 @@ from conveyor.paths import Paths
 
 if TYPE_CHECKING:
     from conveyor.config import EnvironmentConfig, LoadedConfig
+    from conveyor.notify.hub import NotificationHub
     from conveyor.routers.base import Router
     from conveyor.routers.caddy import CaddyRouter
     from conveyor.routers.haproxy import HAProxyRouter
@@ -80,6 +81,12 @@ class Runtime:
                 hint=f"environments are declared under environments: in {self.loaded.path}",
             )
         return envs[name]
+
+    @cached_property
+    def notifications(self) -> NotificationHub:
+        from conveyor.notify.hub import NotificationHub
+
+        return NotificationHub(self)
 
     @cached_property
     def supervisor(self) -> Supervisor:

@@ -170,6 +170,21 @@ class ApprovalRecord:
 
 
 @dataclass(frozen=True)
+class NotificationRecord:
+    """One delivery of a deployment event to one target."""
+
+    target: str
+    event: str
+    status: str  # "delivered" | "failed"
+    attempts: int
+    at: datetime
+    deployment_id: str | None = None
+    environment: str | None = None
+    error: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LockRecord:
     """Who holds an environment's deploy lock."""
 

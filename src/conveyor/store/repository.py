@@ -42,6 +42,7 @@ from conveyor.store.records import (
     InstanceRecord,
     LockRecord,
     MeasurementRecordRow,
+    NotificationRecord,
     PipelineRunRecord,
     ReleaseRecord,
     StepRecord,
@@ -790,6 +791,56 @@ class Store:
         with self._tx(f"delete backup {backup_id}", write=True) as conn:
             result = conn.execute(delete(t.backups).where(t.backups.c.id == backup_id))
             return result.rowcount > 0
+
+    # -- notifications --------------------------------------------------------
+
+    def add_notification(self, n: NotificationRecord) -> None:
+        with self._tx(f"record a notification to {n.target}", write=True) as conn:
+            conn.execute(
+                insert(t.notifications).values(
+                    deployment_id=n.deployment_id,
+                    environment=n.environment,
+                    target=n.target,
+                    event=n.event,
+                    status=n.status,
+                    attempts=n.attempts,
+                    error=n.error,
+                    at=n.at,
+                    data=dict(n.data),
+                )
+            )
+
+    def list_notifications(
+        self,
+        deployment_id: str | None = None,
+        *,
+        target: str | None = None,
+        environment: str | None = None,
+    ) -> list[NotificationRecord]:
+        """Deliveries, oldest first, filtered by deployment, target, environment."""
+        n = t.notifications
+        query = select(n).order_by(n.c.id)
+        if deployment_id is not None:
+            query = query.where(n.c.deployment_id == deployment_id)
+        if target is not None:
+            query = query.where(n.c.target == target)
+        if environment is not None:
+            query = query.where(n.c.environment == environment)
+        with self._tx("read the notifications") as conn:
+            return [
+                NotificationRecord(
+                    target=row.target,
+                    event=row.event,
+                    status=row.status,
+                    attempts=row.attempts,
+                    at=row.at,
+                    deployment_id=row.deployment_id,
+                    environment=row.environment,
+                    error=row.error,
+                    data=dict(row.data or {}),
+                )
+                for row in conn.execute(query)
+            ]
 
     # -- approvals ------------------------------------------------------------
 

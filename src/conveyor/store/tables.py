@@ -291,3 +291,22 @@ approvals = Table(
     Index(None, "deployment_id"),
     sqlite_autoincrement=True,
 )
+
+# Notification deliveries: one row per event and target, delivered or failed.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment_id", String(255), nullable=True),
+    Column("environment", String(255), nullable=True),
+    Column("target", String(255), nullable=False),  # "slack", "github owner/repo", ...
+    Column("event", String(64), nullable=False),
+    Column("status", String(32), nullable=False),  # delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("data", _json(), nullable=False),  # e.g. {"github_deployment_id": 42}
+    Index(None, "deployment_id"),
+    Index(None, "target", "environment"),
+    sqlite_autoincrement=True,
+)
