@@ -130,4 +130,9 @@ class Paths:
         ):
             directory.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ignore = self.home / ".gitignore"
+        if not ignore.exists():
+            # State, releases and logs are never the project's source: git (and so
+            # `conveyor build`, the pipeline and its dirty check) ignores them.
+            ignore.write_text("# Conveyor's state: not source\n*\n")
         return self

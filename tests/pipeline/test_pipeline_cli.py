@@ -94,6 +94,16 @@ def test_require_pipeline_gates_a_deploy_and_force_is_recorded(shop: Project) ->
     shop.run("deploy", "staging", "-r", f"web={v2['web']}")  # passes the gate now
 
 
+def test_state_kept_inside_the_project_does_not_make_its_tree_dirty(shop: Project) -> None:
+    """Without CONVEYOR_HOME the state lives in <project>/.conveyor, which git must ignore
+    (no .gitignore entry needed), or no run would ever count for require_pipeline."""
+    del shop.env["CONVEYOR_HOME"]
+    shop.home = shop.root / ".conveyor"
+    code, run = pipeline(shop)
+    assert code == 0 and run["dirty"] is False
+    assert (shop.home / "state.db").exists()
+
+
 def test_github_export_is_a_valid_workflow_with_the_same_job_graph(shop: Project) -> None:
     config = yaml.safe_load((shop.root / "conveyor.yml").read_text())
     production = config["environments"]["production"]
