@@ -7,6 +7,7 @@ import pytest
 
 from tests.databases.conftest import live as live  # a real database of each engine
 from tests.support.project import Project, make_project
+from tests.support.receiver import Receiver, receiver
 
 
 @pytest.fixture
@@ -16,3 +17,10 @@ def shop(tmp_path: Path) -> Iterator[Project]:
         yield project
     finally:
         project.shutdown()
+
+
+@pytest.fixture
+def http() -> Iterator[Receiver]:
+    """A local HTTP server that records what webhook and GitHub targets send it."""
+    with receiver() as server:
+        yield server

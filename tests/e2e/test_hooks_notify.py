@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.test_shop import build, change_api, get_json, url
 from tests.support.project import Project, free_port
-from tests.support.receiver import Receiver, receiver
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +37,6 @@ def last(shop: Project) -> dict[str, Any]:
     history = shop.json("history", "staging", "-n", "1")
     assert isinstance(history, list)
     return dict(history[0])
-
-
-@pytest.fixture
-def http() -> Any:
-    with receiver() as server:
-        yield server
 
 
 def test_hooks_and_notifications_follow_each_deploy(

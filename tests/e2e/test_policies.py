@@ -12,6 +12,7 @@ import yaml
 
 from tests.e2e.test_shop import build, change_api, get_json, status
 from tests.support.project import CONVEYOR, Project, git
+from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -94,12 +95,17 @@ def test_branches_and_windows_refuse_with_what_to_do(shop: Project) -> None:
     assert "(deployed with --override-window)" in record["reason"]
 
 
-def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(shop: Project) -> None:
+def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(
+    shop: Project, http: Receiver
+) -> None:
     set_env(
         shop,
         "staging",
         approvals={"required": 1, "approvers": ["@release"], "expires": "10m"},
         groups={"release": [APPROVER, "tester@example.com"]},  # the deployer is one too
+    )
+    shop.configure_top(
+        notify=[{"github": {"repository": "acme/shop", "token": "t0k", "api_url": http.base}}]
     )
     v1 = build(shop)["api"]
     deploying = subprocess.Popen(
@@ -124,6 +130,14 @@ def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(shop: Proj
         deploying.kill()
     assert deploying.returncode == 0, err
     assert get_json(env_url(shop, "staging"))["release"] == v1
+    # GitHub saw it queued while it waited, in progress once approved, then a success.
+    assert [r.json().get("state") for r in http.received] == [
+        None,
+        "queued",
+        "queued",
+        "in_progress",
+        "success",
+    ]
 
     # A rejection ends the next one with nothing changed; so does an interrupted wait.
     change_api(shop, "v2")
