@@ -252,9 +252,9 @@ def main() -> None:
     cases: dict[str, list[dict[str, Any]]] = {}
     try:
         shop = make_project(tmp)
-        # The CLI as people run it: reading and writing cached bytecode (the e2e
-        # helper turns writing it off; the instances keep it off themselves).
-        shop.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # The CLI as people run it: bytecode cached beside its modules (the e2e
+        # helper keeps it in a cache of its own; the instances write none).
+        shop.env.pop("PYTHONPYCACHEPREFIX", None)
         url = f"http://{shop.env['SHOP_STAGING_LISTEN']}/api/version"
         shop.configure(
             "staging", {"type": "blue_green", "auto_promote": True, "rollback_window": "10m"}

@@ -45,11 +45,15 @@ def test_row_counts_are_the_snapshots_even_while_the_app_writes(
     other = LiveDatabaseWriter(live, stop)
     other.start()
     try:
+        # Its connection takes a while: the backup starts once it writes.
+        assert other.writing.wait(30), "the writer could not connect"
+        before = other.inserted
         result = asyncio.run(live.database().backup(tmp_path / "busy.bak"))
+        during = other.inserted - before
     finally:
         stop.set()
         other.join()
-    assert other.inserted > 0, "the writer must have run during the backup"
+    assert during > 0, "the writer must have run during the backup"
     db = live.database()
     scratch = asyncio.run(db.create_scratch("conveyor_test_scratch_" + tmp_path.name[-8:]))
     try:
@@ -68,6 +72,7 @@ class LiveDatabaseWriter(threading.Thread):
         self.engine = live.engine
         self.stop = stop
         self.inserted = 0
+        self.writing = threading.Event()  # set after the first insert
 
     def run(self) -> None:
         if self.engine == "postgresql":
@@ -84,6 +89,7 @@ class LiveDatabaseWriter(threading.Thread):
             while not self.stop.is_set():
                 conn.execute(insert)
                 self.inserted += 1
+                self.writing.set()
             conn.close()
         else:
             import pymysql
@@ -99,6 +105,7 @@ class LiveDatabaseWriter(threading.Thread):
                 while not self.stop.is_set():
                     cursor.execute("INSERT INTO orders (customer_id, item) VALUES (1, 'late')")
                     self.inserted += 1
+                    self.writing.set()
             conn.close()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -24,7 +23,7 @@ import pytest
 from tests.databases.conftest import LiveDatabase
 from tests.e2e.test_shop import assert_serving, build, change_api, get_json, url
 from tests.support.load import traffic
-from tests.support.project import CONVEYOR, Project
+from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
 
@@ -273,13 +272,8 @@ def test_a_backup_damaged_before_its_verification_stops_the_deploy_before_migrat
     build(shop)
     backups = shop.home / "backups" / "main"
     known = set(backups.iterdir())
-    deploying = subprocess.Popen(
-        [*CONVEYOR, "deploy", "staging"],
-        cwd=shop.root,
-        env={**shop.env, "CONVEYOR_FAILPOINTS": "release_phase.before_verify=sleep:4"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    deploying = shop.start(
+        "deploy", "staging", env={"CONVEYOR_FAILPOINTS": "release_phase.before_verify=sleep:4"}
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -108,14 +108,7 @@ def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(
         notify=[{"github": {"repository": "acme/shop", "token": "t0k", "api_url": http.base}}]
     )
     v1 = build(shop)["api"]
-    deploying = subprocess.Popen(
-        [*CONVEYOR, "deploy", "staging"],
-        cwd=shop.root,
-        env=shop.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    deploying = shop.start("deploy", "staging")
     try:
         deployment = wait_awaiting(shop)
         self_approval = shop.run("approve", deployment, check=False)
@@ -142,14 +135,7 @@ def test_a_deploy_waits_for_an_approval_that_its_deployer_cannot_give(
     # A rejection ends the next one with nothing changed; so does an interrupted wait.
     change_api(shop, "v2")
     build(shop)
-    deploying = subprocess.Popen(
-        [*CONVEYOR, "deploy", "staging"],
-        cwd=shop.root,
-        env=shop.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    deploying = shop.start("deploy", "staging")
     try:
         deployment = wait_awaiting(shop)
         shop.run("reject", deployment, "-m", "not today", env={"CONVEYOR_USER": APPROVER})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,8 @@ def supervised_programs(shop: Project) -> set[str]:
     return {p.status.name for p in Supervisor(Paths(shop.home)).all_programs(owner="instance")}
 
 
-def recorded_instances(shop: Project) -> set[str]:
-    env = status(shop)
+def recorded_instances(env: dict[str, Any]) -> set[str]:
+    """The instances a status (`status(shop)`) lists."""
     return {i["name"] for s in env["services"] for i in s["instances"]}
 
 
@@ -50,18 +51,21 @@ def test_killed_at_every_step_boundary_then_resume_or_abort(shop: Project) -> No
             )
             assert killed.returncode == -9, killed.stderr
 
-            refused = shop.run("deploy", "staging", check=False)
-            assert refused.returncode == 1
-            assert "interrupted" in refused.stderr and "conveyor resume staging" in refused.stderr
-            assert status(shop)["unfinished"] is not None
+            if step in (1, 3):  # the first kill after a step, and the first before one
+                refused = shop.run("deploy", "staging", check=False)
+                assert refused.returncode == 1
+                assert "interrupted" in refused.stderr
+                assert "conveyor resume staging" in refused.stderr
+                assert status(shop)["unfinished"] is not None
+            # (resume and abort refuse when nothing is unfinished: they check it every time)
 
             if step % 2:
                 shop.run("resume", "staging")
                 current = target
             else:
                 shop.run("abort", "staging")
-            assert_serving(shop, current)
-            assert supervised_programs(shop) == recorded_instances(shop)
+            serving = assert_serving(shop, current)
+            assert supervised_programs(shop) == recorded_instances(serving)
         result = load.stop()
     assert result.failures == 0, result
     history = shop.json("history", "staging", "-n", "100")
@@ -99,6 +103,6 @@ def test_killed_while_rolling_back_then_resumed(shop: Project) -> None:
     assert record["status"] == "rolled_back"
     assert record["releases"]["api"] == bad
     assert "not healthy" in record["error"]
-    assert_serving(shop, good)
-    assert supervised_programs(shop) == recorded_instances(shop)
+    serving = assert_serving(shop, good)
+    assert supervised_programs(shop) == recorded_instances(serving)
     assert result.failures == 0, result.summary()

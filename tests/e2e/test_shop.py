@@ -47,7 +47,8 @@ def service(env: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in env["services"] if s["name"] == name)
 
 
-def assert_serving(shop: Project, api_release: str, replicas: int = 2) -> None:
+def assert_serving(shop: Project, api_release: str, replicas: int = 2) -> dict[str, Any]:
+    """Check that the api serves `api_release` on every instance; the status read."""
     env = status(shop)
     api = service(env, "api")
     assert api["release"] == api_release
@@ -57,6 +58,7 @@ def assert_serving(shop: Project, api_release: str, replicas: int = 2) -> None:
         assert inst["state"] == "serving"
         assert inst["process"] in ("running", "starting")  # supervisord: running < 1 s
     assert get_json(url(shop))["release"] == api_release
+    return env
 
 
 def test_deploy_upgrade_and_rollback_without_dropping_a_request(shop: Project) -> None:

@@ -7,12 +7,18 @@ import email
 import hashlib
 import hmac
 from email import policy
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from conveyor.config.models import EmailTarget, GithubTarget, SlackTarget, WebhookTarget
-from conveyor.notify.events import DeployEvent
+from conveyor.config.models import (
+    EmailTarget,
+    GithubTarget,
+    NotifyEvent,
+    SlackTarget,
+    WebhookTarget,
+)
+from conveyor.notify.events import TITLES, DeployEvent
 from conveyor.notify.senders import (
     NotifyError,
     send_email,
@@ -43,6 +49,11 @@ def event(kind: str = "succeeded", **changes: Any) -> DeployEvent:
         **changes,
     }
     return DeployEvent(**values)
+
+
+@pytest.mark.parametrize("kind", get_args(NotifyEvent))
+def test_every_event_a_target_can_subscribe_to_has_its_own_headline(kind: str) -> None:
+    assert event(kind).headline().endswith(TITLES[kind])
 
 
 def test_webhook_posts_the_event_signed_with_the_secret(http: Receiver) -> None:

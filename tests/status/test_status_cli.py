@@ -76,15 +76,12 @@ def test_warm_status_imports_neither_sqlalchemy_nor_pydantic(
     warm = probe(project, tmp_path, "cli", "status", "--json")
     assert not {
         "sqlalchemy",
+        "pydantic",  # Typer 0.29 would bring it in for its parameters: pinned below it
         "yaml",
         "conveyor.config.models",
         "conveyor.config.loader",
         "conveyor.store.repository",
     } & set(warm), warm
-    # Typer (0.2x) coerces command-line parameters with pydantic TypeAdapters;
-    # that import is Typer's, not Conveyor's. Nothing else may bring pydantic in.
-    if "pydantic" in warm:
-        assert f"{Path('typer')}/" in warm["pydantic"].replace("\\", "/"), warm
 
     assert probe(project, tmp_path, "direct") == {}
 

@@ -6,17 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-EVENTS = (
-    "started",
-    "awaiting_approval",
-    "approved",
-    "succeeded",
-    "failed",
-    "aborted",
-    "rolled_back",
-    "rejected",
-)
-TITLES = {
+TITLES = {  # of each of config.models.NotifyEvent
     "started": "started",
     "awaiting_approval": "awaits approval",
     "approved": "approved",
@@ -32,7 +22,7 @@ TITLES = {
 class DeployEvent:
     """The JSON body of a webhook, and what Slack, email and GitHub are told."""
 
-    event: str  # one of EVENTS
+    event: str  # a config.models.NotifyEvent
     project: str
     environment: str
     deployment: str
