@@ -34,4 +34,7 @@ def _rank(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/e2e/" in item.path.as_posix():
+            item.add_marker(pytest.mark.e2e)  # `-m "not e2e"`: the fast loop
     items.sort(key=_rank)  # stable: the rest keep their order

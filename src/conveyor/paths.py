@@ -3,6 +3,12 @@
 The home is `.conveyor/` beside `conveyor.yml` unless `CONVEYOR_HOME` names
 another directory. Unix sockets live in a short run directory because their
 paths are limited to about 100 bytes.
+
+Releases are kept outside the project tree: tools that look in parent
+directories for their workspace (Next.js and its lock files, git, linters'
+configs) must find the release alone, not the working tree around it. A home
+inside the project keeps its releases under `$XDG_DATA_HOME/conveyor/releases`
+(`~/.local/share/...`) instead, in a directory named after the home.
 """
 
 from __future__ import annotations
@@ -20,13 +26,19 @@ class Paths:
     """All paths of one Conveyor home."""
 
     home: Path
+    releases_root: Path | None = None  # default: <home>/releases
 
     @classmethod
     def for_project(cls, project_root: Path) -> Paths:
-        """`$CONVEYOR_HOME`, else `<project_root>/.conveyor`."""
+        """`$CONVEYOR_HOME`, else `<project_root>/.conveyor`; releases outside the project."""
         override = os.environ.get("CONVEYOR_HOME")
-        home = Path(override) if override else project_root / ".conveyor"
-        return cls(home.resolve())
+        home = (Path(override) if override else project_root / ".conveyor").resolve()
+        project = project_root.resolve()
+        if home != project and project not in home.parents:
+            return cls(home)
+        data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        name = f"{project.name}-{hashlib.sha256(str(home).encode()).hexdigest()[:10]}"
+        return cls(home, data.resolve() / "conveyor" / "releases" / name)
 
     @property
     def state_db(self) -> Path:
@@ -34,7 +46,7 @@ class Paths:
 
     @property
     def releases(self) -> Path:
-        return self.home / "releases"
+        return self.releases_root or self.home / "releases"
 
     def release_dir(self, service: str, release_id: str) -> Path:
         return self.releases / service / release_id

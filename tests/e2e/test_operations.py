@@ -88,8 +88,8 @@ def test_logs_lock_down_and_prune(shop: Project) -> None:
     assert isinstance(latest, list) and len(latest) == 4
     shop.run("prune", "--keep", "2", "--yes")
     kept = {r["id"] for r in shop.json("releases", "api")}  # type: ignore[union-attr]
-    # The newest two, plus the one staging runs.
-    assert kept == {latest[0]["id"], latest[1]["id"], first["api"]}
+    # The newest build and the one staging runs; the never-deployed ones went.
+    assert kept == {latest[0]["id"], first["api"]}
 
     shop.run("down", "staging", "--yes")
     env = status(shop)
@@ -98,3 +98,32 @@ def test_logs_lock_down_and_prune(shop: Project) -> None:
     assert history[0]["kind"] == "down" and history[0]["status"] == "succeeded"  # type: ignore[index]
     shop.run("rollback", "staging")
     assert_serving(shop, first["api"])
+
+
+def test_pruning_keeps_the_rollback_target_and_drops_never_deployed_releases(
+    shop: Project,
+) -> None:
+    """Regression: prune deleted staging's previous good release (the rollback target)
+    while it kept releases that never deployed; `rollback` then failed."""
+    shop.configure_top(releases={"keep": 2})
+    first = build(shop)
+    shop.run("deploy", "staging")
+    change_api(shop, "v2")
+    second = build(shop)
+    deployed = shop.run("deploy", "staging")
+    never = []
+    for n in range(3):
+        change_api(shop, f"never deployed {n}")
+        never.append(build(shop)["api"])
+    shop.run("prune", "--yes")
+    kept = {r["id"] for r in shop.json("releases", "api")}  # type: ignore[union-attr]
+    assert kept == {never[-1], second["api"], first["api"]}, deployed.stdout
+    shop.run("rollback", "staging")
+    assert_serving(shop, first["api"])
+
+    # the same rule applies by itself after every successful deploy
+    change_api(shop, "v3")
+    third = build(shop)
+    shop.run("deploy", "staging")
+    kept = {r["id"] for r in shop.json("releases", "api")}  # type: ignore[union-attr]
+    assert kept == {third["api"], first["api"], second["api"]}

@@ -177,6 +177,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(shop: Project) -> None:
     assert "start" in plan.stdout and "wait until" in plan.stdout
     as_json = shop.json("deploy", "staging", "--dry-run")
     assert isinstance(as_json, dict) and as_json["dry_run"] is True
-    assert [s["kind"] for s in as_json["steps"]][:2] == ["start", "wait_healthy"]
+    kinds = [s["kind"] for s in as_json["steps"]]
+    # each release's digest is checked before anything starts from it
+    assert kinds[:4] == ["verify_release", "verify_release", "start", "wait_healthy"]
     assert shop.json("history", "staging") == []
     assert not (shop.home / "run" / "supervisor.sock").exists()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from conveyor.config import load_config
 from conveyor.errors import BuildError, ReleaseIntegrityError
 from conveyor.paths import Paths
-from conveyor.releases.builder import MANIFEST, build_service, verify_release
+from conveyor.releases.builder import MANIFEST, build_service, remove_release_dir, verify_release
 from conveyor.store import open_store
 from tests.support.project import git
 
@@ -68,7 +70,9 @@ def test_build_snapshots_head_runs_build_and_seals(project: Path) -> None:
     assert manifest["git_commit"] == release.git_commit and len(release.git_commit or "") == 40
     assert manifest["digest"] == f"sha256:{release.digest}"
     assert manifest["built_by"] == "tester"
-    assert Path(manifest["build_log"]).read_text().startswith("$ ")
+    log = Path(manifest["build_log"]).read_text().splitlines()
+    assert log[0].startswith(f"# app {release.id}: git HEAD {release.git_commit[:12]}")
+    assert log[1].startswith("$ sh -c")
     for path in [tree, *tree.rglob("*")]:
         assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), path
     assert store.get_release("app", release.id) == release
@@ -126,3 +130,163 @@ def test_failing_build_command_shows_the_log_tail(project: Path) -> None:
     assert caught.value.hint and "build log" in caught.value.hint
     leftovers = list((Path(os.environ["CONVEYOR_HOME"]) / "releases" / "app").iterdir())
     assert leftovers == []
+
+
+def commit_all(root: Path, message: str) -> None:
+    git(root, "-c", "user.email=a@b.c", "-c", "user.name=A", "add", "-A")
+    git(root, "-c", "user.email=a@b.c", "-c", "user.name=A", "commit", "-qm", message)
+
+
+def set_service(root: Path, **settings: object) -> None:
+    import yaml
+
+    config = yaml.safe_load((root / "conveyor.yml").read_text())
+    config["services"]["app"].update(settings)
+    (root / "conveyor.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+VENV = {
+    "paths": [".venv"],
+    "files": ["requirements.txt"],
+    "install": ["python3 -m venv .venv", ".venv/bin/pip install -q --no-index -r requirements.txt"],
+}
+
+
+def test_a_virtualenv_built_in_the_release_runs_from_it(project: Path) -> None:
+    """Regression: the build ran in a temporary directory renamed afterwards, so every
+    console script's shebang named a directory that no longer existed."""
+    set_service(project, build=["python3 -m venv .venv"])
+    commit_all(project, "venv")
+    result, _, _ = build(project)
+    tree = Path(result.release.path)
+    # pip writes "#!PATH", or a /bin/sh trampoline naming PATH when PATH is long
+    script = (tree / ".venv" / "bin" / "pip").read_text()
+    assert f"{tree}/.venv/bin/python3" in script
+    ran = subprocess.run([tree / ".venv" / "bin" / "pip", "--version"], capture_output=True)
+    assert ran.returncode == 0 and str(tree) in ran.stdout.decode()
+
+
+def test_unchanged_requirements_reuse_the_dependencies_by_hard_links(project: Path) -> None:
+    (project / "app" / "requirements.txt").write_text("# nothing yet\n")
+    set_service(project, dependencies=VENV)
+    commit_all(project, "deps")
+    first, store, paths = build(project)
+    one = Path(first.release.path)
+    assert first.release.manifest["dependencies"]["reused_from"] is None
+
+    (project / "app" / "app.py").write_text("print('v2')\n")
+    commit_all(project, "v2")
+    second, _, _ = build(project)
+    two = Path(second.release.path)
+    assert second.release.manifest["dependencies"]["reused_from"] == first.release.id
+    assert "dependencies linked from" in Path(second.release.build_log or "").read_text()
+    shared = next((two / ".venv" / "lib").rglob("pip/__init__.py"))
+    twin = one / shared.relative_to(two)
+    assert shared.stat().st_ino == twin.stat().st_ino  # one copy on disk
+    # the scripts name the new release, so deleting the old one breaks nothing
+    script = (two / ".venv" / "bin" / "pip").read_text()
+    assert f"{two}/.venv/bin/python3" in script and str(one) not in script
+    assert str(one) not in (two / ".venv" / "pyvenv.cfg").read_text()
+    verify_release(store, paths, "app", first.release.id)
+    verify_release(store, paths, "app", second.release.id)
+    remove_release_dir(one)
+    assert not (shared.stat().st_mode & stat.S_IWUSR)  # still sealed
+    verify_release(store, paths, "app", second.release.id)
+    ran = subprocess.run([two / ".venv" / "bin" / "pip", "--version"], capture_output=True)
+    assert ran.returncode == 0, ran.stderr
+
+    (project / "app" / "requirements.txt").write_text("# changed\n")
+    commit_all(project, "new requirements")
+    third, _, _ = build(project)
+    assert third.release.manifest["dependencies"]["reused_from"] is None
+
+
+def test_writable_directories_stay_out_of_the_seal(project: Path) -> None:
+    set_service(project, writable=["cache"])
+    commit_all(project, "writable")
+    result, store, paths = build(project)
+    tree = Path(result.release.path)
+    (tree / "cache" / "page.html").write_text("rendered at run time\n")
+    verify_release(store, paths, "app", result.release.id)
+
+
+def test_a_modified_release_names_its_changed_files_and_is_rebuilt(project: Path) -> None:
+    result, store, paths = build(project)
+    tree = Path(result.release.path)
+    (tree / "app.py").chmod(0o644)
+    (tree / "app.py").write_text("print('tampered')\n")
+    tree.chmod(0o755)
+    (tree / "server.log").write_text("oops\n")
+    with pytest.raises(ReleaseIntegrityError) as caught:
+        verify_release(store, paths, "app", result.release.id)
+    assert "modified: app.py" in caught.value.message
+    assert "added: server.log" in caught.value.message
+    assert "services/app/writable" in (caught.value.hint or "")
+    again, _, _ = build(project)  # the hint's way out: the same source, a new release
+    assert not again.reused and again.release.id != result.release.id
+    verify_release(store, paths, "app", again.release.id)
+
+
+def test_excluded_files_and_the_config_stay_out_and_config_edits_make_no_release(
+    project: Path,
+) -> None:
+    (project / "conveyor.yml").write_text(
+        CONFIG.replace("source: app", "source: .").replace(
+            "include: [extra.txt]", "exclude: [docs/, '*.md']"
+        )
+    )
+    (project / "docs").mkdir()
+    (project / "docs" / "guide.txt").write_text("guide\n")
+    (project / "README.md").write_text("readme\n")
+    (project / "app" / "NOTES.md").write_text("notes\n")
+    commit_all(project, "docs")
+    first, _, _ = build(project)
+    tree = Path(first.release.path)
+    assert (tree / "app" / "app.py").exists()
+    for left_out in ("docs", "README.md", "app/NOTES.md", "conveyor.yml"):
+        assert not (tree / left_out).exists(), left_out
+    (project / "conveyor.yml").write_text(
+        (project / "conveyor.yml").read_text().replace("18111", "18112")
+    )
+    commit_all(project, "listen elsewhere")
+    again, _, _ = build(project)
+    assert again.reused and again.release.id == first.release.id
+
+
+def test_the_service_env_reaches_the_build(project: Path) -> None:
+    set_service(project, env={"GREETING": "hello"}, build=["sh -c 'echo $GREETING > greeting.txt'"])
+    commit_all(project, "env")
+    result, _, _ = build(project)
+    assert (Path(result.release.path) / "greeting.txt").read_text() == "hello\n"
+
+
+def test_releases_live_outside_the_project_tree(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: Next.js took the project's lock file as its workspace root because
+    the release was built inside the project's .conveyor/."""
+    monkeypatch.delenv("CONVEYOR_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    result, _, paths = build(project)
+    tree = Path(result.release.path)
+    assert paths.home == project / ".conveyor"
+    assert project not in tree.parents
+    assert tree.is_relative_to(tmp_path / "data" / "conveyor" / "releases")
+
+
+def test_concurrent_builds_of_one_source_give_one_release(project: Path) -> None:
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "build"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, outputs
+    _, store, _ = build(project)
+    assert len(store.list_releases("app")) == 1
+    assert sum("built release" in out for out in outputs) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -400,8 +401,10 @@ class ReleasesConfig(_Model):
 
     keep: PositiveInt = Field(
         5,
-        description="How many releases to keep per service (the newest ones, at least 1). "
-        "Older releases are deleted; the ones in use are always kept.",
+        description="How many releases to keep per service (at least 1), applied after every "
+        "successful deploy and by `conveyor prune`. Never deleted: a release an environment "
+        "serves, keeps warm or would roll back to, and the newest build. Releases that never "
+        "deployed successfully go first.",
     )
 
 
@@ -775,6 +778,41 @@ class PipelineConfig(_Model):
     )
 
 
+def _check_release_path(value: object) -> str:
+    text = _check_relative_path(value)
+    parts = PurePosixPath(text).parts
+    if ".." in parts:
+        raise problem(f"expected a path inside the release, got {describe_value(value)}")
+    return PurePosixPath(text).as_posix()
+
+
+ReleasePath = Annotated[
+    str, PlainValidator(_check_release_path), WithJsonSchema({"type": "string", "minLength": 1})
+]
+
+
+class DependenciesConfig(_Model):
+    """What installs a service's dependencies, and what they are made of: a release whose
+    `files` are unchanged gets the previous release's `paths` as hard links instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[ReleasePath] = Field(
+        min_length=1,
+        description='What the install creates in the release, e.g. [".venv"] or ["node_modules"].',
+    )
+    files: list[ReleasePath] = Field(
+        min_length=1,
+        description="The files that decide them (lock or requirements files), relative to "
+        'the service source, e.g. ["requirements.txt"] or ["package-lock.json"].',
+    )
+    install: list[Command] = Field(
+        min_length=1,
+        description="Commands that install them, run in the release directory before `build` "
+        "when no earlier release has the same files.",
+    )
+
+
 class ServiceConfig(_Model):
     """A program Conveyor builds into releases and runs as instances behind the router."""
 
@@ -788,10 +826,25 @@ class ServiceConfig(_Model):
         description="Extra files or directories, relative to conveyor.yml, copied into the "
         "release root when they exist.",
     )
+    exclude: list[str] = Field(
+        default_factory=list,
+        description='Patterns of files left out of the release (gitignore-like: "tests/", '
+        '"*.md", "docs/**"). The config file and .conveyor/ are always left out.',
+    )
+    dependencies: DependenciesConfig | None = Field(
+        None,
+        description="Dependency install (a virtualenv, node_modules) reused from the previous "
+        "release, by hard links, while its lock or requirements files are unchanged.",
+    )
     build: list[Command] = Field(
         default_factory=list,
-        description="Commands run in the release directory to build it, in order. Each is a "
-        "string (run by /bin/sh -c) or a list of strings (argv).",
+        description="Commands run in the release directory to build it, in order, with the "
+        "service's env. Each is a string (run by /bin/sh -c) or a list of strings (argv).",
+    )
+    writable: list[ReleasePath] = Field(
+        default_factory=list,
+        description="Directories of the release the app writes to at run time (e.g. Next.js's "
+        '".next/cache"): left writable and out of the release digest. Everything else is sealed.',
     )
     run: Command = Field(
         description="Command that starts one instance: a string (run by /bin/sh -c) or a list "

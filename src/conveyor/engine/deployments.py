@@ -40,8 +40,10 @@ from conveyor.engine.plan import (
     RestoreDatabase,
     RunHook,
     StartAnalysis,
+    StartInstances,
     Step,
     StopAnalysis,
+    VerifyRelease,
     steps_from_json,
     steps_to_json,
 )
@@ -256,6 +258,7 @@ async def propose(
         if _only_marks(service_steps) and current.get(service) == release:
             continue
         steps.extend(service_steps)
+    verifications = _verifications(steps)
     if migrate:
         steps = [*_release_phase(rt, current, target, strategy.type, allowed_by), *steps]
         first_service = next(iter(config.services))
@@ -263,8 +266,16 @@ async def propose(
             steps = [RunHook(first_service, hook="pre_deploy"), *steps]
         if env_config.approvals is not None and steps:
             steps = [AwaitApproval(first_service), *steps]
+    steps = [*verifications, *steps]
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
+
+
+def _verifications(steps: list[Step]) -> list[Step]:
+    """A digest check of every release the plan starts instances of, before anything else
+    (its migration runs in its directory too)."""
+    started = {(s.service, s.release) for s in steps if isinstance(s, StartInstances)}
+    return [VerifyRelease(service, release=release) for service, release in sorted(started)]
 
 
 def with_steps(proposal: Proposal, *extra: Step) -> Proposal:
@@ -416,14 +427,9 @@ async def deploy(
     A deploy (not a rollback: that is how you get out of trouble) must meet the
     environment's policies first; `overrides` lets named ones through, recorded.
     """
-    from conveyor.releases.builder import verify_release
-
     env = proposal.environment
     check_unfinished(rt, env)
     overridden = enforce(rt, proposal, overrides or Overrides()) if kind == "deploy" else []
-    for service, release_id in proposal.releases.items():
-        if proposal.previous.get(service) != release_id:
-            verify_release(rt.store, rt.paths, service, release_id)
     if overridden:
         reason = "; ".join([*([reason] if reason else []), *overridden])
     deployment = DeploymentRecord(
@@ -673,7 +679,19 @@ async def _run_forward(
     await _after_hooks(
         rt, done, "on_rollback" if done.kind == "rollback" else "post_deploy", progress
     )
+    _prune_releases(rt, progress)
     return done
+
+
+def _prune_releases(rt: Runtime, progress: Progress) -> None:
+    """Apply `releases.keep` after a successful deployment (the rules of `conveyor prune`)."""
+    from conveyor.releases.prune import plan_prune, prune_releases
+
+    doomed = plan_prune(rt, rt.loaded.config.releases.keep)
+    if doomed:
+        prune_releases(rt, doomed)
+        names = ", ".join(f"{r.service} {r.id}" for r in doomed)
+        progress(f"pruned {len(doomed)} old release{'s' * (len(doomed) != 1)}: {names}")
 
 
 async def _continue(

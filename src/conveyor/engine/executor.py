@@ -43,6 +43,7 @@ from conveyor.engine.plan import (
     Step,
     StopAnalysis,
     StopInstances,
+    VerifyRelease,
     WaitHealthy,
 )
 from conveyor.engine.runtime import Runtime
@@ -262,6 +263,13 @@ class Executor:
         for the journal (what a check found, which backup was taken), or None."""
         if isinstance(step, CheckMigration | BackupDatabase | Migrate | RestoreDatabase):
             return await self.release_phase.execute(step)
+        if isinstance(step, VerifyRelease):
+            from conveyor.releases.builder import verify_release
+
+            await asyncio.to_thread(
+                verify_release, self.rt.store, self.rt.paths, step.service, step.release
+            )
+            return None
         if isinstance(step, AwaitApproval):
             from conveyor.engine.approvals import await_approval
 

@@ -33,6 +33,17 @@ class Step:
 
 
 @dataclass(frozen=True)
+class VerifyRelease(Step):
+    """Check that `release` still matches the digest recorded when it was built."""
+
+    kind: ClassVar[str] = "verify_release"
+    release: str = ""
+
+    def describe(self) -> str:
+        return f"verify the digest of {self.release}"
+
+
+@dataclass(frozen=True)
 class AwaitApproval(Step):
     """Wait in awaiting_approval until the environment's approvals are given (and its wait
     timer has run); a rejection or the request's expiry ends the deployment, unchanged."""
@@ -286,6 +297,7 @@ class Preview(Step):
 STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
+        VerifyRelease,
         AwaitApproval,
         RunHook,
         CheckMigration,

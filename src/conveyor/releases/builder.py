@@ -1,39 +1,45 @@
 """Build immutable releases: snapshot the source, run the build, seal the tree.
 
 A release directory holds the service's git-tracked files at HEAD (or the
-working tree with `--dirty`), the output of its build commands and a manifest.
-Its sha256 tree digest is recorded at build time and checked again before any
-instance of it starts, so a release that changed on disk is never deployed.
+working tree with `--dirty`), its dependencies, the output of its build
+commands and a manifest. It is built where it will run (a virtualenv's
+scripts name their own path), outside the project tree (tools that look in
+parent directories for a lock file or a repository must not find the
+project), one build of a service at a time. Its sha256 tree digest is
+recorded at build time and checked again before any instance of it starts.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import shutil
-import stat
 import subprocess
-import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from conveyor.config import LoadedConfig, command_argv
+from conveyor.config import LoadedConfig, ServiceConfig, command_argv
 from conveyor.errors import BuildError, ReleaseIntegrityError, UsageError
-from conveyor.git import GitInfo, git_info
-from conveyor.git import git as run_git
+from conveyor.git import git_info
 from conveyor.paths import Paths
+from conveyor.releases import seal
+from conveyor.releases.dependencies import dependency_key, link_tree, reusable
 from conveyor.releases.digest import tree_digest
+from conveyor.releases.seal import MANIFEST
+from conveyor.releases.snapshot import ALWAYS_EXCLUDED, Excludes, snapshot
 from conveyor.store import Store
 from conveyor.store.records import ReleaseRecord
 
-MANIFEST = "conveyor-release.json"
-_SKIP_DIRS = {".git", ".conveyor", "__pycache__", ".venv", "node_modules", ".mypy_cache"}
 _BUILD_LOG_TAIL = 20
+
+__all__ = ["MANIFEST", "BuildResult", "build_service", "remove_release_dir", "verify_release"]
 
 
 @dataclass(frozen=True)
@@ -67,58 +73,89 @@ def build_service(
         )
     service_dir = paths.releases / service
     service_dir.mkdir(parents=True, exist_ok=True)
-    staging = service_dir / f".staging-{secrets.token_hex(4)}"
-    staging.mkdir()
-    try:
-        git = git_info(loaded.root)
-        if git is not None and not dirty:
-            _export_git(git, source, staging)
-            for extra in svc.include:
-                _export_git_file(git, (loaded.root / extra).resolve(), staging / Path(extra).name)
-        else:
-            files = _worktree_files(git, source)
-            _copy_files(source, files, staging)
-            for extra in svc.include:
-                path = (loaded.root / extra).resolve()
-                if path.is_file():
-                    shutil.copy2(path, staging / Path(extra).name)
-        recipe = json.dumps({"build": [command_argv(c) for c in svc.build]}, sort_keys=True)
-        source_digest = tree_digest(staging, extra=recipe.encode())
-        existing = store.find_release_by_source(service, source_digest)
-        if existing is not None and Path(existing.path).is_dir():
-            shutil.rmtree(staging)
+    with _build_lock(paths, service):
+        _remove_unfinished(service_dir)
+        staging = service_dir / f".staging-{secrets.token_hex(4)}"
+        staging.mkdir()
+        try:
+            return _build(loaded, paths, store, service, svc, source, staging, user, dirty, log)
+        finally:
+            if staging.exists():
+                remove_release_dir(staging)
+
+
+def _build(
+    loaded: LoadedConfig,
+    paths: Paths,
+    store: Store,
+    service: str,
+    svc: ServiceConfig,
+    source: Path,
+    staging: Path,
+    user: str,
+    dirty: bool,
+    log: Callable[[str], None],
+) -> BuildResult:
+    git = git_info(loaded.root)
+    taken = snapshot(
+        git,
+        source,
+        staging,
+        dirty=dirty,
+        excluded=_excludes(loaded, svc, source),
+        includes=[(loaded.root / extra).resolve() for extra in svc.include],
+    )
+    source_digest = tree_digest(staging, extra=_recipe(svc).encode())
+    existing = store.find_release_by_source(service, source_digest)
+    if existing is not None and Path(existing.path).is_dir():
+        changes = _changes(existing)
+        if changes is None:
             log(f"{service}: source unchanged, reusing release {existing.id}")
             return BuildResult(existing, reused=True)
+        log(
+            f"{service}: release {existing.id} has this source but was modified after it was "
+            f"built; building a new release\n{changes}"
+        )
 
-        now = datetime.now(UTC)
-        release_id = f"{now:%Y%m%d%H%M%S}-{source_digest[:8]}"
-        build_log = paths.build_logs / f"{service}-{release_id}.log"
-        started = time.monotonic()
-        _run_build(svc.build, staging, build_log, service, release_id, loaded.root, log)
-        final = service_dir / release_id
-        staging.rename(final)
-        digest = tree_digest(final, exclude={MANIFEST})
-        manifest = {
+    now = datetime.now(UTC)
+    final = _new_release_dir(paths.releases / service, now, source_digest)
+    release_id = final.name
+    # Built where it runs: a virtualenv's scripts and many build tools record their path.
+    staging.rename(final)
+    build_log = paths.build_logs / f"{service}-{release_id}.log"
+    build_log.parent.mkdir(parents=True, exist_ok=True)
+    build_log.write_text(f"# {service} {release_id}: {taken}\n")
+    started = time.monotonic()
+    try:
+        env = _build_env(svc, service, release_id, loaded.root)
+        dependencies = _dependencies(store, svc, service, final, env, build_log, log)
+        _run_build(svc.build, final, env, build_log, service, "build", log)
+        sealed = seal.record(final, svc.writable)
+        manifest: dict[str, Any] = {
             "service": service,
             "release": release_id,
             "git_commit": git.commit if git else None,
             "git_commit_time": git.commit_time.isoformat() if git else None,
             "dirty": dirty or git is None,
+            "source": taken,
             "created_at": now.isoformat(),
             "built_by": user,
-            "digest": f"sha256:{digest}",
+            "digest": f"sha256:{sealed.digest}",
             "source_digest": f"sha256:{source_digest}",
+            "files": sealed.files,
+            "writable": list(svc.writable),
+            "dependencies": dependencies,
             "build_commands": [command_argv(c) for c in svc.build],
             "build_seconds": round(time.monotonic() - started, 3),
             "build_log": str(build_log),
         }
         (final / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _seal(final)
+        seal.make_read_only(final, svc.writable)
         record = ReleaseRecord(
             id=release_id,
             service=service,
             path=str(final),
-            digest=digest,
+            digest=sealed.digest,
             source_digest=source_digest,
             created_at=now,
             built_by=user,
@@ -128,12 +165,11 @@ def build_service(
             manifest=manifest,
         )
         store.add_release(record)
-        log(f"{service}: built release {release_id} ({digest[:12]})")
-        return BuildResult(record, reused=False)
-    finally:
-        if staging.exists():
-            _unseal(staging)
-            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        remove_release_dir(final)
+        raise
+    log(f"{service}: built release {release_id} ({sealed.digest[:12]}) from {taken}")
+    return BuildResult(record, reused=False)
 
 
 def verify_release(store: Store, paths: Paths, service: str, release_id: str) -> ReleaseRecord:
@@ -150,89 +186,134 @@ def verify_release(store: Store, paths: Paths, service: str, release_id: str) ->
             f"release {release_id} of {service}: directory {path} is missing",
             hint="build a new release with: conveyor build",
         )
-    actual = tree_digest(path, exclude={MANIFEST})
-    if actual != release.digest:
+    changes = _changes(release)
+    if changes is not None:
         raise ReleaseIntegrityError(
-            f"release {release_id} of {service} was modified after it was built "
-            f"(digest {actual[:12]} instead of {release.digest[:12]})",
-            hint="releases are immutable: build a new one with: conveyor build",
+            f"release {release_id} of {service} was modified after it was built:\n{changes}",
+            hint=f"if the app writes these files as it runs, list their directories under "
+            f"services/{service}/writable in conveyor.yml; then `conveyor build` makes a new "
+            f"release (a modified one is never reused)",
         )
     return release
 
 
 def remove_release_dir(path: Path) -> None:
-    """Delete a sealed release directory."""
+    """Delete a sealed release directory (files it shares with other releases stay sealed)."""
     if path.exists():
-        _unseal(path)
+        seal.make_removable(path)
         shutil.rmtree(path)
 
 
-# -- source snapshots -----------------------------------------------------------------
+def _changes(release: ReleaseRecord) -> str | None:
+    """None when the release matches its digest, else a list of what changed."""
+    path = Path(release.path)
+    checked = seal.check(path, release.manifest.get("writable") or [])
+    if checked.intact(release.digest):
+        return None
+    fallback = f"    digest {checked.digest[:12]} instead of {release.digest[:12]}"
+    return checked.describe() or fallback
 
 
-def _export_git(git: GitInfo, source: Path, staging: Path) -> None:
-    relative = source.relative_to(git.toplevel).as_posix()
-    spec = f"HEAD:{relative}" if relative != "." else "HEAD"
-    archive = run_git(["archive", "--format=tar", spec], git.toplevel)
-    if archive.returncode != 0:
-        raise BuildError(
-            f"{source} has no files committed at HEAD: {archive.stderr.decode().strip()}",
-            hint="commit the service's files, or build the working tree with --dirty",
-        )
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(staging, filter="data")
+def _recipe(svc: ServiceConfig) -> str:
+    """What, besides the source, makes the release: a different one is a different release."""
+    recipe: dict[str, Any] = {"build": [command_argv(c) for c in svc.build]}
+    if svc.env:
+        recipe["env"] = svc.env  # the build sees them (NEXT_PUBLIC_* ends up in the bundle)
+    if svc.dependencies is not None:
+        recipe["dependencies"] = svc.dependencies.model_dump(mode="json")
+    if svc.writable:
+        recipe["writable"] = svc.writable
+    return json.dumps(recipe, sort_keys=True)
 
 
-def _export_git_file(git: GitInfo, path: Path, destination: Path) -> None:
-    relative = path.relative_to(git.toplevel).as_posix()
-    shown = run_git(["show", f"HEAD:{relative}"], git.toplevel)
-    if shown.returncode == 0:  # optional file: absent at HEAD means not included
-        destination.write_bytes(shown.stdout)
+def _excludes(loaded: LoadedConfig, svc: ServiceConfig, source: Path) -> Excludes:
+    patterns = [*ALWAYS_EXCLUDED, *svc.exclude]
+    with contextlib.suppress(ValueError):  # the config file, when it is in the source
+        patterns.append("/" + loaded.path.resolve().relative_to(source).as_posix())
+    return Excludes(patterns)
 
 
-def _worktree_files(git: GitInfo | None, source: Path) -> list[Path]:
-    if git is not None:
-        listed = run_git(
-            ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "."], source
-        )
-        if listed.returncode == 0:
-            names = [n for n in listed.stdout.decode().split("\0") if n]
-            return [Path(n) for n in names if (source / n).is_file()]
-    files = []
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        for name in filenames:
-            files.append((Path(dirpath) / name).relative_to(source))
-    return files
+def _new_release_dir(service_dir: Path, now: datetime, source_digest: str) -> Path:
+    base = f"{now:%Y%m%d%H%M%S}-{source_digest[:8]}"
+    candidate, n = service_dir / base, 1
+    while candidate.exists():  # the same source again within a second (a modified release)
+        n += 1
+        candidate = service_dir / f"{base}-{n}"
+    return candidate
 
 
-def _copy_files(source: Path, files: list[Path], staging: Path) -> None:
-    for relative in files:
-        target = staging / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / relative, target, follow_symlinks=False)
+@contextlib.contextmanager
+def _build_lock(paths: Paths, service: str) -> Iterator[None]:
+    """One build of a service at a time on this machine (the others wait their turn)."""
+    lock_path = paths.releases / f".build-{service}.lock"
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_unfinished(service_dir: Path) -> None:
+    """Remove what a killed build left (no manifest): no other build runs now."""
+    for child in service_dir.iterdir():
+        if child.is_dir() and not (child / MANIFEST).exists():
+            remove_release_dir(child)
+
+
+def _dependencies(
+    store: Store,
+    svc: ServiceConfig,
+    service: str,
+    release_dir: Path,
+    env: dict[str, str],
+    build_log: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any] | None:
+    spec = svc.dependencies
+    if spec is None:
+        return None
+    key = dependency_key(spec, release_dir, svc.env, service)
+    candidates = (
+        (Path(r.path), (r.manifest.get("dependencies") or {}).get("key"))
+        for r in store.list_releases(service)
+    )
+    earlier = reusable(candidates, key, spec.paths)
+    if earlier is not None:
+        for path in spec.paths:
+            link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
+        files = ", ".join(spec.files)
+        log(f"{service}: {files} unchanged: dependencies linked from release {earlier.name}")
+        with build_log.open("a") as out:
+            out.write(f"# dependencies linked from {earlier} ({files} unchanged)\n")
+        return {"key": key, "reused_from": earlier.name}
+    _run_build(spec.install, release_dir, env, build_log, service, "dependencies/install", log)
+    return {"key": key, "reused_from": None}
 
 
 # -- build -----------------------------------------------------------------------------
 
 
+def _build_env(svc: ServiceConfig, service: str, release_id: str, root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        **svc.env,
+        "CONVEYOR_SERVICE": service,
+        "CONVEYOR_RELEASE": release_id,
+        "CONVEYOR_PROJECT_ROOT": str(root),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
 def _run_build(
     commands: list[str | list[str]],
     cwd: Path,
+    env: dict[str, str],
     log_path: Path,
     service: str,
-    release_id: str,
-    project_root: Path,
+    key: str,
     log: Callable[[str], None],
 ) -> None:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "CONVEYOR_SERVICE": service,
-        "CONVEYOR_RELEASE": release_id,
-        "CONVEYOR_PROJECT_ROOT": str(project_root),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
     with log_path.open("ab") as out:
         for command in commands:
             argv = command_argv(command)
@@ -245,14 +326,14 @@ def _run_build(
                 )
             except OSError as error:
                 raise BuildError(
-                    f"{service}: build command {command!r} could not run: {error}",
-                    hint=f"fix services/{service}/build",
+                    f"{service}: {key} command {command!r} could not run: {error}",
+                    hint=f"fix services/{service}/{key}",
                 ) from error
             if done.returncode != 0:
                 out.flush()
                 tail = _tail(log_path, _BUILD_LOG_TAIL)
                 raise BuildError(
-                    f"{service}: build command {command!r} exited with {done.returncode}\n"
+                    f"{service}: {key} command {command!r} exited with {done.returncode}\n"
                     + "\n".join(f"    {line}" for line in tail),
                     hint=f"full build log: {log_path}",
                 )
@@ -260,24 +341,3 @@ def _run_build(
 
 def _tail(path: Path, lines: int) -> list[str]:
     return path.read_text(errors="replace").splitlines()[-lines:]
-
-
-def _seal(root: Path) -> None:
-    """Make the tree read-only (owner write bits off), keeping execute bits."""
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        for name in [*filenames, *dirnames]:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                continue
-            mode = path.stat().st_mode
-            path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    root.chmod(root.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-
-
-def _unseal(root: Path) -> None:
-    root.chmod(root.stat().st_mode | stat.S_IWUSR)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            path = Path(dirpath) / name
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode | stat.S_IWUSR)

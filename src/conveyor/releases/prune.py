@@ -1,36 +1,83 @@
-"""Choose and delete old releases; never one that is deployed or running."""
+"""Choose and delete old releases; never one that runs or that a rollback needs.
+
+Kept whatever `releases.keep` says: the release each environment serves,
+every release with an instance (warm ones in a rollback window included),
+the releases of an unfinished deployment, the release `conveyor rollback`
+would go back to in each environment, and the newest build of each service.
+Beyond those, releases that never deployed successfully go first, oldest
+first, then the oldest deployed ones.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conveyor.errors import UsageError
 from conveyor.releases.builder import remove_release_dir
-from conveyor.store.records import ReleaseRecord
+from conveyor.store.records import SUCCEEDED, ReleaseRecord
 
 if TYPE_CHECKING:
     from conveyor.engine.runtime import Runtime
 
+Key = tuple[str, str]  # (service, release id)
+
+
+def choose(
+    releases: list[ReleaseRecord], keep: int, protected: set[Key], deployed: set[Key]
+) -> list[ReleaseRecord]:
+    """Which of one service's releases (newest first) to delete to keep `keep`.
+
+    Releases e d c b a (newest first), keep 2, "a" protected, "c" deployed:
+    "e" is the newest build and stays; "b" and "d" never deployed and go
+    before "c" does; three must go but only those three may, so b, d, c go.
+    With keep 3, b and d go. Never a protected one, even if more must stay.
+    """
+    excess = len(releases) - keep
+    if excess <= 0:
+        return []
+    candidates = [r for r in releases[1:] if (r.service, r.id) not in protected]
+    candidates.sort(key=lambda r: ((r.service, r.id) in deployed, r.created_at))
+    return sorted(candidates[:excess], key=lambda r: r.created_at)
+
 
 def plan_prune(rt: Runtime, keep: int) -> list[ReleaseRecord]:
-    """Releases beyond the newest `keep` per service that nothing uses."""
-    in_use = {(i.service, i.release_id) for i in rt.store.list_instances()}
-    for env in rt.loaded.config.environments:
-        in_use |= set(rt.store.current_releases(env).items())
-    unfinished = [rt.store.unfinished_deployment(env) for env in rt.loaded.config.environments]
-    for deployment in filter(None, unfinished):
-        in_use |= set(deployment.releases.items()) | set(deployment.previous.items())
+    """Releases to delete so that each service keeps `keep` (see the module docstring)."""
+    protected, deployed = _protected(rt), _deployed(rt)
     doomed: list[ReleaseRecord] = []
-    for service in {r.service for r in rt.store.list_releases()}:
-        for release in rt.store.list_releases(service)[keep:]:
-            if (service, release.id) not in in_use:
-                doomed.append(release)
+    for service in sorted({r.service for r in rt.store.list_releases()}):
+        doomed += choose(rt.store.list_releases(service), keep, protected, deployed)
     return doomed
 
 
-def prune_releases(rt: Runtime, releases: list[ReleaseRecord]) -> None:
+def prune_releases(rt: Runtime, releases: Iterable[ReleaseRecord]) -> None:
     for release in releases:
         remove_release_dir(Path(release.path))
         if release.build_log:
             Path(release.build_log).unlink(missing_ok=True)
         rt.store.delete_release(release.service, release.id)
+
+
+def _protected(rt: Runtime) -> set[Key]:
+    from conveyor.engine.rollback import rollback_target
+
+    protected = {(i.service, i.release_id) for i in rt.store.list_instances()}
+    for env in rt.loaded.config.environments:
+        protected |= set(rt.store.current_releases(env).items())
+        unfinished = rt.store.unfinished_deployment(env)
+        if unfinished is not None:
+            protected |= set(unfinished.releases.items()) | set(unfinished.previous.items())
+        with contextlib.suppress(UsageError):  # nothing to roll back to
+            protected |= set(rollback_target(rt, env, []).items())
+    return protected
+
+
+def _deployed(rt: Runtime) -> set[Key]:
+    return {
+        item
+        for deployment in rt.store.list_deployments()
+        if deployment.status == SUCCEEDED
+        for item in deployment.releases.items()
+    }
