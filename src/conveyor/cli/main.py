@@ -8,7 +8,17 @@ from pathlib import Path
 import typer
 
 from conveyor import __version__
-from conveyor.cli import db, deploy, explain, inspect, lock, pipeline, project, releases
+from conveyor.cli import (
+    db,
+    deploy,
+    explain,
+    inspect,
+    lock,
+    pipeline,
+    project,
+    releases,
+    scaffold,
+)
 from conveyor.cli.context import STATE
 from conveyor.errors import ConveyorError
 
@@ -43,6 +53,7 @@ def root(
 
 
 project.register(app)
+scaffold.register(app)
 releases.register(app)
 deploy.register(app)
 inspect.register(app)
