@@ -629,7 +629,7 @@ async def finish_rejected(
 
 
 async def down(
-    rt: Runtime, environment: str, progress: Progress = _quiet
+    rt: Runtime, environment: str, progress: Progress = _quiet, reason: str = "conveyor down"
 ) -> DeploymentRecord | None:
     """Drain and stop every instance of the environment, then stop routing to it."""
     check_unfinished(rt, environment)
@@ -645,7 +645,7 @@ async def down(
         await rt.router_for(environment).remove_environment(environment)
         return None
     proposal = Proposal(environment, "immediate", {}, current, Plan(environment, tuple(steps)))
-    record = await deploy(rt, proposal, kind="down", reason="conveyor down", progress=progress)
+    record = await deploy(rt, proposal, kind="down", reason=reason, progress=progress)
     await rt.router_for(environment).remove_environment(environment)
     return record
 
