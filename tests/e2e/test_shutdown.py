@@ -4,30 +4,17 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conveyor.targets.supervisor import pid_alive as alive
 from tests.e2e.test_shop import build, get_json, status, url
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for this purpose
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def listening(address: str) -> bool:
