@@ -9,6 +9,8 @@ error's `exit_code`, never with a traceback. Exit codes:
   lock held, health check never passed, unfinished deployment, ...)
 * 2 - usage or configuration error (bad `conveyor.yml`, unknown environment,
   unknown release, bad command-line arguments)
+* 3 - waiting for a person: the rollout paused (a `pause` step, an inconclusive
+  analysis) and goes on with `conveyor promote|resume ENV` or ends with `abort`
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_WAITING = 3
 
 
 class ConveyorError(Exception):

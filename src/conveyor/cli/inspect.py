@@ -138,7 +138,8 @@ def history(
         "TOOK",
         "REASON",
     ):
-        table.add_column(column)
+        # The id (to copy) and the reason (one line) stay whole; releases and times wrap.
+        table.add_column(column, no_wrap=column in ("ID", "KIND", "STATUS", "REASON"))
     for d in records:
         took = deployment_json(d)["duration_s"]
         table.add_row(
@@ -150,7 +151,7 @@ def history(
             d.user,
             local_time(d.started_at),
             f"{took:.1f}s" if took is not None else "-",
-            d.error or d.reason or "",
+            reason_line(d.id, d.error or d.reason or ""),
         )
     console().print(table)
     warnings = [
@@ -167,6 +168,22 @@ def history(
     ]
     for warning in warnings:
         console().print(f"[yellow]warning[/yellow] {escape(warning)}")
+
+
+REASON_CHARS = 100  # the REASON column of `history`; `explain` shows the whole text
+
+
+def reason_line(deployment_id: str, text: str, limit: int = REASON_CHARS) -> str:
+    """The first line of `text`, at most `limit` characters; when anything is left out, it
+    ends with the command that shows all of it."""
+    lines = text.strip().splitlines()
+    first = " ".join(lines[0].split()) if lines else ""
+    if len(lines) <= 1 and len(first) <= limit:
+        return first
+    pointer = f" … conveyor explain {deployment_id}"
+    room = max(limit - len(pointer), 0)
+    cut = first if len(first) <= room else first[: room - 1].rstrip() + "…"
+    return cut + pointer
 
 
 def notification_json(n: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from conveyor.cli import (
     project,
     releases,
     scaffold,
+    shutdown,
 )
 from conveyor.cli.context import STATE
 from conveyor.errors import ConveyorError
@@ -58,6 +59,7 @@ releases.register(app)
 deploy.register(app)
 inspect.register(app)
 explain.register(app)
+shutdown.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.app, name="pipeline")

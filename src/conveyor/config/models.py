@@ -1173,6 +1173,7 @@ NotifyEvent = Literal[
     "aborted",
     "rolled_back",
     "rejected",
+    "refused",
 ]
 
 
