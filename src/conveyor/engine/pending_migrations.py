@@ -90,3 +90,15 @@ def answers(events: Sequence[tuple[str, dict[str, object]]]) -> dict[tuple[str, 
         key = (str(data.get("service")), str(data.get("database")))
         found.setdefault(key, bool(data.get("pending")))
     return found
+
+
+async def django_sql(run: Run, tool: Django, service: str) -> list[tuple[str, str]]:
+    """(app.migration, its SQL) for each pending Django migration, from `sqlmigrate`: what
+    the safety check lints when there is no `sql_preview`."""
+    parts = []
+    for app, name in await django_pending(run, tool, service):
+        _, sql = await run(
+            f"manage.py sqlmigrate {app} {name} of {service}", tool.sqlmigrate_argv(app, name), (0,)
+        )
+        parts.append((f"{app}.{name}", sql))
+    return parts

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.config import command_argv
+from conveyor.config.lint import SIZE_AWARE_RULES
 from conveyor.config.models import MigrateConfig, SqlDirectory
 from conveyor.databases.backups import (
     BackupTarget,
@@ -26,7 +27,8 @@ from conveyor.databases.backups import (
     take_backup,
     verify_backup,
 )
-from conveyor.databases.lint import describe_findings, lint_sql
+from conveyor.databases.frameworks import Django, detect
+from conveyor.databases.lint import Finding, describe_findings, excuse, lint_parts
 from conveyor.engine import failpoints, pending_migrations
 from conveyor.engine.plan import (
     FORWARD,
@@ -227,17 +229,23 @@ class ReleasePhase:
     async def check(self, step: CheckMigration) -> str:
         migrate = self._migrate_config(step.service)
         target = self.target(step.database)
-        sql = await self._preview(step, migrate)
-        if sql is None:
+        parts = await self._migration_sql(step, migrate)
+        if parts is None:
             note = (
                 f"no sql_preview for {step.service}: its migration's safety was not checked "
                 "(set migrate.sql_preview)"
             )
             self.progress(f"[{step.service}] warning: {note}")
             return note
-        findings = lint_sql(sql, target.url.engine)
+        settings = self.rt.loaded.config.databases[step.database].lint
+        findings = lint_parts(parts, target.url.engine)
+        rows = await self._table_rows(step, target, findings)
+        findings, excused = excuse(findings, settings, rows, step.database)
+        for item in excused:
+            self.progress(f"[{step.service}] migration check: {item.describe()}")
+        let_through = f"; {len(excused)} finding(s) let through by lint settings" * bool(excused)
         if not findings:
-            return f"the migration's SQL keeps {step.previous} working"
+            return f"the migration's SQL keeps {step.previous} working{let_through}"
         listed = describe_findings(findings)
         one = len(findings) == 1
         count = f"{len(findings)} statement{'' if one else 's'}"
@@ -265,20 +273,54 @@ class ReleasePhase:
         raise MigrationError(
             f"the migration of {step.service} {step.release} breaks {step.previous}, which "
             f"keeps serving while the new release rolls out; {count}:\n{listed}",
-            hint="make it backward compatible (expand now, contract in a later release), or "
-            "deploy with --allow-breaking-migrations (recorded in the journal)",
+            hint="make it backward compatible (expand now, contract in a later release), "
+            f"allow what you checked by hand in databases.{step.database}.lint.allow (e.g. "
+            f"{{rule: {findings[0].rule}, table: {findings[0].table or 'TABLE'}}}), or deploy "
+            "with --allow-breaking-migrations (recorded in the journal)",
         )
 
-    async def _preview(self, step: CheckMigration, migrate: MigrateConfig) -> str | None:
+    async def _migration_sql(
+        self, step: CheckMigration, migrate: MigrateConfig
+    ) -> list[tuple[str, str]] | None:
+        """(migration, SQL) parts to lint: what sql_preview prints (one part), or for Django,
+        what `sqlmigrate` prints for each pending migration; None when neither is there."""
         preview = migrate.sql_preview
+        tool = detect(migrate.command)
+        if preview is None and isinstance(tool, Django):
+            run = self._runner(step.service, step.release, step.database)
+            return await pending_migrations.django_sql(run, tool, step.service)
         if preview is None:
             return None
         cwd, env = self._context(step.service, step.release, step.database)
         if isinstance(preview, SqlDirectory):
-            return await asyncio.to_thread(_new_sql_files, cwd, self._previous_dir(step), preview)
-        return await self._run(
+            sql = await asyncio.to_thread(_new_sql_files, cwd, self._previous_dir(step), preview)
+            return [("", sql)]
+        sql = await self._run(
             f"sql_preview of {step.service}", command_argv(preview), cwd, env, PREVIEW_TIMEOUT_S
         )
+        return [("", sql)]
+
+    async def _table_rows(
+        self, step: CheckMigration, target: BackupTarget, findings: list[Finding]
+    ) -> dict[str, int]:
+        """Rows of the tables whose findings depend on size, where the database can tell."""
+        from conveyor.databases.postgres import PostgresDatabase
+
+        settings = self.rt.loaded.config.databases[step.database].lint
+        tables = sorted({f.table for f in findings if f.rule in SIZE_AWARE_RULES and f.table})
+        database = target.database()
+        if not tables or settings.small_table_rows == 0:
+            return {}
+        if not isinstance(database, PostgresDatabase):
+            return {}
+        try:
+            return await database.table_rows(tables, settings.small_table_rows)
+        except DatabaseError as error:
+            self.progress(
+                f"[{step.service}] warning: the sizes of {', '.join(tables)} are unknown, "
+                f"so every table counts as large: {error.message}"
+            )
+            return {}
 
     def _previous_dir(self, step: CheckMigration) -> Path | None:
         release = self.rt.store.get_release(step.service, step.previous)
