@@ -22,7 +22,9 @@ from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
 
-INDEX_NAME = 'migrations.AlterField("item", "name", models.CharField(max_length=100, db_index=True))'
+INDEX_NAME = (
+    'migrations.AlterField("item", "name", models.CharField(max_length=100, db_index=True))'
+)
 INDEX_CODE = 'migrations.AlterField("item", "code", models.CharField(max_length=20, default="", db_index=True))'
 
 
@@ -116,7 +118,9 @@ def test_the_migration_check_lints_sqlmigrate_knows_small_tables_and_allowed_fin
 ) -> None:
     project, conn = site
     deploy(project)
-    conn.execute("INSERT INTO shop_item (name, code) SELECT 'n' || i, 'c' FROM generate_series(1, 5) i")
+    conn.execute(
+        "INSERT INTO shop_item (name, code) SELECT 'n' || i, 'c' FROM generate_series(1, 5) i"
+    )
 
     # An index on a table of 5 rows: CREATE INDEX without CONCURRENTLY is fine.
     add_migration(project, "0002_item_name_index", "0001_initial", INDEX_NAME)
@@ -124,7 +128,8 @@ def test_the_migration_check_lints_sqlmigrate_knows_small_tables_and_allowed_fin
     assert (
         "shop.0002_item_name_index line" in small.stderr
         and "create-index-blocking on shop_item not flagged: shop_item has 5 rows, fewer than "
-        "databases.main.lint.small_table_rows (10000)" in small.stderr
+        "databases.main.lint.small_table_rows (10000)"
+        in small.stderr
     ), small.stderr
     steps = last_steps(project)
     assert steps["check_migration"]["status"] == "done"

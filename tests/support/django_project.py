@@ -81,8 +81,7 @@ def make_django_project(tmp: Path, database_url: str) -> Project:
         "services": {
             "web": {
                 "source": ".",
-                "run": "exec python3 manage.py runserver --noreload --skip-checks "
-                "127.0.0.1:$$PORT",
+                "run": "exec python3 manage.py runserver --noreload --skip-checks 127.0.0.1:$$PORT",
                 "env": {"DATABASE_URL": database_url},
                 "health": {"type": "tcp", "interval": "200ms"},
                 "deploy_timeout": "30s",

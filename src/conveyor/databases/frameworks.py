@@ -94,8 +94,8 @@ def _words(command: str | list[str]) -> list[str] | None:
         return None
     if any(w in _SHELL_OPERATORS or w.startswith("$(") or "`" in w for w in words):
         return None
-    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
-        words = words[1:]  # VAR=value before the command: the release's env has it
+    if words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+        return None  # VAR=value before it: the derived commands would need it too
     return words
 
 

@@ -56,7 +56,9 @@ ADVICE = {
     "then add the constraint in a later release (on PostgreSQL: CREATE UNIQUE INDEX "
     "CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX).",
     "create-index-blocking": "Use CREATE INDEX CONCURRENTLY, outside a transaction (Alembic: "
-    "op.create_index(..., postgresql_concurrently=True) in an autocommit_block()).",
+    "op.create_index(..., postgresql_concurrently=True) in an autocommit_block(); Django: "
+    "AddIndexConcurrently in a migration with atomic = False); on a small table, set "
+    "lint.small_table_rows or allow it in lint.allow.",
     "unchecked": "Check by hand that the running release still works with it, then deploy "
     "with --allow-breaking-migrations.",
     "rebuild-table": "Only add nullable columns (or columns with a default) in this release, "
