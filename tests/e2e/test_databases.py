@@ -124,6 +124,28 @@ def test_a_deploy_checks_backs_up_and_migrates_before_any_traffic(
     assert newest["tables"] == {"public.alembic_version": 1, "public.counter": 1}
 
 
+def test_a_release_without_a_new_alembic_revision_skips_backup_and_migrate(
+    pg_shop: tuple[Project, Any],
+) -> None:
+    shop, conn = pg_shop
+    build(shop)
+    shop.run("deploy", "staging")
+    backups = shop.json("db", "list")
+    assert isinstance(backups, list) and len(backups) == 1
+
+    change_api(shop, "v2")  # code only: Alembic's current revision is already the head
+    second = shop.run("deploy", "staging", "--build")
+    assert "[api] no pending migrations for db 'shop': skipped backup and migrate" in second.stderr
+    assert "migrating" not in second.stderr
+    assert shop.json("db", "list") == backups
+    steps = steps_of(shop, history(shop)[0]["id"])
+    assert (
+        steps["pending_migrations"]["note"] == "nothing pending (Alembic's current against heads)"
+    )
+    assert {steps[k]["status"] for k in ("check_migration", "backup", "migrate")} == {"skipped"}
+    assert revision(conn) == "0001"
+
+
 def test_a_breaking_migration_is_refused_then_allowed_when_asked(
     pg_shop: tuple[Project, Any],
 ) -> None:
