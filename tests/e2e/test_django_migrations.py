@@ -5,7 +5,6 @@ the pending migrations from `sqlmigrate`, aware of table sizes and allowed findi
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from tests.support.django_project import (
     configure_database,
     make_django_project,
 )
+from tests.support.postgres import scratch_database
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
@@ -31,22 +31,12 @@ INDEX_CODE = 'migrations.AlterField("item", "code", models.CharField(max_length=
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[Project, Any]]:
     pytest.importorskip("django")
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL does not answer: {exc}")
-    name = f"conveyor_django_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    project = make_django_project(tmp_path, f"postgresql://postgres@127.0.0.1:5432/{name}")
-    conn = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={name}", autocommit=True)
-    try:
-        yield project, conn
-    finally:
-        conn.close()
-        project.shutdown()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database("conveyor_django") as (database_url, conn):
+        project = make_django_project(tmp_path, database_url)
+        try:
+            yield project, conn
+        finally:
+            project.shutdown()
 
 
 def deploy(project: Project, check: bool = True) -> Any:
