@@ -73,6 +73,19 @@ class RunHook(Step):
 
 
 @dataclass(frozen=True)
+class PendingMigrations(Step):
+    """Ask the migration tool of `release` whether anything is pending on `database`;
+    when nothing is, the check, backup and migrate steps of this migration are skipped."""
+
+    kind: ClassVar[str] = "pending_migrations"
+    release: str = ""
+    database: str = ""
+
+    def describe(self) -> str:
+        return f"ask which migrations of {self.release} are pending on database {self.database}"
+
+
+@dataclass(frozen=True)
 class CheckMigration(Step):
     """Check that the SQL the migration of `release` will run does not break `previous`,
     which keeps serving meanwhile. `warn_only` (immediate deploys) reports instead of
@@ -308,6 +321,7 @@ STEP_TYPES: dict[str, type[Step]] = {
         VerifyRelease,
         AwaitApproval,
         RunHook,
+        PendingMigrations,
         CheckMigration,
         BackupDatabase,
         Migrate,
