@@ -14,6 +14,7 @@ from conveyor.cli import (
     explain,
     inspect,
     lock,
+    oneoff,
     pipeline,
     project,
     releases,
@@ -57,6 +58,7 @@ scaffold.register(app)
 releases.register(app)
 deploy.register(app)
 inspect.register(app)
+oneoff.register(app)
 explain.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(db.app, name="db")

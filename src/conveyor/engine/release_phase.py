@@ -10,7 +10,6 @@ takes a backup of the state before it first.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +28,7 @@ from conveyor.databases.lint import describe_findings, lint_sql
 from conveyor.engine import failpoints
 from conveyor.engine.plan import BackupDatabase, CheckMigration, Migrate, RestoreDatabase
 from conveyor.errors import DatabaseError, MigrationError
-from conveyor.redaction import redact_text, url_secrets
+from conveyor.redaction import env_secrets, redact_text
 from conveyor.store.records import BackupRecord
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 OUTPUT_LINES_ON_FAILURE = 20
 PREVIEW_TIMEOUT_S = 120.0
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
 
 
 class ReleasePhase:
@@ -107,8 +105,7 @@ class ReleasePhase:
         result = await self.rt.target.run_command(command, cwd, env, timeout, log_path=log)
         if result.exit_code == 0 and not result.timed_out:
             return result.output
-        secrets = url_secrets(env.get("DATABASE_URL", ""))
-        secrets += [v for k, v in env.items() if _SECRET_NAME.search(k)]
+        secrets = env_secrets(env)
         lines = result.output.rstrip().splitlines()[-OUTPUT_LINES_ON_FAILURE:]
         tail = "\n".join(f"    {line}" for line in lines) or "    (no output)"
         status = (
