@@ -13,7 +13,7 @@ _PASSWORD_PARAM = re.compile(
     r"(?i)(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)[^&#]*",
 )
 # Names of variables and options whose values are secrets.
-SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API[_-]?KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
 _NAMED_VALUE = re.compile(r"^(?P<key>-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*=)(?P<value>.+)$", re.DOTALL)
 
 

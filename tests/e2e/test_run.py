@@ -42,8 +42,10 @@ def py(code: str) -> list[str]:
 
 def test_runs_in_the_release_with_the_service_env(deployed: tuple[Project, str]) -> None:
     shop, release_dir = deployed
-    code = "import os; print(os.getcwd()); print(os.environ['SHOP_GREETING'], os.environ['SHOP_BANNER'], os.environ['CONVEYOR_RELEASE'])"  # noqa: E501
-    # No `--` needed when the command's options cannot be taken for Conveyor's.
+    code = (
+        "import os; print(os.getcwd()); "
+        "print(*(os.environ[k] for k in ('SHOP_GREETING', 'SHOP_BANNER', 'CONVEYOR_RELEASE')))"
+    )
     out = shop.run("run", "staging", "api", "--", *py(code)).stdout.splitlines()
     assert out[0] == release_dir
     assert out[1].split()[:2] == ["hi", "staging"]
@@ -56,8 +58,9 @@ def test_exit_code_is_passed_through(deployed: tuple[Project, str]) -> None:
     failed = shop.run("run", "staging", "api", "--", *py("raise SystemExit(3)"), check=False)
     assert failed.returncode == 3, failed.stderr
     assert "error" not in failed.stderr
-    no_dashes = shop.run("run", "staging", "api", "false", check=False)
-    assert no_dashes.returncode == 1
+    # Without `--`, everything after SERVICE is the command too, options included.
+    no_dashes = shop.run("run", "staging", "api", "python3", "-c", "exit(4)", check=False)
+    assert no_dashes.returncode == 4
 
 
 def test_secrets_stay_out_of_the_history_and_the_store(deployed: tuple[Project, str]) -> None:

@@ -95,7 +95,7 @@ def _print_status(report: dict[str, Any]) -> None:
 
 def history(
     environment: str = typer.Argument(..., help="Environment."),
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many deployments."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many deployments (and runs)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Deployments of ENVIRONMENT, newest first, and its one-off commands (`conveyor run`)."""

@@ -75,6 +75,6 @@ def print_runs(runs: list[EventRecord]) -> None:
         took = event.data.get("duration_s")
         say(
             f"  {local_time(event.time)}  {event.message}  "
-            f"{event.data.get('user', '-')}  {took if took is not None else '-'}s  "
+            f"{event.data.get('user', '-')}  {f'{took:.1f}s' if took is not None else '-'}  "
             f"release {event.data.get('release', '-')}"
         )
