@@ -27,7 +27,16 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project
     """The shop deployed to staging, its api with a secret; and the api's release dir."""
     shop = make_project(tmp_path_factory.mktemp("run"))
     try:
-        shop.configure_service("api", env={"SHOP_API_TOKEN": TOKEN, "SHOP_GREETING": "hi"})
+        # A program in the release's .venv/bin, as a virtualenv built into it would have.
+        venv_program = "printf '#!/bin/sh\\necho from the venv\\n' > .venv/bin/shop-hello"
+        shop.configure_service(
+            "api",
+            env={"SHOP_API_TOKEN": TOKEN, "SHOP_GREETING": "hi"},
+            build=[
+                "python3 -m compileall -q .",
+                f"mkdir -p .venv/bin && {venv_program} && chmod +x .venv/bin/shop-hello",
+            ],
+        )
         release = build(shop)["api"]
         shop.run("deploy", "staging")
         path = next(r["path"] for r in shop.json("releases", "api") if r["id"] == release)
@@ -50,6 +59,8 @@ def test_runs_in_the_release_with_the_service_env(deployed: tuple[Project, str])
     assert out[0] == release_dir
     assert out[1].split()[:2] == ["hi", "staging"]
     assert out[1].split()[2] in release_dir
+    # The release's .venv/bin comes first on PATH, as in an activated virtualenv.
+    assert shop.run("run", "staging", "api", "--", "shop-hello").stdout == "from the venv\n"
 
 
 def test_exit_code_is_passed_through(deployed: tuple[Project, str]) -> None:

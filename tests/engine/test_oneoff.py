@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conveyor.engine.oneoff import OneOff, describe_run, run_json
+from conveyor.engine.oneoff import OneOff, describe_run, run_json, search_path
 from conveyor.store.records import EventRecord
 
 
@@ -62,3 +62,12 @@ def test_run_json() -> None:
         "finished_at": "2026-12-06T01:00:02Z",
         "duration_s": 1.5,
     }
+
+
+def test_release_programs_come_first_on_the_path(tmp_path: Path) -> None:
+    assert search_path(tmp_path, "/usr/bin:/bin") == "/usr/bin:/bin"
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / "node_modules" / ".bin").mkdir(parents=True)
+    assert search_path(tmp_path, "/usr/bin") == (
+        f"{tmp_path}/.venv/bin:{tmp_path}/node_modules/.bin:/usr/bin"
+    )

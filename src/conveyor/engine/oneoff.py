@@ -9,6 +9,7 @@ named like secrets, never reach the store.
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor.environ import minimal_environment
 from conveyor.errors import CommandNotRunError, ConveyorError, UsageError
 from conveyor.redaction import env_secrets, redact_argv
 
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 
 RUN_EVENT = "run"
 EXAMPLE = "conveyor run staging web -- python manage.py createsuperuser"
+# Directories of a release whose programs a one-off command finds by name, as in an
+# activated virtualenv: `python manage.py ...`, `flask ...`, `prisma ...`.
+RELEASE_BINS = (".venv/bin", "node_modules/.bin")
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,27 @@ def prepare(rt: Runtime, environment: str, service: str, argv: list[str]) -> One
             f"no release of {service} is running in {environment}",
             hint=f"deploy first: conveyor deploy {environment}",
         )
+    release_dir = Path(release.path)
+    env = release_env(rt, environment, service, release_id)
+    env["PATH"] = search_path(release_dir, env.get("PATH") or minimal_environment()["PATH"])
     return OneOff(
         environment=environment,
         service=service,
         release_id=release_id,
-        release_dir=Path(release.path),
+        release_dir=release_dir,
         argv=list(argv),
-        env=release_env(rt, environment, service, release_id),
+        env=env,
     )
+
+
+def search_path(release_dir: Path, path: str) -> str:
+    """`path` with the release's program directories (`RELEASE_BINS`) that exist first.
+
+    >>> search_path(Path("/nonexistent"), "/usr/bin:/bin")
+    '/usr/bin:/bin'
+    """
+    bins = [str(release_dir / d) for d in RELEASE_BINS if (release_dir / d).is_dir()]
+    return os.pathsep.join([*bins, path])
 
 
 async def run_oneoff(rt: Runtime, oneoff: OneOff) -> int:
