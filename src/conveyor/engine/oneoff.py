@@ -56,18 +56,23 @@ def prepare(rt: Runtime, environment: str, service: str, argv: list[str]) -> One
     command, and `ConveyorError` (exit 1) when no release of the service runs
     in the environment.
     """
-    from conveyor.engine.executor import release_env
+    from conveyor.engine.release_env import release_env
 
     rt.environment(environment)
     rt.loaded.config.service(service)
     if not argv:
         raise UsageError("no command given", hint=f"put it after --, e.g. {EXAMPLE}")
     release_id = rt.store.current_releases(environment).get(service)
-    release = rt.store.get_release(service, release_id) if release_id else None
-    if release_id is None or release is None:
+    if release_id is None:
         raise ConveyorError(
             f"no release of {service} is running in {environment}",
             hint=f"deploy first: conveyor deploy {environment}",
+        )
+    release = rt.store.get_release(service, release_id)
+    if release is None:
+        raise ConveyorError(
+            f"release {release_id} of {service}, current in {environment}, is not in the store",
+            hint=f"deploy again: conveyor deploy {environment}",
         )
     release_dir = Path(release.path)
     env = release_env(rt, environment, service, release_id)

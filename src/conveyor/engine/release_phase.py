@@ -77,7 +77,7 @@ class ReleasePhase:
 
     def _context(self, service: str, release: str, database: str) -> tuple[Path, dict[str, str]]:
         """The release's directory and environment, with DATABASE_URL for `database`."""
-        from conveyor.engine.executor import release_env
+        from conveyor.engine.release_env import release_env
 
         record = self.rt.store.get_release(service, release)
         if record is None:
