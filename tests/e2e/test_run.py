@@ -120,7 +120,9 @@ def test_command_not_found_exits_127(deployed: tuple[Project, str]) -> None:
 def test_interactive_on_a_terminal(deployed: tuple[Project, str]) -> None:
     shop, _ = deployed
     code = "print('hello', input('name? '))"
-    output, status = on_terminal(shop, ["run", "staging", "api", "--", *py(code)], b"Ada\n")
+    output, status = on_terminal(
+        shop, ["run", "staging", "api", "--", *py(code)], [("name? ", b"Ada\n")]
+    )
     assert "name? " in output and "hello Ada" in output, output
     assert status == 0
 
@@ -133,7 +135,9 @@ def test_ctrl_c_goes_to_the_command(deployed: tuple[Project, str]) -> None:
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
     )
-    output, status = on_terminal(shop, ["run", "staging", "api", "--", *py(code)], b"\x03")
+    output, status = on_terminal(
+        shop, ["run", "staging", "api", "--", *py(code)], [("ready", b"\x03")]
+    )
     assert status == 5, output
     assert "Traceback" not in output and "interrupted" not in output
 
@@ -156,16 +160,18 @@ def test_usage_errors(shop: Project) -> None:
     assert code == 2 and "no command given" in err
 
 
-def on_terminal(shop: Project, args: list[str], keys: bytes) -> tuple[str, int]:
-    """Run `conveyor ARGS` on a pseudo-terminal (its controlling terminal), type `keys`
-    once it has printed something, and return what it printed and its exit status."""
+def on_terminal(shop: Project, args: list[str], dialog: list[tuple[str, bytes]]) -> tuple[str, int]:
+    """Run `conveyor ARGS` on a pseudo-terminal (its controlling terminal); for each
+    (prompt, keys) of `dialog`, wait for the prompt and type the keys. Returns what
+    it printed and its exit status."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: a new session whose terminal is the pty
         os.chdir(shop.root)
         os.execvpe(sys.executable, [*CONVEYOR, *args], shop.env)
     output = b""
-    typed = False
-    deadline = time.monotonic() + 60
+    answered = 0  # output up to here has been answered
+    steps = list(dialog)
+    deadline = time.monotonic() + 90
     try:
         while time.monotonic() < deadline:
             ready, _, _ = select.select([fd], [], [], 0.2)
@@ -177,10 +183,11 @@ def on_terminal(shop: Project, args: list[str], keys: bytes) -> tuple[str, int]:
                 if not chunk:
                     break
                 output += chunk
-            if not typed and output.strip():
+            if steps and steps[0][0].encode() in output[answered:]:
+                prompt, keys = steps.pop(0)
+                answered = output.index(prompt.encode(), answered) + len(prompt)
                 time.sleep(0.2)  # let it reach input() / sleep()
                 os.write(fd, keys)
-                typed = True
         else:
             os.kill(pid, 9)
         _, status = os.waitpid(pid, 0)
