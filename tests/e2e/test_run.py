@@ -6,6 +6,7 @@ import os
 import pty
 import select
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -72,6 +73,22 @@ def test_exit_code_is_passed_through(deployed: tuple[Project, str]) -> None:
     # Without `--`, everything after SERVICE is the command too, options included.
     no_dashes = shop.run("run", "staging", "api", "python3", "-c", "exit(4)", check=False)
     assert no_dashes.returncode == 4
+
+
+def test_plain_passthrough_without_a_terminal(deployed: tuple[Project, str]) -> None:
+    shop, _ = deployed
+    code = "import sys; print(sys.stdin.isatty(), input().upper()); print('to stderr', file=sys.stderr)"
+    result = subprocess.run(
+        [*CONVEYOR, "run", "staging", "api", "--", *py(code)],
+        cwd=shop.root,
+        env=shop.env,
+        input="piped line\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "False PIPED LINE\n" and result.stderr == "to stderr\n"
 
 
 def test_secrets_stay_out_of_the_history_and_the_store(deployed: tuple[Project, str]) -> None:
