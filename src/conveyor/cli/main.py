@@ -14,6 +14,7 @@ from conveyor.cli import (
     explain,
     inspect,
     lock,
+    oneoff,
     pipeline,
     project,
     releases,
@@ -58,6 +59,7 @@ scaffold.register(app)
 releases.register(app)
 deploy.register(app)
 inspect.register(app)
+oneoff.register(app)
 explain.register(app)
 shutdown.register(app)
 app.add_typer(lock.app, name="lock")

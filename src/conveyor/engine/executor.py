@@ -47,6 +47,7 @@ from conveyor.engine.plan import (
     VerifyRelease,
     WaitHealthy,
 )
+from conveyor.engine.release_env import release_env
 from conveyor.engine.runtime import Runtime
 from conveyor.errors import (
     AnalysisFailedError,
@@ -553,24 +554,6 @@ class Executor:
 
     def _ports_in_use(self) -> set[int]:
         return {i.port for i in self.rt.store.list_instances()}
-
-
-def release_env(rt: Runtime, environment: str, service: str, release_id: str) -> dict[str, str]:
-    """What every process of a release gets (instances, migrations): its env from the
-    config, DATA_DIR and CONVEYOR_*."""
-    svc = rt.loaded.config.service_for(environment, service)
-    data_dir = rt.paths.data / environment / service
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        # Releases are sealed; Python would otherwise write __pycache__ into
-        # them (root ignores the read-only bits) and break their digest.
-        "PYTHONDONTWRITEBYTECODE": "1",
-        **svc.env,  # the service's env with the environment's merged over it
-        "DATA_DIR": str(data_dir),
-        "CONVEYOR_ENV": environment,
-        "CONVEYOR_SERVICE": service,
-        "CONVEYOR_RELEASE": release_id,
-    }
 
 
 def _address(port: int) -> str:

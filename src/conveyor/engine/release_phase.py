@@ -11,7 +11,6 @@ takes a backup of the state before it first.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +39,7 @@ from conveyor.engine.plan import (
     Step,
 )
 from conveyor.errors import DatabaseError, MigrationError
-from conveyor.redaction import redact_text, url_secrets
+from conveyor.redaction import env_secrets, redact_text
 from conveyor.store.records import BackupRecord
 
 if TYPE_CHECKING:
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 OUTPUT_LINES_ON_FAILURE = 20
 PREVIEW_TIMEOUT_S = 120.0
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
 
 
 class ReleasePhase:
@@ -93,7 +91,7 @@ class ReleasePhase:
 
     def _context(self, service: str, release: str, database: str) -> tuple[Path, dict[str, str]]:
         """The release's directory and environment, with DATABASE_URL for `database`."""
-        from conveyor.engine.executor import release_env
+        from conveyor.engine.release_env import release_env
 
         record = self.rt.store.get_release(service, release)
         if record is None:
@@ -134,8 +132,7 @@ class ReleasePhase:
         result = await self.rt.target.run_command(command, cwd, env, timeout, log_path=log)
         if result.exit_code in accept and not result.timed_out:
             return result.exit_code, result.output
-        secrets = url_secrets(env.get("DATABASE_URL", ""))
-        secrets += [v for k, v in env.items() if _SECRET_NAME.search(k)]
+        secrets = env_secrets(env)
         lines = result.output.rstrip().splitlines()[-OUTPUT_LINES_ON_FAILURE:]
         tail = "\n".join(f"    {line}" for line in lines) or "    (no output)"
         status = (
