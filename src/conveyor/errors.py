@@ -78,6 +78,15 @@ class TargetError(ConveyorError):
     """The place instances run (supervisord, a host) failed to do what was asked."""
 
 
+class CommandNotRunError(TargetError):
+    """A one-off command could not be started: not found (exit 127, as a shell
+    says) or not executable (126)."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 127) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
 class RouterError(ConveyorError):
     """The router (Caddy, ...) rejected or failed a change."""
 

@@ -95,14 +95,15 @@ def _print_status(report: dict[str, Any]) -> None:
 
 def history(
     environment: str = typer.Argument(..., help="Environment."),
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many deployments."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many deployments (and runs)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Deployments of ENVIRONMENT, newest first."""
+    """Deployments of ENVIRONMENT, newest first, and its one-off commands (`conveyor run`)."""
     from rich.markup import escape
     from rich.table import Table
 
     from conveyor.cli.deploy import deployment_json
+    from conveyor.cli.oneoff import history_runs, print_runs, with_runs
 
     rt = runtime()
     rt.environment(environment)
@@ -112,19 +113,24 @@ def history(
     for n in rt.store.list_notifications(environment=environment):
         if n.deployment_id in shown:
             deliveries.setdefault(n.deployment_id, []).append(n)
+    runs = history_runs(rt, environment, limit)
     if as_json:
         emit_json(
-            [
-                {
-                    **deployment_json(d),
-                    "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
-                }
-                for d in records
-            ]
+            with_runs(
+                [
+                    {
+                        **deployment_json(d),
+                        "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
+                    }
+                    for d in records
+                ],
+                runs,
+            )
         )
         return
     if not records:
         say(f"{environment} has no deployments yet")
+        print_runs(runs)
         return
     table = Table(box=None, pad_edge=False)
     for column in (
@@ -154,6 +160,7 @@ def history(
             reason_line(d.id, d.error or d.reason or ""),
         )
     console().print(table)
+    print_runs(runs)
     warnings = [
         f"{d.id}: {e.message}"
         for d in records

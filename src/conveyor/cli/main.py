@@ -14,9 +14,11 @@ from conveyor.cli import (
     explain,
     inspect,
     lock,
+    oneoff,
     pipeline,
     project,
     releases,
+    scaffold,
     shutdown,
 )
 from conveyor.cli.context import STATE
@@ -53,9 +55,11 @@ def root(
 
 
 project.register(app)
+scaffold.register(app)
 releases.register(app)
 deploy.register(app)
 inspect.register(app)
+oneoff.register(app)
 explain.register(app)
 shutdown.register(app)
 app.add_typer(lock.app, name="lock")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from conveyor.config.models import BlueGreenStrategy, CanaryStrategy
+from conveyor.databases.frameworks import asks_pending
 from conveyor.engine.executor import (
     AbortRequested,
     Executor,
@@ -301,6 +302,7 @@ def _release_phase(
             previous=current.get(name),
             database=service.migrate.database,
             backup_first=config.databases[service.migrate.database].backup.before_migrate,
+            ask_pending=asks_pending(service.migrate),
         )
         for name, service in config.services.items()
         if service.migrate is not None and name in target and current.get(name) != target[name]

@@ -41,7 +41,7 @@ class VerifyRelease(Step):
     """Check that `release` still matches the digest recorded when it was built."""
 
     kind: ClassVar[str] = "verify_release"
-    changes_nothing: ClassVar[bool] = True
+    gate: ClassVar[bool] = True  # a modified release is refused before anything changes
     release: str = ""
 
     def describe(self) -> str:
@@ -70,6 +70,19 @@ class RunHook(Step):
 
     def describe(self) -> str:
         return f"run the {self.hook} hooks"
+
+
+@dataclass(frozen=True)
+class PendingMigrations(Step):
+    """Ask the migration tool of `release` whether anything is pending on `database`;
+    when nothing is, the check, backup and migrate steps of this migration are skipped."""
+
+    kind: ClassVar[str] = "pending_migrations"
+    release: str = ""
+    database: str = ""
+
+    def describe(self) -> str:
+        return f"ask which migrations of {self.release} are pending on database {self.database}"
 
 
 @dataclass(frozen=True)
@@ -308,6 +321,7 @@ STEP_TYPES: dict[str, type[Step]] = {
         VerifyRelease,
         AwaitApproval,
         RunHook,
+        PendingMigrations,
         CheckMigration,
         BackupDatabase,
         Migrate,
