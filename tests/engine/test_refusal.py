@@ -7,6 +7,7 @@ from conveyor.engine.plan import (
     BackupDatabase,
     CheckMigration,
     Migrate,
+    PendingMigrations,
     RunHook,
     StartInstances,
     VerifyRelease,
@@ -14,22 +15,22 @@ from conveyor.engine.plan import (
 )
 
 PLAN = (
-    VerifyRelease("api", release="r2"),  # 1
+    VerifyRelease("api", release="r2"),  # 1: a modified release is refused
     AwaitApproval("api"),  # 2
     RunHook("api"),  # 3
-    CheckMigration("api", release="r2", previous="r1", database="main"),  # 4
-    BackupDatabase("api", database="main"),  # 5
-    Migrate("api", release="r2", database="main"),  # 6
-    StartInstances("api", release="r2", instances=("api-1",)),  # 7
-    RunHook("api"),  # 8: a gate, but after a change
+    PendingMigrations("api", release="r2", database="main"),  # 4: only asks
+    CheckMigration("api", release="r2", previous="r1", database="main"),  # 5
+    BackupDatabase("api", database="main"),  # 6
+    Migrate("api", release="r2", database="main"),  # 7
+    StartInstances("api", release="r2", instances=("api-1",)),  # 8
+    RunHook("api"),  # 9: a gate, but after a change
 )
 
 
 def test_a_gate_failing_before_any_change_refuses() -> None:
-    assert refuses(PLAN, 1)  # a release modified on disk
-    assert refuses(PLAN, 3) and refuses(PLAN, 4)
+    assert refuses(PLAN, 1) and refuses(PLAN, 3) and refuses(PLAN, 5)
 
 
 def test_other_failures_and_gates_after_a_change_do_not() -> None:
-    assert [i for i in range(1, len(PLAN) + 1) if refuses(PLAN, i)] == [1, 3, 4]
+    assert [i for i in range(1, len(PLAN) + 1) if refuses(PLAN, i)] == [1, 3, 5]
     assert not refuses(PLAN, 0) and not refuses(PLAN, 99)  # outside the plan (a revert step)

@@ -70,8 +70,13 @@ def test_require_pipeline_gates_a_deploy_and_force_is_recorded(shop: Project) ->
     refused = shop.run("deploy", "staging", check=False)
     assert refused.returncode == 1 and "staging refuses this deploy" in refused.stderr
     assert "has no pipeline run" in refused.stderr and "--force" in refused.stderr
-    (record,) = shop.json("history", "staging")  # type: ignore[misc]
-    assert record["status"] == "refused" and "has no pipeline run" in record["error"]  # recorded
+    history = shop.json("history", "staging")
+    assert isinstance(history, list) and len(history) == 1  # recorded, as refused
+    refusal = history[0]
+    assert refusal["status"] == "refused" and "has no pipeline run" in refusal["error"]
+    report = shop.json("status", "staging")
+    assert isinstance(report, dict)
+    assert report["environments"][0]["services"][0]["instances"] == []  # nothing was started
 
     assert pipeline(shop)[0] == 0
     shop.run("deploy", "staging")  # the releases' commit passed
