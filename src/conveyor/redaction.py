@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import unquote
 
 MASK = "***"
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
+"""Names of environment variables whose values are secrets."""
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>.*)$", re.DOTALL)
 _PASSWORD_PARAM = re.compile(
@@ -67,3 +69,17 @@ def redact_text(text: str, secrets: Iterable[str | None], mask: str = MASK) -> s
     for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(secret, mask)
     return text
+
+
+def env_secrets(env: Mapping[str, str]) -> list[str]:
+    """The secret values of an environment: variables named like secrets
+    (`SECRET_NAME`) and the passwords of the URLs in `*_URL` variables.
+
+    >>> env_secrets({"DJANGO_SECRET_KEY": "k3y", "DATABASE_URL": "postgresql://u:pw@db/x"})
+    ['k3y', 'pw']
+    """
+    found = [v for k, v in env.items() if SECRET_NAME.search(k) and v]
+    for key, value in env.items():
+        if key.endswith("URL"):
+            found += url_secrets(value)
+    return found

@@ -464,6 +464,18 @@ class HttpHealth(_HealthBase):
     type: Literal["http"] = Field("http", description="Check with an HTTP GET request.")
     path: str = Field("/health", description='Path requested on the instance, starting with "/".')
     expect_status: StatusCode = Field(200, description="HTTP status the check must answer with.")
+    unhealthy_threshold: PositiveInt = Field(
+        3,
+        description="The same wrong status this many times in a row (after start_period) fails "
+        "the instance at once, with the status, the body's first line and a hint (400: "
+        "ALLOWED_HOSTS, 301: an HTTPS redirect, 404: the path, 5xx: the app's log) instead "
+        "of waiting for deploy_timeout. No answer at all (connection refused) keeps waiting.",
+    )
+    start_period: Duration = _duration_field(
+        10.0,
+        "Grace period after an instance starts during which wrong answers do not count "
+        "towards unhealthy_threshold (a booting app may answer 5xx)",
+    )
 
     @field_validator("path")
     @classmethod

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.checks.base import Check
 from conveyor.checks.command import CommandCheck
-from conveyor.checks.wait import make_check, wait_until_healthy
+from conveyor.checks.wait import fail_fast_for, make_check, wait_until_healthy
 from conveyor.config import command_argv
 from conveyor.engine import failpoints
 from conveyor.engine.analysis_run import AnalysisRun, preview_environment
@@ -53,6 +53,7 @@ from conveyor.errors import (
     HealthCheckError,
     SmokeTestError,
     TargetError,
+    WrongAnswerError,
 )
 from conveyor.store.records import (
     REQUEST_ABORT,
@@ -391,6 +392,7 @@ class Executor:
         svc = self.rt.loaded.config.service_for(self.environment, service)
         spec = self.spec_for(record)
         check = make_check(svc.health, HOST, record.port, spec.release_dir, spec.env)
+        logs_command = f"conveyor logs {self.environment} {service}"
 
         async def alive() -> bool:
             status = await self.rt.target.status(name)
@@ -404,6 +406,7 @@ class Executor:
                 healthy_threshold=1 if recheck else svc.health.healthy_threshold,
                 timeout=svc.deploy_timeout,
                 is_alive=alive,
+                fail_fast=None if recheck else fail_fast_for(svc.health, check, logs_command),
             )
             if strategy.min_ready > 0 and not recheck:
                 await asyncio.sleep(strategy.min_ready)
@@ -420,7 +423,9 @@ class Executor:
             raise HealthCheckError(
                 f"instance {name} ({service} {record.release_id}) is not healthy: "
                 f"{error.message}\n  last {LOG_LINES_ON_FAILURE} log lines:\n{tail}",
-                hint=f"see all of it with: conveyor logs {self.environment} {service}",
+                hint=error.hint
+                if isinstance(error, WrongAnswerError)
+                else f"see all of it with: {logs_command}",
             ) from error
         self.rt.store.set_instance_state(name, "ready")
 
