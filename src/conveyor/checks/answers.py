@@ -110,8 +110,8 @@ def hint_for(answer: Answer, path: str, logs_command: str) -> str:
     if status == 400:
         return (
             "a 400 to every request is usually the Host header being refused: Django's "
-            'ALLOWED_HOSTS must include "127.0.0.1" (the health check and the router '
-            "connect to the instance there), and the same goes for other host allow-lists"
+            'ALLOWED_HOSTS must include "127.0.0.1" (the Host header of the health check) '
+            "beside the public host names; the same goes for other host allow-lists"
         )
     if status in (301, 302, 303, 307, 308):
         return _redirect_hint(answer.location, path)
