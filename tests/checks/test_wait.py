@@ -136,11 +136,13 @@ def test_make_check_shell_command_gets_port_host_env_and_cwd(tmp_path):
     assert result.detail.endswith(f": 127.0.0.1:4001 shop {tmp_path}")
 
 
-def test_make_check_argv_command_is_not_run_through_a_shell(tmp_path):
-    health = SimpleNamespace(type="command", command=["echo", "$PORT"], timeout=5.0)
-    check = make_check(health, "127.0.0.1", 4001, tmp_path, {})
+def test_make_check_argv_command_gets_instance_variables_but_no_shell(tmp_path):
+    # Conveyor fills in its own variables ($PORT as a Procfile writes it); the rest
+    # is passed as written, since no shell runs.
+    health = SimpleNamespace(type="command", command=["echo", "${HOST}:$PORT", "$APP"], timeout=5)
+    check = make_check(health, "127.0.0.1", 4001, tmp_path, {"APP": "shop"})
     result = asyncio.run(check.run())
-    assert result.detail.endswith(": $PORT")
+    assert result.detail.endswith(": 127.0.0.1:4001 $APP")
 
 
 def test_make_check_unknown_type():

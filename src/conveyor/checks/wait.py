@@ -13,6 +13,7 @@ from conveyor.checks.base import Check, CheckResult
 from conveyor.checks.command import CommandCheck
 from conveyor.checks.http import HttpCheck
 from conveyor.checks.tcp import TcpCheck
+from conveyor.environ import instance_argv
 from conveyor.errors import HealthCheckError, WrongAnswerError
 from conveyor.redaction import env_secrets
 
@@ -90,8 +91,8 @@ def make_check(
         return TcpCheck(host, port, health.timeout)
     if kind == "command":
         command = cast(CommandHealthSpec, health).command
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         check_env = {**env, "PORT": str(port), "HOST": host}
+        argv = instance_argv(command, check_env)
         return CommandCheck(argv, cwd=cwd, env=check_env, timeout=health.timeout)
     raise ValueError(f"unknown health check type {kind!r} (expected http, tcp or command)")
 

@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -33,6 +33,7 @@ from conveyor.config.models import (
     StrategySpec,
     parse_listen,
 )
+from conveyor.environ import INSTANCE_VARIABLES
 from conveyor.errors import ConfigError
 
 __all__ = [
@@ -193,11 +194,14 @@ _REFERENCE = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)\}|(?P<open>\{))"
 _BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 
 
-def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+def interpolate(
+    text: str, environ: Mapping[str, str], deferred: Collection[str] = ()
+) -> tuple[str, list[str]]:
     """Expand `${VAR}`, `${VAR:-default}` and `$$` in `text`; returns (result, problems).
 
     `${VAR:-default}` uses the default when VAR is unset or empty, like the
-    shell. A `$` not followed by `{` or `$` stays as it is.
+    shell. A `$` not followed by `{` or `$` stays as it is, and so do the
+    references to the `deferred` names (filled in later, at instance start).
     """
     problems: list[str] = []
 
@@ -216,14 +220,13 @@ def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
             )
             return ""
         name, default = parsed.group("name"), parsed.group("default")
+        if name in deferred:
+            return match.group(0)
         value = environ.get(name)
         if default is not None:
             return value if value else default
         if value is None:
-            problems.append(
-                f'environment variable "{name}" is not set '
-                f"(write ${{{name}:-default}} to give a default)"
-            )
+            problems.append(_unset(name))
             return ""
         return value
 
@@ -232,11 +235,48 @@ def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
     return _REFERENCE.sub(expand, text), problems
 
 
+def _unset(name: str) -> str:
+    if name in INSTANCE_VARIABLES:
+        return (
+            f'"{name}" is given to each instance when it starts: write ${name} or ${{{name}}} '
+            "in a service's run, env, health.command or smoke commands; it has no value "
+            "anywhere else"
+        )
+    return (
+        f'environment variable "{name}" is not set (write ${{{name}:-default}} to give a default)'
+    )
+
+
+def _deferred(where: KeyPath, environ: Mapping[str, str]) -> Collection[str]:
+    """The instance variables left for instance start in the value at `where`.
+
+    In the commands of an instance (`run`, `health.command`, `smoke` commands)
+    all of them: the deployer's own $PORT must never reach an instance. In an
+    `env` value, those the deployer's environment does not set, so that
+    `${DATA_DIR}/db.sqlite3` works and a config-time `${HOST}` keeps working.
+    """
+    if len(where) >= 3 and where[0] == "services":
+        key = where[2]
+        if (
+            key == "run"
+            or (key == "health" and where[3:4] == ["command"])
+            or (key == "smoke" and where[4:5] == ["command"])
+        ):
+            return INSTANCE_VARIABLES
+        in_env = key == "env"
+    elif len(where) >= 3 and where[0] == "environments":
+        in_env = where[2] == "env" or (where[2] == "services" and where[4:5] == ["env"])
+    else:
+        in_env = False
+    return [n for n in INSTANCE_VARIABLES if n not in environ] if in_env else ()
+
+
 def _interpolate(
     value: Any, where: KeyPath, environ: Mapping[str, str], issues: list[tuple[KeyPath, str]]
 ) -> Any:
     if isinstance(value, str):
-        result, problems = interpolate(value, environ)
+        deferred = _deferred(where, environ) if "$" in value else ()
+        result, problems = interpolate(value, environ, deferred)
         issues.extend((where, p) for p in problems)
         return result
     if isinstance(value, dict):

@@ -860,7 +860,9 @@ class ServiceConfig(_Model):
     )
     run: Command = Field(
         description="Command that starts one instance: a string (run by /bin/sh -c) or a list "
-        "of strings (argv). It must listen on the port given in $PORT."
+        "of strings (argv). It must listen on the port given in $PORT. $PORT, ${PORT} and the "
+        "other instance variables (HOST, CONVEYOR_RELEASE, CONVEYOR_ENV, CONVEYOR_SERVICE, "
+        "CONVEYOR_INSTANCE, DATA_DIR) are filled in when each instance starts."
     )
     env: Env = Field(
         default_factory=dict,

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from conveyor.checks.base import Check
 from conveyor.checks.command import CommandCheck
 from conveyor.checks.wait import fail_fast_for, make_check, wait_until_healthy
-from conveyor.config import command_argv
 from conveyor.engine import failpoints
 from conveyor.engine.analysis_run import AnalysisRun, preview_environment
 from conveyor.engine.plan import (
@@ -47,6 +46,7 @@ from conveyor.engine.plan import (
     WaitHealthy,
 )
 from conveyor.engine.runtime import Runtime
+from conveyor.environ import expand_env, instance_argv
 from conveyor.errors import (
     AnalysisFailedError,
     ConveyorError,
@@ -455,8 +455,8 @@ class Executor:
             if test.path is not None:
                 check = HttpCheck(base_url + test.path, test.expect_status, test.timeout)
             else:
-                argv = command_argv(test.command or "")
                 env = {**spec.env, "SMOKE_URL": base_url}
+                argv = instance_argv(test.command or "", env)
                 check = CommandCheck(argv, spec.release_dir, env, test.timeout)
             result = await check.run()
             if not result.ok:
@@ -509,19 +509,21 @@ class Executor:
         """The target's view of an instance, built from config and its release."""
         release = self._release(record.service, record.release_id)
         svc = self.rt.loaded.config.service_for(self.environment, record.service)
-        env = {
-            **release_env(self.rt, self.environment, record.service, record.release_id),
-            "PORT": str(record.port),
-            "HOST": HOST,
-            "CONVEYOR_INSTANCE": record.name,
-        }
+        env = expand_env(
+            {
+                **release_env(self.rt, self.environment, record.service, record.release_id),
+                "PORT": str(record.port),
+                "HOST": HOST,
+                "CONVEYOR_INSTANCE": record.name,
+            }
+        )
         return InstanceSpec(
             name=record.name,
             environment=self.environment,
             service=record.service,
             release_id=record.release_id,
             release_dir=Path(release.path),
-            command=command_argv(svc.run),
+            command=instance_argv(svc.run, env),
             env=env,
             port=record.port,
             stop_timeout=svc.stop_timeout,
@@ -553,16 +555,18 @@ def release_env(rt: Runtime, environment: str, service: str, release_id: str) ->
     svc = rt.loaded.config.service_for(environment, service)
     data_dir = rt.paths.data / environment / service
     data_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        # Releases are sealed; Python would otherwise write __pycache__ into
-        # them (root ignores the read-only bits) and break their digest.
-        "PYTHONDONTWRITEBYTECODE": "1",
-        **svc.env,  # the service's env with the environment's merged over it
-        "DATA_DIR": str(data_dir),
-        "CONVEYOR_ENV": environment,
-        "CONVEYOR_SERVICE": service,
-        "CONVEYOR_RELEASE": release_id,
-    }
+    return expand_env(
+        {
+            # Releases are sealed; Python would otherwise write __pycache__ into
+            # them (root ignores the read-only bits) and break their digest.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **svc.env,  # the service's env with the environment's merged over it
+            "DATA_DIR": str(data_dir),
+            "CONVEYOR_ENV": environment,
+            "CONVEYOR_SERVICE": service,
+            "CONVEYOR_RELEASE": release_id,
+        }
+    )
 
 
 def _address(port: int) -> str:
