@@ -74,7 +74,6 @@ if TYPE_CHECKING:
 
 HOST = "127.0.0.1"
 LOG_LINES_ON_FAILURE = 20
-INSTANCE_PORTS = range(20000, 30000)
 
 REQUEST_POLL_S = 0.2  # how often a running step looks for pause/abort/promote requests
 # Steps that wait on something outside Conveyor: a request interrupts them at once.
@@ -375,7 +374,9 @@ class Executor:
                 environment=self.environment,
                 service=step.service,
                 release_id=step.release,
-                port=_free_port(self._ports_in_use()),
+                port=_free_port(
+                    self._ports_in_use(), self.rt.loaded.config.ports_for(self.environment)
+                ),
                 state="starting",
                 created_at=datetime.now(UTC),
                 deployment_id=self.deployment_id,
@@ -428,6 +429,22 @@ class Executor:
                 else f"see all of it with: {logs_command}",
             ) from error
         self.rt.store.set_instance_state(name, "ready")
+        if not recheck:
+            self._warn_if_exposed(service, name, record.port)
+
+    def _warn_if_exposed(self, service: str, name: str, port: int) -> None:
+        """Say so when a healthy instance listens on every interface, not only on HOST: other
+        machines reach it past the router (Express's `app.listen(PORT)` ignores HOST)."""
+        from conveyor.targets.listening import all_interfaces, listening_addresses
+
+        wide = all_interfaces(listening_addresses(port))
+        if wide:
+            shown = f"[{wide[0]}]" if ":" in wide[0] else wide[0]
+            self.progress(
+                f"[{service}] warning: {name} listens on all interfaces ({shown}:{port}), not "
+                f"only on {HOST}: other machines can reach it without the router. Make it "
+                f"listen on $HOST (Express: app.listen(process.env.PORT, process.env.HOST))"
+            )
 
     async def _hook(self, step: RunHook) -> str:
         from conveyor.engine.hooks import HookError, run_hooks
@@ -573,15 +590,16 @@ def _address(port: int) -> str:
     return f"{HOST}:{port}"
 
 
-def _free_port(taken: set[int]) -> int:
-    """A port below the kernel's ephemeral range that is free and not recorded.
+def _free_port(taken: set[int], ports: range) -> int:
+    """A port of `ports` (the config's `ports`) that is free and not recorded.
 
-    Ports from the ephemeral range (what binding port 0 hands out) can be
-    taken at any moment by an outgoing connection, e.g. Caddy's to an upstream.
+    Ports from the kernel's ephemeral range (what binding port 0 hands out) can
+    be taken at any moment by an outgoing connection, e.g. Caddy's to an
+    upstream: the default range stays below it.
     """
-    start = secrets.randbelow(INSTANCE_PORTS.stop - INSTANCE_PORTS.start)
-    for offset in range(len(INSTANCE_PORTS)):
-        port = INSTANCE_PORTS.start + (start + offset) % len(INSTANCE_PORTS)
+    start = secrets.randbelow(len(ports))
+    for offset in range(len(ports)):
+        port = ports[(start + offset) % len(ports)]
         if port in taken:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -591,5 +609,6 @@ def _free_port(taken: set[int]) -> int:
                 continue
         return port
     raise TargetError(
-        f"no free TCP port on {HOST} in {INSTANCE_PORTS.start}-{INSTANCE_PORTS.stop - 1}"
+        f"no free TCP port on {HOST} in {ports.start}-{ports.stop - 1}",
+        hint="widen `ports` in conveyor.yml (or stop what holds them)",
     )
