@@ -523,7 +523,12 @@ class Executor:
     # -- helpers ---------------------------------------------------------------
 
     def spec_for(self, record: InstanceRecord) -> InstanceSpec:
-        """The target's view of an instance, built from config and its release."""
+        """The target's view of an instance, built from config and its release.
+
+        Raises `ConfigError` when what the instance needs uses an unset variable (a
+        config loaded for a command that starts nothing must not start it with `${VAR}`).
+        """
+        self.rt.loaded.require_set(self.environment, record.service)
         release = self._release(record.service, record.release_id)
         svc = self.rt.loaded.config.service_for(self.environment, record.service)
         env = expand_env(
