@@ -315,7 +315,7 @@ def _unset(name: str) -> str:
     )
 
 
-def _deferred(where: KeyPath, environ: Mapping[str, str]) -> Collection[str]:
+def _deferred(where: KeyPath, value: str, environ: Mapping[str, str]) -> Collection[str]:
     """The instance variables left for instance start in the value at `where`.
 
     In the commands of an instance (`run`, `health.command`, `smoke` commands)
@@ -336,7 +336,8 @@ def _deferred(where: KeyPath, environ: Mapping[str, str]) -> Collection[str]:
         in_env = where[2] == "env" or (where[2] == "services" and where[4:5] == ["env"])
     else:
         in_env = False
-    return [n for n in INSTANCE_VARIABLES if n not in environ] if in_env else ()
+    # Only the names the value mentions are looked up: each lookup joins the cache key.
+    return [n for n in INSTANCE_VARIABLES if n in value and n not in environ] if in_env else ()
 
 
 def _interpolate(
@@ -347,7 +348,7 @@ def _interpolate(
     kept: list[tuple[KeyPath, str]] | None = None,
 ) -> Any:
     if isinstance(value, str):
-        deferred = _deferred(where, environ) if "$" in value else ()
+        deferred = _deferred(where, value, environ) if "$" in value else ()
         names: list[str] | None = [] if kept is not None else None
         result, problems = interpolate(value, environ, deferred, names)
         issues.extend((where, p) for p in problems)
