@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.project import Project, cli_environment, free_port, git
+from tests.support.project import Project, cli_environment, free_port, init_repository
 
 SERVER = '''\
 """A tiny HTTP server: server.py --port N [--host H] [--health-status S]."""
@@ -54,11 +54,7 @@ def make_app(tmp: Path, config: str, files: dict[str, str] | None = None) -> Pro
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     (root / "conveyor.yml").write_text(config)
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "tester@example.com")
-    git(root, "config", "user.name", "Tester")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "v1")
+    init_repository(root)
     home = tmp / "home"
     env = {**cli_environment(home), "LISTEN": f"127.0.0.1:{free_port()}"}
     return Project(root, home, env)

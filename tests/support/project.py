@@ -141,11 +141,7 @@ def make_project(tmp: Path, example: str = "shop") -> Project:
         root,
         ignore=shutil.ignore_patterns(".conveyor", "__pycache__", "faults.json"),
     )
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.email", "tester@example.com")
-    git(root, "config", "user.name", "Tester")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "v1")
+    init_repository(root)
     home = tmp / "home"
     env = {
         **cli_environment(home),
@@ -153,6 +149,15 @@ def make_project(tmp: Path, example: str = "shop") -> Project:
         "SHOP_PRODUCTION_LISTEN": f"127.0.0.1:{free_port()}",
     }
     return Project(root, home, env)
+
+
+def init_repository(root: Path) -> None:
+    """Make `root` a git repository whose first commit ("v1") holds all its files."""
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "tester@example.com")
+    git(root, "config", "user.name", "Tester")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "v1")
 
 
 def cli_environment(home: Path) -> dict[str, str]:
