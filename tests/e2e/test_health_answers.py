@@ -38,15 +38,44 @@ environments:
 """
 
 
-def test_django_refusing_the_host_fails_fast_with_allowed_hosts_in_the_hint(
-    tmp_path: Path,
+VIEWS = """
+from django.http import HttpResponse
+
+
+def health(request):
+    return HttpResponse("ok")
+
+
+def boom(request):
+    raise RuntimeError("the database password=hunter2 is wrong")
+
+
+urlpatterns += [path("health/", health), path("crash", boom)]
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "health_path", "status", "body", "hint"),
+    [
+        # Production settings as a Django user writes them: only the public host.
+        ("allowed_hosts", "/health", "400 Bad Request", "Bad Request (400)", "ALLOWED_HOSTS"),
+        # APPEND_SLASH: the page is /health/ and /health redirects to it.
+        ("slash", "/health", "301 Moved Permanently", "", "set health.path in conveyor.yml to"),
+        ("crash", "/crash", "500 Internal Server Error", "Server Error (500)", "conveyor logs"),
+    ],
+)
+def test_a_django_app_answering_the_same_wrong_status_fails_fast_with_a_hint(
+    tmp_path: Path, case: str, health_path: str, status: str, body: str, hint: str
 ) -> None:
-    # Production settings as a Django user writes them: DEBUG off, only the public host.
     start_django_project(tmp_path / "app")
     settings = tmp_path / "app" / "mysite" / "settings.py"
+    hosts = '["www.example.com"]' if case == "allowed_hosts" else '["www.example.com", "127.0.0.1"]'
     text = settings.read_text().replace("DEBUG = True", "DEBUG = False")
-    settings.write_text(text.replace("ALLOWED_HOSTS = []", 'ALLOWED_HOSTS = ["www.example.com"]'))
-    app = make_app(tmp_path, CONFIG, {"serve.py": SERVE})
+    settings.write_text(text.replace("ALLOWED_HOSTS = []", f"ALLOWED_HOSTS = {hosts}"))
+    urls = tmp_path / "app" / "mysite" / "urls.py"
+    urls.write_text(urls.read_text() + VIEWS)
+    config = CONFIG.replace("path: /health", f"path: {health_path}")
+    app = make_app(tmp_path, config, {"serve.py": SERVE})
     try:
         app.run("build")
         started = time.monotonic()
@@ -57,9 +86,14 @@ def test_django_refusing_the_host_fails_fast_with_allowed_hosts_in_the_hint(
     assert failed.returncode == 1, failed.stderr
     assert elapsed < 20, f"took {elapsed:.1f} s of a 60 s deploy_timeout"
     err = failed.stderr
-    assert "answered 400 Bad Request 3 times in a row (expected 200)" in err, err
-    assert 'body: "Bad Request (400)"' in err
-    assert "ALLOWED_HOSTS" in err and "127.0.0.1" in err
+    assert f"answered {status} 3 times in a row (expected 200)" in err, err
+    if body:
+        assert f'body: "{body}"' in err
+    hint_line = err[err.index("hint: ") :]
+    assert hint in hint_line, err
+    if case == "slash":
+        assert "location: /health/" in err and "/health/" in hint_line
+    assert "hunter2" not in err
     assert "Traceback" not in err
     last = app.json("history", "staging")[0]  # type: ignore[index]
-    assert "400 Bad Request" in last["error"]
+    assert status in last["error"]
