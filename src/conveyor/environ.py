@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 
 INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR", "SHELL")
+# What a program attached to the deployer's terminal (`conveyor run`) needs of it.
+TERMINAL = ("TERM", "COLORTERM", "COLUMNS", "LINES")
 
 
 def minimal_environment() -> dict[str, str]:
@@ -77,3 +79,10 @@ def expand_env(env: Mapping[str, str]) -> dict[str, str]:
         k: v if k in INSTANCE_VARIABLES else expand_instance_variables(v, values)
         for k, v in env.items()
     }
+
+
+def attached_environment() -> dict[str, str]:
+    """`minimal_environment()` plus the terminal's description (`TERMINAL`), for a
+    program that talks to the deployer's terminal."""
+    terminal = {k: v for k, v in os.environ.items() if k in TERMINAL}
+    return {**minimal_environment(), **terminal}

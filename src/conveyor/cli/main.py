@@ -8,7 +8,19 @@ from pathlib import Path
 import typer
 
 from conveyor import __version__
-from conveyor.cli import db, deploy, explain, inspect, lock, pipeline, project, releases
+from conveyor.cli import (
+    db,
+    deploy,
+    explain,
+    inspect,
+    lock,
+    oneoff,
+    pipeline,
+    project,
+    releases,
+    scaffold,
+    shutdown,
+)
 from conveyor.cli.context import STATE
 from conveyor.errors import ConveyorError
 
@@ -43,10 +55,13 @@ def root(
 
 
 project.register(app)
+scaffold.register(app)
 releases.register(app)
 deploy.register(app)
 inspect.register(app)
+oneoff.register(app)
 explain.register(app)
+shutdown.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.app, name="pipeline")
