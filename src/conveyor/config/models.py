@@ -538,7 +538,8 @@ class TcpHealth(_HealthBase):
 
 class CommandHealth(_HealthBase):
     """Healthy when a command exits with status 0. It runs in the release directory
-    with the instance's environment plus PORT."""
+    with the instance's environment plus PORT; $PORT and ${PORT} (and the other instance
+    variables) in an argv list are filled in, as in `run`."""
 
     model_config = ConfigDict(extra="forbid")
 
