@@ -26,9 +26,10 @@ PLAN = (
 
 
 def test_a_gate_failing_before_any_change_refuses() -> None:
+    assert refuses(PLAN, 1)  # a release modified on disk
     assert refuses(PLAN, 3) and refuses(PLAN, 4)
 
 
 def test_other_failures_and_gates_after_a_change_do_not() -> None:
-    assert [i for i in range(1, len(PLAN) + 1) if refuses(PLAN, i)] == [3, 4]
+    assert [i for i in range(1, len(PLAN) + 1) if refuses(PLAN, i)] == [1, 3, 4]
     assert not refuses(PLAN, 0) and not refuses(PLAN, 99)  # outside the plan (a revert step)
