@@ -63,3 +63,39 @@ def test_procfile_style_run_lines_deploy_on_ports_of_the_range_and_wide_listener
     wide = re.findall(r"\[(\w+)\] warning: \S+ listens on all interfaces \(([\d.:]+)\)", output)
     assert wide == [("braced", f"0.0.0.0:{instances['braced']['port']}")], output
     assert "$HOST" in output
+
+
+SECRET_CONFIG = """\
+project: tiny
+services:
+  web:
+    run: [python3, server.py, --port, $PORT]
+    env: {API_TOKEN: "${API_TOKEN}"}
+    health: {type: http, path: /health, interval: 200ms}
+environments:
+  staging:
+    listen: ${LISTEN}
+"""
+
+
+def test_a_running_environment_is_shown_and_stopped_without_the_variables_it_started_with(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path, SECRET_CONFIG, {"server.py": SERVER})
+    try:
+        app.run("deploy", "staging", "--build", env={"API_TOKEN": "s3cr3t-t0ken"})
+        # Another shell, without the token: looking and stopping need none of it.
+        report = app.json("status", "staging")
+        web = report["environments"][0]["services"][0]  # type: ignore[index]
+        assert web["healthy"] == 1
+        assert app.json("history", "staging")[0]["status"] == "succeeded"  # type: ignore[index]
+        refused = app.run("deploy", "staging", check=False)
+        assert refused.returncode == 2
+        assert 'services/web/env/API_TOKEN: environment variable "API_TOKEN" is not set' in (
+            refused.stderr
+        )
+        down = app.run("down", "staging", "--yes")
+        assert "staging is down" in down.stdout
+        assert app.json("status", "staging")["environments"][0]["services"][0]["instances"] == []  # type: ignore[index]
+    finally:
+        app.shutdown()
