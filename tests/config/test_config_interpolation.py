@@ -156,13 +156,16 @@ def test_secret_values_never_reach_messages(tmp_path: Path) -> None:
     assert len(issue) < 140
 
 
-def test_deferred_unset_variables_are_kept_and_recorded(tmp_path: Path) -> None:
+def _one_service(tmp_path: Path, service: str) -> Path:
     path = tmp_path / "conveyor.yml"
-    path.write_text(
-        "project: shop\n"
-        "services: {api: {run: [gunicorn, '${APP}'], env: {T: '${TOKEN}', U: '${TOKEN}'}}}\n"
-        "environments: {staging: {listen: ':8080'}}\n",
-        encoding="utf-8",
+    text = f"project: shop\nservices: {{api: {service}}}\nenvironments: {{staging: {{listen: ':8080'}}}}\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_deferred_unset_variables_are_kept_and_recorded(tmp_path: Path) -> None:
+    path = _one_service(
+        tmp_path, "{run: [gunicorn, '${APP}'], env: {T: '${TOKEN}', U: '${TOKEN}'}}"
     )
     loaded = load_config(path, environ={}, defer_unset=True)
     assert loaded.config.services["api"].run == ["gunicorn", "${APP}"]
@@ -182,13 +185,7 @@ def test_deferred_unset_variables_are_kept_and_recorded(tmp_path: Path) -> None:
 
 
 def test_a_deferred_variable_that_makes_its_value_invalid_is_still_needed(tmp_path: Path) -> None:
-    path = tmp_path / "conveyor.yml"
-    path.write_text(
-        "project: shop\n"
-        "services: {api: {run: x, replicas: '${REPLICAS}'}}\n"
-        "environments: {staging: {listen: ':8080'}}\n",
-        encoding="utf-8",
-    )
+    path = _one_service(tmp_path, "{run: x, replicas: '${REPLICAS}'}")
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={}, defer_unset=True)
     assert caught.value.issues == [
