@@ -95,6 +95,12 @@ class HealthCheckError(ConveyorError):
     """An instance never became healthy before its deploy timeout."""
 
 
+class WrongAnswerError(HealthCheckError):
+    """An instance kept answering its health check with the same wrong HTTP status (a
+    configuration error, not a slow boot): failed before the deploy timeout. The hint
+    is chosen by the status."""
+
+
 class SmokeTestError(ConveyorError):
     """A smoke test of a new release failed before the release got any traffic."""
 

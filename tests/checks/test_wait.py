@@ -13,8 +13,8 @@ from conveyor.checks.base import CheckResult
 from conveyor.checks.command import CommandCheck
 from conveyor.checks.http import HttpCheck
 from conveyor.checks.tcp import TcpCheck
-from conveyor.checks.wait import make_check, wait_until_healthy
-from conveyor.errors import HealthCheckError
+from conveyor.checks.wait import FailFast, fail_fast_for, make_check, wait_until_healthy
+from conveyor.errors import HealthCheckError, WrongAnswerError
 
 
 class ScriptedCheck:
@@ -136,13 +136,92 @@ def test_make_check_shell_command_gets_port_host_env_and_cwd(tmp_path):
     assert result.detail.endswith(f": 127.0.0.1:4001 shop {tmp_path}")
 
 
-def test_make_check_argv_command_is_not_run_through_a_shell(tmp_path):
-    health = SimpleNamespace(type="command", command=["echo", "$PORT"], timeout=5.0)
-    check = make_check(health, "127.0.0.1", 4001, tmp_path, {})
+def test_make_check_argv_command_gets_instance_variables_but_no_shell(tmp_path):
+    # Conveyor fills in its own variables ($PORT as a Procfile writes it); the rest
+    # is passed as written, since no shell runs.
+    health = SimpleNamespace(type="command", command=["echo", "${HOST}:$PORT", "$APP"], timeout=5)
+    check = make_check(health, "127.0.0.1", 4001, tmp_path, {"APP": "shop"})
     result = asyncio.run(check.run())
-    assert result.detail.endswith(": $PORT")
+    assert result.detail.endswith(": 127.0.0.1:4001 $APP")
 
 
 def test_make_check_unknown_type():
     with pytest.raises(ValueError, match="unknown health check type 'grpc'"):
         make_check(SimpleNamespace(type="grpc", timeout=1.0), "127.0.0.1", 1, Path("."), {})
+
+
+def _fail_fast(url: str, threshold: int = 3, start_period: float = 0.0) -> FailFast:
+    return FailFast(url, 200, threshold, start_period, "conveyor logs staging api")
+
+
+def test_the_same_wrong_answer_fails_fast_with_a_hint(http_server):
+    url = f"{http_server.base}/fail"
+    start = time.monotonic()
+    with pytest.raises(WrongAnswerError) as info:
+        asyncio.run(
+            wait_until_healthy(
+                HttpCheck(url),
+                interval=0.05,
+                healthy_threshold=1,
+                timeout=30,
+                fail_fast=_fail_fast(url),
+            )
+        )
+    assert time.monotonic() - start < 2
+    assert http_server.hits["/fail"] == 3
+    assert str(info.value) == (
+        f"GET {url} answered 503 Service Unavailable 3 times in a row (expected 200); "
+        'body: "database unreachable"'
+    )
+    assert "conveyor logs staging api" in (info.value.hint or "")
+
+
+def test_wrong_answers_of_the_start_period_do_not_count(http_server):
+    # /flaky answers 503 twice, then 200: a booting app, within its start period.
+    url = f"{http_server.base}/flaky"
+    result = asyncio.run(
+        wait_until_healthy(
+            HttpCheck(url),
+            interval=0.05,
+            healthy_threshold=1,
+            timeout=10,
+            fail_fast=_fail_fast(url, threshold=1, start_period=5),
+        )
+    )
+    assert result.ok
+
+
+def test_connection_refused_keeps_waiting_until_the_timeout(free_port):
+    url = f"http://127.0.0.1:{free_port}/health"
+    start = time.monotonic()
+    with pytest.raises(HealthCheckError) as info:
+        asyncio.run(
+            wait_until_healthy(
+                HttpCheck(url),
+                interval=0.05,
+                healthy_threshold=1,
+                timeout=0.6,
+                fail_fast=_fail_fast(url, threshold=1),
+            )
+        )
+    assert time.monotonic() - start >= 0.55
+    assert not isinstance(info.value, WrongAnswerError)
+    assert "connection refused" in str(info.value)
+
+
+def test_fail_fast_applies_to_http_checks_only(http_server):
+    port = http_server.server_address[1]
+    http = SimpleNamespace(
+        type="http",
+        path="/ok",
+        expect_status=200,
+        timeout=2.0,
+        unhealthy_threshold=4,
+        start_period=7.0,
+    )
+    check = make_check(http, "127.0.0.1", port, Path("."), {"APP_SECRET": "s3cr3t"})
+    rule = fail_fast_for(http, check, "conveyor logs s a")
+    assert rule == FailFast(f"http://127.0.0.1:{port}/ok", 200, 4, 7.0, "conveyor logs s a")
+    assert isinstance(check, HttpCheck) and check.secrets == ("s3cr3t",)
+    tcp = SimpleNamespace(type="tcp", timeout=2.0)
+    assert fail_fast_for(tcp, make_check(tcp, "127.0.0.1", port, Path("."), {}), "x") is None

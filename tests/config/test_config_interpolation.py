@@ -154,3 +154,41 @@ def test_secret_values_never_reach_messages(tmp_path: Path) -> None:
     (issue,) = caught.value.issues
     assert issue.startswith("services/api/replicas: expected an integer, got ")
     assert len(issue) < 140
+
+
+def _one_service(tmp_path: Path, service: str) -> Path:
+    path = tmp_path / "conveyor.yml"
+    text = f"project: shop\nservices: {{api: {service}}}\nenvironments: {{staging: {{listen: ':8080'}}}}\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_deferred_unset_variables_are_kept_and_recorded(tmp_path: Path) -> None:
+    path = _one_service(
+        tmp_path, "{run: [gunicorn, '${APP}'], env: {T: '${TOKEN}', U: '${TOKEN}'}}"
+    )
+    loaded = load_config(path, environ={}, defer_unset=True)
+    assert loaded.config.services["api"].run == ["gunicorn", "${APP}"]
+    assert loaded.unset == {
+        "APP": ("services/api/run/1",),
+        "TOKEN": ("services/api/env/T", "services/api/env/U"),
+    }
+    assert loaded.unset_issues("services/api/env/")[0] == (
+        'services/api/env/T: environment variable "TOKEN" is not set '
+        "(write ${TOKEN:-default} to give a default)"
+    )
+    with pytest.raises(ConfigError) as caught:
+        loaded.require_set("staging", "api")
+    assert len(caught.value.issues) == 3
+    with pytest.raises(ConfigError):
+        load_config(path, environ={})  # the strict load of a command that starts things
+
+
+def test_a_deferred_variable_that_makes_its_value_invalid_is_still_needed(tmp_path: Path) -> None:
+    path = _one_service(tmp_path, "{run: x, replicas: '${REPLICAS}'}")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={}, defer_unset=True)
+    assert caught.value.issues == [
+        'services/api/replicas: environment variable "REPLICAS" is not set '
+        "(write ${REPLICAS:-default} to give a default)"
+    ]

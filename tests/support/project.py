@@ -141,18 +141,31 @@ def make_project(tmp: Path, example: str = "shop") -> Project:
         root,
         ignore=shutil.ignore_patterns(".conveyor", "__pycache__", "faults.json"),
     )
+    init_repository(root)
+    home = tmp / "home"
+    env = {
+        **cli_environment(home),
+        "SHOP_STAGING_LISTEN": f"127.0.0.1:{free_port()}",
+        "SHOP_PRODUCTION_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    return Project(root, home, env)
+
+
+def init_repository(root: Path) -> None:
+    """Make `root` a git repository whose first commit ("v1") holds all its files."""
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "tester@example.com")
     git(root, "config", "user.name", "Tester")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "v1")
-    home = tmp / "home"
+
+
+def cli_environment(home: Path) -> dict[str, str]:
+    """The environment of the CLI in a test: this one, with its own Conveyor home."""
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(home),
         "CONVEYOR_USER": "tester@example.com",
-        "SHOP_STAGING_LISTEN": f"127.0.0.1:{free_port()}",
-        "SHOP_PRODUCTION_LISTEN": f"127.0.0.1:{free_port()}",
         # Bytecode goes to one cache outside the project (in it, __pycache__ would
         # dirty the git tree): each CLI call then starts from compiled modules.
         "PYTHONPYCACHEPREFIX": str(PYCACHE),
@@ -163,4 +176,4 @@ def make_project(tmp: Path, example: str = "shop") -> Project:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("CONVEYOR_FAILPOINTS", None)
     env.pop("CONVEYOR_STATE_URL", None)
-    return Project(root, home, env)
+    return env

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from conveyor.checks.answers import Answer
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -13,6 +15,7 @@ class CheckResult:
     ok: bool
     detail: str  # e.g. "GET http://127.0.0.1:4001/health -> 503 in 12 ms"
     duration: float  # seconds
+    answer: Answer | None = None  # an HTTP check's answer, whatever its status
 
 
 class Check(Protocol):

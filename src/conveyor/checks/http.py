@@ -6,9 +6,11 @@ import asyncio
 import functools
 import ssl
 import time
+from collections.abc import Sequence
 
 import httpx
 
+from conveyor.checks.answers import Answer, first_line
 from conveyor.checks.base import CheckResult
 
 _BODY_SNIPPET = 80
@@ -42,12 +44,22 @@ def _describe_error(exc: Exception, timeout: float) -> str:
 
 
 class HttpCheck:
-    """`GET url` answers `expect_status` within `timeout` seconds; redirects are not followed."""
+    """`GET url` answers `expect_status` within `timeout` seconds; redirects are not followed.
 
-    def __init__(self, url: str, expect_status: int = 200, timeout: float = 5.0) -> None:
+    `secrets` are masked in the body line a failing result quotes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        expect_status: int = 200,
+        timeout: float = 5.0,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.url = url
         self.expect_status = expect_status
         self.timeout = timeout
+        self.secrets = tuple(secrets)
 
     def __repr__(self) -> str:
         return (
@@ -76,16 +88,15 @@ class HttpCheck:
         duration = time.perf_counter() - start
         status = response.status_code
         detail = f"{head} {status} in {duration * 1000:.0f} ms"
-        if status == self.expect_status:
-            return CheckResult(True, detail, duration)
-        detail += f" (expected {self.expect_status})"
         location = response.headers.get("location")
+        answer = Answer(status, first_line(response.text, self.secrets), location)
+        if status == self.expect_status:
+            return CheckResult(True, detail, duration, answer)
+        detail += f" (expected {self.expect_status})"
         if location:
             detail += f", location: {location}"
         else:
-            snippet = " ".join(response.text.split())
+            snippet = first_line(response.text, self.secrets, _BODY_SNIPPET)
             if snippet:
-                if len(snippet) > _BODY_SNIPPET:
-                    snippet = snippet[: _BODY_SNIPPET - 3] + "..."
                 detail += f": {snippet}"
-        return CheckResult(False, detail, duration)
+        return CheckResult(False, detail, duration, answer)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, cast
 
+from conveyor.checks.answers import WrongAnswers, explain
 from conveyor.checks.base import Check, CheckResult
 from conveyor.checks.command import CommandCheck
 from conveyor.checks.http import HttpCheck
 from conveyor.checks.tcp import TcpCheck
-from conveyor.errors import HealthCheckError
+from conveyor.environ import instance_argv
+from conveyor.errors import HealthCheckError, WrongAnswerError
+from conveyor.redaction import env_secrets
 
 # The config models satisfy these protocols; importing them here would make
 # checks depend on config.
@@ -44,6 +48,16 @@ class HttpHealthSpec(HealthSpec, Protocol):
         """The status code that means healthy."""
         ...
 
+    @property
+    def unhealthy_threshold(self) -> int:
+        """Identical wrong answers in a row after which the instance is failed."""
+        ...
+
+    @property
+    def start_period(self) -> float:
+        """Seconds after the start during which wrong answers do not count."""
+        ...
+
 
 class CommandHealthSpec(HealthSpec, Protocol):
     """`type: command`: a shell string or an argv list that exits 0 when healthy."""
@@ -71,15 +85,47 @@ def make_check(
         spec = cast(HttpHealthSpec, health)
         path = spec.path if spec.path.startswith("/") else "/" + spec.path
         url_host = f"[{host}]" if ":" in host else host
-        return HttpCheck(f"http://{url_host}:{port}{path}", spec.expect_status, spec.timeout)
+        url = f"http://{url_host}:{port}{path}"
+        return HttpCheck(url, spec.expect_status, spec.timeout, secrets=env_secrets(env))
     if kind == "tcp":
         return TcpCheck(host, port, health.timeout)
     if kind == "command":
         command = cast(CommandHealthSpec, health).command
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
         check_env = {**env, "PORT": str(port), "HOST": host}
+        argv = instance_argv(command, check_env)
         return CommandCheck(argv, cwd=cwd, env=check_env, timeout=health.timeout)
     raise ValueError(f"unknown health check type {kind!r} (expected http, tcp or command)")
+
+
+@dataclass(frozen=True)
+class FailFast:
+    """When to stop waiting for an HTTP check that keeps getting the same wrong answer."""
+
+    url: str
+    expect_status: int
+    threshold: int
+    """Identical wrong answers in a row (see `conveyor.checks.answers.WrongAnswers`)."""
+    start_period: float
+    """Seconds from the start of the wait during which answers do not count."""
+    logs_command: str
+    """The command that shows the instance's log, for the hint of a 5xx."""
+
+
+def fail_fast_for(
+    health: HttpHealthSpec | HealthSpec, check: Check, logs_command: str
+) -> FailFast | None:
+    """The fail-fast rule of an HTTP health check; None for the other kinds (a TCP or
+    command check has no answer to tell a misconfiguration from a slow boot)."""
+    if health.type != "http" or not isinstance(check, HttpCheck):
+        return None
+    spec = cast(HttpHealthSpec, health)
+    return FailFast(
+        url=check.url,
+        expect_status=spec.expect_status,
+        threshold=spec.unhealthy_threshold,
+        start_period=spec.start_period,
+        logs_command=logs_command,
+    )
 
 
 async def wait_until_healthy(
@@ -89,13 +135,17 @@ async def wait_until_healthy(
     healthy_threshold: int,
     timeout: float,
     is_alive: Callable[[], Awaitable[bool]] | None = None,
+    fail_fast: FailFast | None = None,
 ) -> CheckResult:
     """Run `check` every `interval` seconds until it passes `healthy_threshold` times in a row.
 
     Returns the last (passing) result. Raises `HealthCheckError` when `timeout`
     seconds pass first, with the last result's detail in the message, or at
     once when `is_alive` reports that the instance is not running. An attempt
-    still running at the deadline is abandoned.
+    still running at the deadline is abandoned. With `fail_fast`, the same
+    wrong HTTP status `fail_fast.threshold` times in a row once its start
+    period is over raises `WrongAnswerError` (status, body line, a hint) at
+    once; no answer at all (connection refused) keeps waiting.
     """
     if healthy_threshold < 1:
         raise ValueError("healthy_threshold must be at least 1")
@@ -103,6 +153,8 @@ async def wait_until_healthy(
         raise ValueError("interval must be >= 0 and timeout > 0")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    counting_from = loop.time() + (fail_fast.start_period if fail_fast is not None else 0.0)
+    wrong = WrongAnswers(fail_fast.threshold, fail_fast.expect_status) if fail_fast else None
     passes = 0
     last: CheckResult | None = None
 
@@ -127,6 +179,16 @@ async def wait_until_healthy(
         passes = passes + 1 if last.ok else 0
         if passes >= healthy_threshold:
             return last
+        if wrong is not None and wrong.observe(last.answer, started >= counting_from):
+            assert fail_fast is not None and last.answer is not None
+            message, hint = explain(
+                last.answer,
+                wrong.count,
+                fail_fast.url,
+                fail_fast.expect_status,
+                fail_fast.logs_command,
+            )
+            raise WrongAnswerError(message, hint=hint)
         pause = min(interval - (loop.time() - started), deadline - loop.time())
         if pause > 0:
             await asyncio.sleep(pause)

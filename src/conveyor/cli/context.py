@@ -24,17 +24,20 @@ class CliState:
 STATE = CliState()
 
 
-def load() -> LoadedConfig:
+def load(defer_unset: bool = False) -> LoadedConfig:
+    """The config. `defer_unset` for commands that start nothing: a `${VAR}` that is unset
+    is then no error where its value can stay as written (`run:`, `env`)."""
     from conveyor.config import load_config
 
-    return load_config(STATE.config_path)
+    return load_config(STATE.config_path, defer_unset=defer_unset)
 
 
-def runtime() -> Runtime:
+def runtime(defer_unset: bool = False) -> Runtime:
+    """The runtime of a command; `defer_unset` as for `load`."""
     from conveyor.engine.runtime import Runtime
     from conveyor.identity import current_user
 
-    return Runtime.open(load(), current_user())
+    return Runtime.open(load(defer_unset), current_user())
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -310,7 +310,7 @@ def down(
     """Stop every instance of ENVIRONMENT (drained first) and stop routing to it."""
     from conveyor.engine import deployments
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)  # stops, never starts: see Executor.spec_for
     rt.environment(environment)
     confirm(f"stop every instance of {environment}?", yes=yes)
     record = run(deployments.down(rt, environment, progress if not as_json else _silent))

@@ -23,7 +23,7 @@ def _store() -> Store:
     from conveyor.engine.runtime import Runtime
     from conveyor.identity import current_user
 
-    return Runtime.open(load(), current_user()).store
+    return Runtime.open(load(defer_unset=True), current_user()).store
 
 
 def explain(

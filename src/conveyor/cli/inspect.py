@@ -47,7 +47,7 @@ def _status_report(environment: str | None) -> dict[str, Any]:
 
     from conveyor.config.cache import ConfigSummary
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)
     names = [environment] if environment else list(rt.loaded.config.environments)
     for name in names:
         rt.environment(name)
@@ -105,7 +105,7 @@ def history(
     from conveyor.cli.deploy import deployment_json
     from conveyor.cli.oneoff import history_runs, print_runs, with_runs
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)
     rt.environment(environment)
     records = rt.store.list_deployments(environment, limit=limit)
     shown = {d.id for d in records}
@@ -216,7 +216,7 @@ def logs(
 
     from conveyor.errors import UsageError
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)
     rt.environment(environment)
     if service not in rt.loaded.config.services:
         raise UsageError(f'unknown service "{service}"')

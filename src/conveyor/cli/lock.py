@@ -19,7 +19,7 @@ def lock_status(
     environment: str = typer.Argument(..., help="Environment."), as_json: bool = JsonOption
 ) -> None:
     """Who holds the lock, since when, for which deployment."""
-    rt = runtime()
+    rt = runtime(defer_unset=True)
     rt.environment(environment)
     lock = rt.store.get_lock(environment)
     if as_json:
@@ -55,7 +55,7 @@ def lock_acquire(
     """Lock ENVIRONMENT so nobody deploys to it until it is released."""
     from conveyor.store.records import LockRecord
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)
     rt.environment(environment)
     rt.store.acquire_lock(
         LockRecord(
@@ -77,7 +77,7 @@ def lock_release(environment: str = typer.Argument(..., help="Environment.")) ->
     from conveyor.engine.unfinished import process_alive
     from conveyor.errors import ConveyorError
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)
     rt.environment(environment)
     lock = rt.store.get_lock(environment)
     if lock is None:

@@ -45,6 +45,13 @@ def progress(message: str) -> None:
     err_console().print(f"[dim]{stamp}[/dim] {escape(message)}")
 
 
+def warn(message: str) -> None:
+    """A warning for people on stderr: something to fix that did not stop the command."""
+    from rich.markup import escape
+
+    err_console().print(f"[yellow]warning:[/yellow] {escape(message)}")
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
 

@@ -14,9 +14,14 @@ def register(app: typer.Typer) -> None:
 
 
 def validate(as_json: bool = JsonOption) -> None:
-    """Check conveyor.yml; print every problem with its key path (exit 2 if any)."""
-    loaded = load()
+    """Check conveyor.yml; print every problem with its key path (exit 2 if any).
+
+    A variable that is unset but only needed to start something (`run:`, `env`)
+    is a warning (exit 0): deploy, build and rollback refuse until it is set.
+    """
+    loaded = load(defer_unset=True)
     config = loaded.config
+    warnings = loaded.unset_issues()
     if as_json:
         emit_json(
             {
@@ -25,6 +30,7 @@ def validate(as_json: bool = JsonOption) -> None:
                 "project": config.project,
                 "services": list(config.services),
                 "environments": list(config.environments),
+                "unset": {name: list(paths) for name, paths in loaded.unset.items()},
             }
         )
         return
@@ -33,6 +39,14 @@ def validate(as_json: bool = JsonOption) -> None:
         f"  project {config.project}: services {', '.join(config.services)}; "
         f"environments {', '.join(config.environments)}"
     )
+    if warnings:
+        from conveyor.cli.output import warn
+
+        names = ", ".join(loaded.unset)
+        warn(
+            f"unset: {names}. Commands that start something (deploy, build, rollback) "
+            "refuse until it is set:\n" + "\n".join(f"  {w}" for w in warnings)
+        )
 
 
 def schema() -> None:

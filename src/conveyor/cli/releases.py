@@ -55,7 +55,7 @@ def list_releases(
 
     from conveyor.cli.output import console
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)
     if service is not None and service not in rt.loaded.config.services:
         from conveyor.errors import UsageError
 

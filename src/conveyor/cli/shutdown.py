@@ -20,7 +20,7 @@ def shutdown(yes: bool = YesOption, as_json: bool = JsonOption) -> None:
     """
     from conveyor.engine import shutdown as engine
 
-    rt = runtime()
+    rt = runtime(defer_unset=True)  # stops, never starts
     engine.check_idle(rt)
     running = engine.what_runs(rt)
     if running:

@@ -11,8 +11,8 @@ import difflib
 import os
 import re
 import types
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -33,6 +33,7 @@ from conveyor.config.models import (
     StrategySpec,
     parse_listen,
 )
+from conveyor.environ import INSTANCE_VARIABLES
 from conveyor.errors import ConfigError
 
 __all__ = [
@@ -57,16 +58,56 @@ class LoadedConfig:
     root: Path
     """Its directory: paths in the config are relative to it."""
 
+    unset: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """With `defer_unset`: each unset variable -> the key paths that use it, where the
+    reference was kept as written (`${NAME}`)."""
+
     def source_dir(self, service: str) -> Path:
         """The absolute source directory of `service`."""
         return (self.root / self.config.service(service).source).resolve()
 
+    def unset_issues(self, *prefixes: str) -> list[str]:
+        """One `key/path: ...` line per use of an unset variable (under `prefixes`, e.g.
+        "services/api/", when given), as a strict load reports them."""
+        return [
+            f"{where}: {_unset(name)}"
+            for name, paths in self.unset.items()
+            for where in paths
+            if not prefixes or where.startswith(prefixes)
+        ]
 
-def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    def require_set(self, environment: str, service: str) -> None:
+        """Raise `ConfigError` when what starts `service` in `environment` (its command,
+        env, checks) uses a variable that is not set; nothing may start with `${NAME}`."""
+        issues = self.unset_issues(
+            f"services/{service}/",
+            f"environments/{environment}/env/",
+            f"environments/{environment}/services/{service}/",
+        )
+        if issues:
+            raise ConfigError(issues, source=str(self.path), hint=UNSET_HINT)
+
+
+UNSET_HINT = (
+    "set the variables in the environment of the conveyor command (or give defaults: "
+    "${NAME:-default}); commands that start nothing (status, down, history, explain, "
+    "validate) work without them"
+)
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    defer_unset: bool = False,
+) -> LoadedConfig:
     """Read and validate a conveyor.yml; raises `ConfigError` listing every problem.
 
     Without `path`, the file is looked for in the current directory and its
     parents. `environ` (default `os.environ`) feeds `${VAR}` interpolation.
+    With `defer_unset` (commands that start nothing), a string value using an
+    unset variable keeps `${NAME}` as written and the use is recorded in
+    `LoadedConfig.unset` instead of being an error; a value that is then
+    invalid (`replicas: ${N}`) still is one.
 
     A valid config also refreshes the summary that `conveyor status` reads
     instead of loading the file again (see `conveyor.config.cache`).
@@ -82,22 +123,40 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise ConfigError([f"cannot read the file: {exc.strerror}"], source=source) from None
 
     recording = RecordingEnviron(os.environ if environ is None else environ)
-    config = parse_config(text, environ=recording, source=source)
+    unset: dict[str, list[str]] | None = {} if defer_unset else None
+    config = _parse(text, recording, source, unset)
     absolute = path.resolve()
-    loaded = LoadedConfig(config=config, path=absolute, root=absolute.parent)
+    loaded = LoadedConfig(
+        config=config,
+        path=absolute,
+        root=absolute.parent,
+        unset={name: tuple(paths) for name, paths in (unset or {}).items()},
+    )
     remember(loaded, text, recording)
     return loaded
 
 
 def parse_config(text: str, environ: Mapping[str, str], source: str = "conveyor.yml") -> Config:
     """Validate the YAML `text` of a conveyor.yml; raises `ConfigError`."""
+    return _parse(text, environ, source, None)
+
+
+def _parse(
+    text: str, environ: Mapping[str, str], source: str, unset: dict[str, list[str]] | None
+) -> Config:
+    """`parse_config`; with `unset`, uses of unset variables are recorded there (name ->
+    key paths) and kept as written instead of being problems."""
     data = _read_yaml(text, source)
     data = _strip_extensions(data)
 
     interpolation_issues: list[tuple[KeyPath, str]] = []
-    data = _interpolate(data, [], environ, interpolation_issues)
+    kept: list[tuple[KeyPath, str]] | None = [] if unset is not None else None
+    data = _interpolate(data, [], environ, interpolation_issues, kept)
     issues = [_line(p, m) for p, m in interpolation_issues]
     failed = [p for p, _ in interpolation_issues]
+    for where, name in kept or ():
+        assert unset is not None
+        unset.setdefault(name, []).append("/".join(str(p) for p in where))
 
     try:
         config = Config.model_validate(data, context={FROM_FILE: True})
@@ -107,9 +166,11 @@ def parse_config(text: str, environ: Mapping[str, str], source: str = "conveyor.
             # A value that could not be interpolated was validated as ""; its errors are noise.
             if any(where[: len(p)] == p for p in failed):
                 continue
-            line = _line(where, message)
-            if line not in issues:
-                issues.append(line)
+            # A kept ${NAME} that makes its value invalid: the variable is needed after all.
+            needed = [_line(p, _unset(n)) for p, n in kept or () if where[: len(p)] == p]
+            for line in needed or [_line(where, message)]:
+                if line not in issues:
+                    issues.append(line)
         raise ConfigError(issues, source=source) from None
     if issues:
         raise ConfigError(issues, source=source)
@@ -193,11 +254,19 @@ _REFERENCE = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)\}|(?P<open>\{))"
 _BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 
 
-def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+def interpolate(
+    text: str,
+    environ: Mapping[str, str],
+    deferred: Collection[str] = (),
+    kept: list[str] | None = None,
+) -> tuple[str, list[str]]:
     """Expand `${VAR}`, `${VAR:-default}` and `$$` in `text`; returns (result, problems).
 
     `${VAR:-default}` uses the default when VAR is unset or empty, like the
-    shell. A `$` not followed by `{` or `$` stays as it is.
+    shell. A `$` not followed by `{` or `$` stays as it is, and so do the
+    references to the `deferred` names (filled in later, at instance start).
+    With `kept`, an unset VAR without a default is no problem: its reference
+    stays as written and its name is appended to `kept`.
     """
     problems: list[str] = []
 
@@ -216,14 +285,16 @@ def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
             )
             return ""
         name, default = parsed.group("name"), parsed.group("default")
+        if name in deferred:
+            return match.group(0)
         value = environ.get(name)
         if default is not None:
             return value if value else default
         if value is None:
-            problems.append(
-                f'environment variable "{name}" is not set '
-                f"(write ${{{name}:-default}} to give a default)"
-            )
+            if kept is not None:
+                kept.append(name)
+                return match.group(0)
+            problems.append(_unset(name))
             return ""
         return value
 
@@ -232,17 +303,62 @@ def interpolate(text: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
     return _REFERENCE.sub(expand, text), problems
 
 
+def _unset(name: str) -> str:
+    if name in INSTANCE_VARIABLES:
+        return (
+            f'"{name}" is given to each instance when it starts: write ${name} or ${{{name}}} '
+            "in a service's run, env, health.command or smoke commands; it has no value "
+            "anywhere else"
+        )
+    return (
+        f'environment variable "{name}" is not set (write ${{{name}:-default}} to give a default)'
+    )
+
+
+def _deferred(where: KeyPath, value: str, environ: Mapping[str, str]) -> Collection[str]:
+    """The instance variables left for instance start in the value at `where`.
+
+    In the commands of an instance (`run`, `health.command`, `smoke` commands)
+    all of them: the deployer's own $PORT must never reach an instance. In an
+    `env` value, those the deployer's environment does not set, so that
+    `${DATA_DIR}/db.sqlite3` works and a config-time `${HOST}` keeps working.
+    """
+    if len(where) >= 3 and where[0] == "services":
+        key = where[2]
+        if (
+            key == "run"
+            or (key == "health" and where[3:4] == ["command"])
+            or (key == "smoke" and where[4:5] == ["command"])
+        ):
+            return INSTANCE_VARIABLES
+        in_env = key == "env"
+    elif len(where) >= 3 and where[0] == "environments":
+        in_env = where[2] == "env" or (where[2] == "services" and where[4:5] == ["env"])
+    else:
+        in_env = False
+    # Only the names the value mentions are looked up: each lookup joins the cache key.
+    return [n for n in INSTANCE_VARIABLES if n in value and n not in environ] if in_env else ()
+
+
 def _interpolate(
-    value: Any, where: KeyPath, environ: Mapping[str, str], issues: list[tuple[KeyPath, str]]
+    value: Any,
+    where: KeyPath,
+    environ: Mapping[str, str],
+    issues: list[tuple[KeyPath, str]],
+    kept: list[tuple[KeyPath, str]] | None = None,
 ) -> Any:
     if isinstance(value, str):
-        result, problems = interpolate(value, environ)
+        deferred = _deferred(where, value, environ) if "$" in value else ()
+        names: list[str] | None = [] if kept is not None else None
+        result, problems = interpolate(value, environ, deferred, names)
         issues.extend((where, p) for p in problems)
+        if kept is not None and names:
+            kept.extend((where, n) for n in names)
         return result
     if isinstance(value, dict):
-        return {k: _interpolate(v, [*where, k], environ, issues) for k, v in value.items()}
+        return {k: _interpolate(v, [*where, k], environ, issues, kept) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, [*where, i], environ, issues) for i, v in enumerate(value)]
+        return [_interpolate(v, [*where, i], environ, issues, kept) for i, v in enumerate(value)]
     return value
 
 

@@ -309,6 +309,48 @@ ListenAddress = Annotated[
     ),
 ]
 
+DEFAULT_PORTS = "20000-29999"
+_PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$")
+
+
+def parse_port_range(text: str) -> range:
+    """The instance ports of a `ports` value: "20000-29999" -> range(20000, 30000).
+
+    Raises ValueError naming what is wrong.
+    """
+    match = _PORT_RANGE.match(text)
+    if match is None:
+        raise ValueError(
+            f'expected a port range "LOW-HIGH" like "{DEFAULT_PORTS}", got {describe_value(text)}'
+        )
+    low, high = int(match.group(1)), int(match.group(2))
+    if not (1 <= low <= 65535 and 1 <= high <= 65535):
+        raise ValueError(f"expected ports between 1 and 65535, got {low}-{high}")
+    if low > high:
+        raise ValueError(f"the range starts above its end: {low}-{high} (write {high}-{low})")
+    return range(low, high + 1)
+
+
+def _check_port_range(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value}-{value}"
+    if not isinstance(value, str):
+        raise problem(
+            f'expected a port range "LOW-HIGH" like "{DEFAULT_PORTS}", got {describe_value(value)}'
+        )
+    try:
+        found = parse_port_range(value)
+    except ValueError as exc:
+        raise problem(str(exc)) from None
+    return f"{found.start}-{found.stop - 1}"
+
+
+PortRange = Annotated[
+    str,
+    PlainValidator(_check_port_range),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*[0-9]{1,5}\s*-\s*[0-9]{1,5}\s*$"}),
+]
+
 
 def _check_analysis_name(value: object) -> str:
     if isinstance(value, str) and _NAME.match(value):
@@ -465,6 +507,18 @@ class HttpHealth(_HealthBase):
     type: Literal["http"] = Field("http", description="Check with an HTTP GET request.")
     path: str = Field("/health", description='Path requested on the instance, starting with "/".')
     expect_status: StatusCode = Field(200, description="HTTP status the check must answer with.")
+    unhealthy_threshold: PositiveInt = Field(
+        3,
+        description="The same wrong status this many times in a row (after start_period) fails "
+        "the instance at once, with the status, the body's first line and a hint (400: "
+        "ALLOWED_HOSTS, 301: an HTTPS redirect, 404: the path, 5xx: the app's log) instead "
+        "of waiting for deploy_timeout. No answer at all (connection refused) keeps waiting.",
+    )
+    start_period: Duration = _duration_field(
+        10.0,
+        "Grace period after an instance starts during which wrong answers do not count "
+        "towards unhealthy_threshold (a booting app may answer 5xx)",
+    )
 
     @field_validator("path")
     @classmethod
@@ -484,7 +538,8 @@ class TcpHealth(_HealthBase):
 
 class CommandHealth(_HealthBase):
     """Healthy when a command exits with status 0. It runs in the release directory
-    with the instance's environment plus PORT."""
+    with the instance's environment plus PORT; $PORT and ${PORT} (and the other instance
+    variables) in an argv list are filled in, as in `run`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -860,7 +915,9 @@ class ServiceConfig(_Model):
     )
     run: Command = Field(
         description="Command that starts one instance: a string (run by /bin/sh -c) or a list "
-        "of strings (argv). It must listen on the port given in $PORT."
+        "of strings (argv). It must listen on the port given in $PORT. $PORT, ${PORT} and the "
+        "other instance variables (HOST, CONVEYOR_RELEASE, CONVEYOR_ENV, CONVEYOR_SERVICE, "
+        "CONVEYOR_INSTANCE, DATA_DIR) are filled in when each instance starts."
     )
     env: Env = Field(
         default_factory=dict,
@@ -1286,6 +1343,11 @@ class EnvironmentConfig(_Model):
         description="Public URL of the environment, starting with http:// or https://. "
         'Default: "http://<listen host or 127.0.0.1>:<port>".',
     )
+    ports: PortRange | None = Field(
+        None,
+        description='Ports the instances of this environment listen on, "LOW-HIGH" (default: '
+        "the project's ports).",
+    )
     router: Literal["caddy", "haproxy"] = Field(
         "caddy",
         description='Router that sends traffic to instances: "caddy" (embedded, the default) or '
@@ -1498,6 +1560,12 @@ class Config(_Model):
     releases: ReleasesConfig = Field(
         default_factory=ReleasesConfig, description="How releases are kept on disk."
     )
+    ports: PortRange = Field(
+        DEFAULT_PORTS,
+        description='Ports the instances listen on (each gets a free one as $PORT), "LOW-HIGH". '
+        "Keep it below the kernel's ephemeral range (net.ipv4.ip_local_port_range, usually "
+        "32768-60999): a port from there can be taken at any moment by an outgoing connection.",
+    )
     services: dict[ServiceName, ServiceConfig] = Field(
         description='The services, by name (lowercase letters, digits and "-", starting with a '
         "letter). At least one."
@@ -1572,6 +1640,10 @@ class Config(_Model):
             if override is not None:
                 return override.url
         return database.url
+
+    def ports_for(self, environment: str) -> range:
+        """The instance ports of `environment`: its own `ports`, else the project's."""
+        return parse_port_range(self.environment(environment).ports or self.ports)
 
     def service_for(self, environment: str, service: str) -> ServiceConfig:
         """The service as it runs in `environment`.

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.checks.base import Check
 from conveyor.checks.command import CommandCheck
-from conveyor.checks.wait import make_check, wait_until_healthy
-from conveyor.config import command_argv
+from conveyor.checks.wait import fail_fast_for, make_check, wait_until_healthy
 from conveyor.engine import failpoints
 from conveyor.engine.analysis_run import AnalysisRun, preview_environment
 from conveyor.engine.plan import (
@@ -49,12 +48,14 @@ from conveyor.engine.plan import (
 )
 from conveyor.engine.release_env import release_env
 from conveyor.engine.runtime import Runtime
+from conveyor.environ import expand_env, instance_argv
 from conveyor.errors import (
     AnalysisFailedError,
     ConveyorError,
     HealthCheckError,
     SmokeTestError,
     TargetError,
+    WrongAnswerError,
 )
 from conveyor.store.records import (
     REQUEST_ABORT,
@@ -75,7 +76,6 @@ if TYPE_CHECKING:
 
 HOST = "127.0.0.1"
 LOG_LINES_ON_FAILURE = 20
-INSTANCE_PORTS = range(20000, 30000)
 
 REQUEST_POLL_S = 0.2  # how often a running step looks for pause/abort/promote requests
 # Steps that wait on something outside Conveyor: a request interrupts them at once.
@@ -388,7 +388,9 @@ class Executor:
                 environment=self.environment,
                 service=step.service,
                 release_id=step.release,
-                port=_free_port(self._ports_in_use()),
+                port=_free_port(
+                    self._ports_in_use(), self.rt.loaded.config.ports_for(self.environment)
+                ),
                 state="starting",
                 created_at=datetime.now(UTC),
                 deployment_id=self.deployment_id,
@@ -405,6 +407,7 @@ class Executor:
         svc = self.rt.loaded.config.service_for(self.environment, service)
         spec = self.spec_for(record)
         check = make_check(svc.health, HOST, record.port, spec.release_dir, spec.env)
+        logs_command = f"conveyor logs {self.environment} {service}"
 
         async def alive() -> bool:
             status = await self.rt.target.status(name)
@@ -418,6 +421,7 @@ class Executor:
                 healthy_threshold=1 if recheck else svc.health.healthy_threshold,
                 timeout=svc.deploy_timeout,
                 is_alive=alive,
+                fail_fast=None if recheck else fail_fast_for(svc.health, check, logs_command),
             )
             if strategy.min_ready > 0 and not recheck:
                 await asyncio.sleep(strategy.min_ready)
@@ -434,9 +438,27 @@ class Executor:
             raise HealthCheckError(
                 f"instance {name} ({service} {record.release_id}) is not healthy: "
                 f"{error.message}\n  last {LOG_LINES_ON_FAILURE} log lines:\n{tail}",
-                hint=f"see all of it with: conveyor logs {self.environment} {service}",
+                hint=error.hint
+                if isinstance(error, WrongAnswerError)
+                else f"see all of it with: {logs_command}",
             ) from error
         self.rt.store.set_instance_state(name, "ready")
+        if not recheck:
+            self._warn_if_exposed(service, name, record.port)
+
+    def _warn_if_exposed(self, service: str, name: str, port: int) -> None:
+        """Say so when a healthy instance listens on every interface, not only on HOST: other
+        machines reach it past the router (Express's `app.listen(PORT)` ignores HOST)."""
+        from conveyor.targets.listening import all_interfaces, listening_addresses
+
+        wide = all_interfaces(listening_addresses(port))
+        if wide:
+            shown = f"[{wide[0]}]" if ":" in wide[0] else wide[0]
+            self.progress(
+                f"[{service}] warning: {name} listens on all interfaces ({shown}:{port}), not "
+                f"only on {HOST}: other machines can reach it without the router. Make it "
+                f"listen on $HOST (Express: app.listen(process.env.PORT, process.env.HOST))"
+            )
 
     async def _hook(self, step: RunHook) -> str:
         from conveyor.engine.hooks import HookError, run_hooks
@@ -464,8 +486,8 @@ class Executor:
             if test.path is not None:
                 check = HttpCheck(base_url + test.path, test.expect_status, test.timeout)
             else:
-                argv = command_argv(test.command or "")
                 env = {**spec.env, "SMOKE_URL": base_url}
+                argv = instance_argv(test.command or "", env)
                 check = CommandCheck(argv, spec.release_dir, env, test.timeout)
             result = await check.run()
             if not result.ok:
@@ -515,22 +537,29 @@ class Executor:
     # -- helpers ---------------------------------------------------------------
 
     def spec_for(self, record: InstanceRecord) -> InstanceSpec:
-        """The target's view of an instance, built from config and its release."""
+        """The target's view of an instance, built from config and its release.
+
+        Raises `ConfigError` when what the instance needs uses an unset variable (a
+        config loaded for a command that starts nothing must not start it with `${VAR}`).
+        """
+        self.rt.loaded.require_set(self.environment, record.service)
         release = self._release(record.service, record.release_id)
         svc = self.rt.loaded.config.service_for(self.environment, record.service)
-        env = {
-            **release_env(self.rt, self.environment, record.service, record.release_id),
-            "PORT": str(record.port),
-            "HOST": HOST,
-            "CONVEYOR_INSTANCE": record.name,
-        }
+        env = expand_env(
+            {
+                **release_env(self.rt, self.environment, record.service, record.release_id),
+                "PORT": str(record.port),
+                "HOST": HOST,
+                "CONVEYOR_INSTANCE": record.name,
+            }
+        )
         return InstanceSpec(
             name=record.name,
             environment=self.environment,
             service=record.service,
             release_id=record.release_id,
             release_dir=Path(release.path),
-            command=command_argv(svc.run),
+            command=instance_argv(svc.run, env),
             env=env,
             port=record.port,
             stop_timeout=svc.stop_timeout,
@@ -560,15 +589,16 @@ def _address(port: int) -> str:
     return f"{HOST}:{port}"
 
 
-def _free_port(taken: set[int]) -> int:
-    """A port below the kernel's ephemeral range that is free and not recorded.
+def _free_port(taken: set[int], ports: range) -> int:
+    """A port of `ports` (the config's `ports`) that is free and not recorded.
 
-    Ports from the ephemeral range (what binding port 0 hands out) can be
-    taken at any moment by an outgoing connection, e.g. Caddy's to an upstream.
+    Ports from the kernel's ephemeral range (what binding port 0 hands out) can
+    be taken at any moment by an outgoing connection, e.g. Caddy's to an
+    upstream: the default range stays below it.
     """
-    start = secrets.randbelow(INSTANCE_PORTS.stop - INSTANCE_PORTS.start)
-    for offset in range(len(INSTANCE_PORTS)):
-        port = INSTANCE_PORTS.start + (start + offset) % len(INSTANCE_PORTS)
+    start = secrets.randbelow(len(ports))
+    for offset in range(len(ports)):
+        port = ports[(start + offset) % len(ports)]
         if port in taken:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -578,5 +608,6 @@ def _free_port(taken: set[int]) -> int:
                 continue
         return port
     raise TargetError(
-        f"no free TCP port on {HOST} in {INSTANCE_PORTS.start}-{INSTANCE_PORTS.stop - 1}"
+        f"no free TCP port on {HOST} in {ports.start}-{ports.stop - 1}",
+        hint="widen `ports` in conveyor.yml (or stop what holds them)",
     )

@@ -1,0 +1,101 @@
+"""End to end: run lines written as a Procfile writes them, the instance port range, and
+the warning about an instance listening on every interface."""
+
+from __future__ import annotations
+
+import random
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.apps import SERVER, make_app
+
+pytestmark = pytest.mark.slow
+
+# The server takes its port from its command line only: it answers only when
+# Conveyor put the port into the argv ($PORT in a list, ${PORT} in a shell string).
+CONFIG = """\
+project: tiny
+ports: ${PORTS}
+services:
+  bare:
+    run: [python3, server.py, --port, $PORT]
+    route: {path: /bare}
+    health: {type: http, path: /health, interval: 200ms}
+  braced:
+    run: exec python3 server.py --port ${PORT} --host 0.0.0.0
+    route: {path: /braced}
+    health: {type: http, path: /health, interval: 200ms}
+environments:
+  staging:
+    listen: ${LISTEN}
+"""
+
+
+def test_procfile_style_run_lines_deploy_on_ports_of_the_range_and_wide_listeners_warn(
+    tmp_path: Path,
+) -> None:
+    low = random.randrange(30000, 32000)
+    ports = range(low, low + 20)
+    app = make_app(tmp_path, CONFIG, {"server.py": SERVER})
+    app.env["PORTS"] = f"{ports.start}-{ports.stop - 1}"
+    try:
+        deployed = app.run("deploy", "staging", "--build")
+        answers = {}
+        for service in ("bare", "braced"):
+            address = f"http://{app.env['LISTEN']}/{service}/hello"
+            with urllib.request.urlopen(address, timeout=10) as response:
+                answers[service] = response.read().decode()
+        report = app.json("status", "staging")
+    finally:
+        app.shutdown()
+    instances = {
+        s["name"]: s["instances"][0]
+        for s in report["environments"][0]["services"]  # type: ignore[index]
+    }
+    for service, answer in answers.items():
+        port = instances[service]["port"]
+        assert port in ports
+        assert answer == f"answer 200 from port {port}\n"
+    output = deployed.stdout + deployed.stderr
+    wide = re.findall(r"\[(\w+)\] warning: \S+ listens on all interfaces \(([\d.:]+)\)", output)
+    assert wide == [("braced", f"0.0.0.0:{instances['braced']['port']}")], output
+    assert "$HOST" in output
+
+
+SECRET_CONFIG = """\
+project: tiny
+services:
+  web:
+    run: [python3, server.py, --port, $PORT]
+    env: {API_TOKEN: "${API_TOKEN}"}
+    health: {type: http, path: /health, interval: 200ms}
+environments:
+  staging:
+    listen: ${LISTEN}
+"""
+
+
+def test_a_running_environment_is_shown_and_stopped_without_the_variables_it_started_with(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path, SECRET_CONFIG, {"server.py": SERVER})
+    try:
+        app.run("deploy", "staging", "--build", env={"API_TOKEN": "s3cr3t-t0ken"})
+        # Another shell, without the token: looking and stopping need none of it.
+        report = app.json("status", "staging")
+        web = report["environments"][0]["services"][0]  # type: ignore[index]
+        assert web["healthy"] == 1
+        assert app.json("history", "staging")[0]["status"] == "succeeded"  # type: ignore[index]
+        refused = app.run("deploy", "staging", check=False)
+        assert refused.returncode == 2
+        assert 'services/web/env/API_TOKEN: environment variable "API_TOKEN" is not set' in (
+            refused.stderr
+        )
+        down = app.run("down", "staging", "--yes")
+        assert "staging is down" in down.stdout
+        assert app.json("status", "staging")["environments"][0]["services"][0]["instances"] == []  # type: ignore[index]
+    finally:
+        app.shutdown()
