@@ -99,3 +99,31 @@ def test_a_running_environment_is_shown_and_stopped_without_the_variables_it_sta
         assert app.json("status", "staging")["environments"][0]["services"][0]["instances"] == []  # type: ignore[index]
     finally:
         app.shutdown()
+
+
+def test_the_log_lines_of_a_failed_instance_hide_its_secrets(tmp_path: Path) -> None:
+    """Regression: the last log lines shown when an instance never got healthy printed
+    whatever the app logged, its secrets included."""
+    app = make_app(
+        tmp_path,
+        """\
+project: leaky
+services:
+  web:
+    source: .
+    run: python3 crash.py
+    env: {API_TOKEN: "${API_TOKEN}"}
+    deploy_timeout: 20s
+environments:
+  staging: {listen: "${LISTEN}"}
+""",
+        {
+            "crash.py": "import os, sys\nprint('settings: token', os.environ['API_TOKEN'])\nsys.exit(1)\n"
+        },
+    )
+    token = "tok-5ecret-value-77"
+    failed = app.run("deploy", "staging", "--build", check=False, env={"API_TOKEN": token})
+    assert failed.returncode == 1 and "settings: token ***" in failed.stderr, failed.stderr
+    assert token not in failed.stdout + failed.stderr
+    (record,) = app.json("history", "staging")  # type: ignore[misc]
+    assert token not in record["error"]

@@ -57,6 +57,7 @@ from conveyor.errors import (
     TargetError,
     WrongAnswerError,
 )
+from conveyor.redaction import env_secrets, redact_text
 from conveyor.store.records import (
     REQUEST_ABORT,
     REQUEST_PAUSE,
@@ -434,7 +435,9 @@ class Executor:
                     )
         except HealthCheckError as error:
             lines = await self.rt.target.logs(name, LOG_LINES_ON_FAILURE)
-            tail = "\n".join(f"    {line}" for line in lines) or "    (no output)"
+            secrets = env_secrets(spec.env)  # an app may print its settings when it fails
+            tail = "\n".join(f"    {redact_text(line, secrets)}" for line in lines)
+            tail = tail or "    (no output)"
             raise HealthCheckError(
                 f"instance {name} ({service} {record.release_id}) is not healthy: "
                 f"{error.message}\n  last {LOG_LINES_ON_FAILURE} log lines:\n{tail}",
