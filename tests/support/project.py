@@ -141,12 +141,16 @@ def make_project(tmp: Path, example: str = "shop") -> Project:
         root,
         ignore=shutil.ignore_patterns(".conveyor", "__pycache__", "faults.json"),
     )
+    return git_project(root, tmp / "home")
+
+
+def git_project(root: Path, home: Path) -> Project:
+    """The directory `root` as a git repository with one commit, and a Conveyor home."""
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "tester@example.com")
     git(root, "config", "user.name", "Tester")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "v1")
-    home = tmp / "home"
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(home),
