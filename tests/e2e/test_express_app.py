@@ -26,11 +26,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def express(tmp_path: Path) -> Iterator[Project]:
-    project = initialised(tmp_path, "express")
-    try:
+    with initialised(tmp_path, "express") as project:
         yield project
-    finally:
-        project.shutdown()
 
 
 def test_express_generator_app(express: Project) -> None:

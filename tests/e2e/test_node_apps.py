@@ -29,11 +29,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def nextjs(tmp_path: Path) -> Iterator[Project]:
-    project = initialised(tmp_path, "nextjs")
-    try:
+    with initialised(tmp_path, "nextjs") as project:
         yield project
-    finally:
-        project.shutdown()
 
 
 def test_create_next_app(nextjs: Project) -> None:

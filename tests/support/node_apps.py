@@ -9,6 +9,7 @@ checkout would be. npm's cache makes the releases' `npm ci` work from disk.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -16,6 +17,7 @@ import re
 import shutil
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +103,11 @@ def drop_google_fonts(root: Path) -> None:
     layout.write_text(text[: found.start()] + stubs + text[found.end() :])
 
 
-def initialised(tmp_path: Path, kind: str) -> Project:
+@contextlib.contextmanager
+def initialised(tmp_path: Path, kind: str) -> Iterator[Project]:
     """A copy of the generated app in git, with the conveyor.yml `conveyor init` wrote
-    (committed, as a user would; only --listen is chosen, for a free port)."""
+    (committed, as a user would; only --listen is chosen, for a free port); everything
+    it started is stopped on the way out."""
     root = copy_app(kind, tmp_path / "app")
     if kind == "nextjs":
         drop_google_fonts(root)
@@ -111,7 +115,10 @@ def initialised(tmp_path: Path, kind: str) -> Project:
     project.env.update(NODE_ENV)
     project.run("init", "--listen", project.env["SHOP_STAGING_LISTEN"])
     project.commit("conveyor init")
-    return project
+    try:
+        yield project
+    finally:
+        project.shutdown()
 
 
 def url(project: Project, path: str = "/") -> str:
