@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR", "SHELL")
+# What a program attached to the deployer's terminal (`conveyor run`) needs of it.
+TERMINAL = ("TERM", "COLORTERM", "COLUMNS", "LINES")
 
 
 def minimal_environment() -> dict[str, str]:
@@ -17,3 +19,10 @@ def minimal_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in INHERITED or k.startswith("LC_")}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     return env
+
+
+def attached_environment() -> dict[str, str]:
+    """`minimal_environment()` plus the terminal's description (`TERMINAL`), for a
+    program that talks to the deployer's terminal."""
+    terminal = {k: v for k, v in os.environ.items() if k in TERMINAL}
+    return {**minimal_environment(), **terminal}

@@ -9,6 +9,8 @@ error's `exit_code`, never with a traceback. Exit codes:
   lock held, health check never passed, unfinished deployment, ...)
 * 2 - usage or configuration error (bad `conveyor.yml`, unknown environment,
   unknown release, bad command-line arguments)
+* 3 - waiting for a person: the rollout paused (a `pause` step, an inconclusive
+  analysis) and goes on with `conveyor promote|resume ENV` or ends with `abort`
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_WAITING = 3
 
 
 class ConveyorError(Exception):
@@ -73,6 +76,15 @@ class UnfinishedDeploymentError(ConveyorError):
 
 class TargetError(ConveyorError):
     """The place instances run (supervisord, a host) failed to do what was asked."""
+
+
+class CommandNotRunError(TargetError):
+    """A one-off command could not be started: not found (exit 127, as a shell
+    says) or not executable (126)."""
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int = 127) -> None:
+        super().__init__(message, hint)
+        self.exit_code = exit_code
 
 
 class RouterError(ConveyorError):

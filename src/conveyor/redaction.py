@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import unquote
 
 MASK = "***"
@@ -12,6 +12,9 @@ _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>.*)$", r
 _PASSWORD_PARAM = re.compile(
     r"(?i)(?P<key>[?&](?:password|passwd|pwd|sslpassword)=)[^&#]*",
 )
+# Names of variables and options whose values are secrets.
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API[_-]?KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
+_NAMED_VALUE = re.compile(r"^(?P<key>-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*=)(?P<value>.+)$", re.DOTALL)
 
 
 def redact_url(url: str, mask: str = MASK) -> str:
@@ -67,3 +70,42 @@ def redact_text(text: str, secrets: Iterable[str | None], mask: str = MASK) -> s
     for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(secret, mask)
     return text
+
+
+def env_secrets(env: Mapping[str, str]) -> list[str]:
+    """The secret values of an environment: variables named like secrets
+    (`SECRET_NAME`), and the passwords of URLs in any variable.
+
+    >>> env_secrets({"API_TOKEN": "t0k", "DATABASE_URL": "postgres://u:pw1@db/x", "A": "b"})
+    ['pw1', 't0k']
+    """
+    found = {v for k, v in env.items() if v and SECRET_NAME.search(k)}
+    for value in env.values():
+        if "://" in value:
+            found.update(url_secrets(value))
+    return sorted(found, key=lambda s: (-len(s), s))
+
+
+def redact_argv(argv: Iterable[str], secrets: Iterable[str | None], mask: str = MASK) -> list[str]:
+    """A command line safe to record: known secret values masked, and the values of
+    options and assignments named like secrets (`--password X`, `--api-key=X`,
+    `DB_PASSWORD=X`), and URL passwords.
+
+    >>> redact_argv(["psql", "--password", "pw", "TOKEN=abc", "mysql://u:p@h/d", "x"], [])
+    ['psql', '--password', '***', 'TOKEN=***', 'mysql://u:***@h/d', 'x']
+    """
+    known = list(secrets)
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(mask)
+            hide_next = False
+            continue
+        named = _NAMED_VALUE.match(arg)
+        if named and SECRET_NAME.search(named["key"]):
+            out.append(named["key"] + mask)
+            continue
+        hide_next = arg.startswith("-") and "=" not in arg and bool(SECRET_NAME.search(arg))
+        out.append(redact_text(redact_url(arg, mask) if "://" in arg else arg, known, mask))
+    return out

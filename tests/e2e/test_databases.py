@@ -9,7 +9,6 @@ which on MariaDB and SQLite leaves its DDL applied.
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 from tests.databases.conftest import LiveDatabase
 from tests.e2e.test_shop import assert_serving, build, change_api, get_json, url
 from tests.support.load import traffic
+from tests.support.postgres import scratch_database
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
@@ -54,24 +54,14 @@ def post(address: str) -> Any:
 
 @pytest.fixture
 def pg_shop(shop: Project) -> Iterator[tuple[Project, Any]]:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL does not answer: {exc}")
-    name = f"conveyor_shop_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    shop.config = "conveyor.postgres.yml"
-    shop.env["SHOP_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    shop.env["SHOP_PYTHON"] = sys.executable
-    conn = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={name}", autocommit=True)
-    try:
-        yield shop, conn
-    finally:
-        conn.close()
-        shop.shutdown()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database("conveyor_shop") as (database_url, conn):
+        shop.config = "conveyor.postgres.yml"
+        shop.env["SHOP_DATABASE_URL"] = database_url
+        shop.env["SHOP_PYTHON"] = sys.executable
+        try:
+            yield shop, conn
+        finally:
+            shop.shutdown()
 
 
 def add_migration(shop: Project, revision: str, down: str, body: str) -> None:
@@ -124,6 +114,28 @@ def test_a_deploy_checks_backs_up_and_migrates_before_any_traffic(
     assert newest["tables"] == {"public.alembic_version": 1, "public.counter": 1}
 
 
+def test_a_release_without_a_new_alembic_revision_skips_backup_and_migrate(
+    pg_shop: tuple[Project, Any],
+) -> None:
+    shop, conn = pg_shop
+    build(shop)
+    shop.run("deploy", "staging")
+    backups = shop.json("db", "list")
+    assert isinstance(backups, list) and len(backups) == 1
+
+    change_api(shop, "v2")  # code only: Alembic's current revision is already the head
+    second = shop.run("deploy", "staging", "--build")
+    assert "[api] no pending migrations for db 'shop': skipped backup and migrate" in second.stderr
+    assert "migrating" not in second.stderr
+    assert shop.json("db", "list") == backups
+    steps = steps_of(shop, history(shop)[0]["id"])
+    assert (
+        steps["pending_migrations"]["note"] == "nothing pending (Alembic's current against heads)"
+    )
+    assert {steps[k]["status"] for k in ("check_migration", "backup", "migrate")} == {"skipped"}
+    assert revision(conn) == "0001"
+
+
 def test_a_breaking_migration_is_refused_then_allowed_when_asked(
     pg_shop: tuple[Project, Any],
 ) -> None:
@@ -141,7 +153,8 @@ def test_a_breaking_migration_is_refused_then_allowed_when_asked(
     assert "later release" in refused.stderr and "--allow-breaking-migrations" in refused.stderr
     assert revision(conn) == "0002"  # nothing ran
     assert_serving(shop, v1)
-    assert history(shop)[0]["status"] == "rolled_back"
+    refusal = history(shop)[0]  # refused by the check: not rolled back, nothing had changed
+    assert refusal["status"] == "refused" and "DROP COLUMN legacy" in refusal["error"]
 
     allowed = shop.run("deploy", "staging", "--allow-breaking-migrations")
     assert "allowed by tester@example.com" in allowed.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_shop import build, change_api, get_json, url
+from tests.e2e.test_shop import build, change_api, get_json, status, url
 from tests.support.project import Project, free_port
 from tests.support.receiver import Receiver
 
@@ -127,7 +127,7 @@ def test_a_failing_pre_deploy_hook_stops_the_deploy_before_anything_changes(
             "pre_deploy": [["sh", "-c", "echo 'the release train is closed' >&2; exit 3"]],
             "on_failure": [dump_env(tmp_path / "failure.json")],
         },
-        notify=[{"webhook": {"url": f"{http.base}/deploys"}, "events": ["rolled_back"]}],
+        notify=[{"webhook": {"url": f"{http.base}/deploys"}, "events": ["refused"]}],
     )
     change_api(shop, "v2")
     build(shop)
@@ -138,14 +138,25 @@ def test_a_failing_pre_deploy_hook_stops_the_deploy_before_anything_changes(
     )
     assert "nothing was changed" in refused.stderr
     assert get_json(url(shop))["release"] == v1["api"]
-    record = last(shop)
-    assert record["status"] == "rolled_back" and "exited 3" in record["error"]
+    assert "was refused: step 2 (run the pre_deploy hooks) failed" in refused.stderr
+    record = last(shop)  # refused by a check, not rolled back: nothing had changed
+    assert record["status"] == "refused" and "exited 3" in record["error"]
     log = (shop.home / "logs" / "deployments" / f"{record['id']}.log").read_text()
     assert "the release train is closed" in log
     failure = read(tmp_path / "failure.json")
-    assert failure["CONVEYOR_STATUS"] == "rolled_back" and "exited 3" in failure["CONVEYOR_ERROR"]
+    assert failure["CONVEYOR_STATUS"] == "refused" and "exited 3" in failure["CONVEYOR_ERROR"]
     (told,) = [r.json() for r in http.received]
-    assert told["event"] == "rolled_back" and told["deployment"] == record["id"]
+    assert told["event"] == "refused" and told["deployment"] == record["id"]
+    assert told["status"] == "refused" and "exited 3" in told["error"]
+    explained = shop.run("explain", record["id"]).stdout
+    assert "run the pre_deploy hooks: failed" in explained
+    assert "conclusion: refused before anything changed: step 2" in explained
+    steps = shop.json("explain", record["id"])
+    assert isinstance(steps, dict)
+    assert [s["kind"] for s in steps["steps"]] == ["verify_release", "hook"]  # no restore
+    table = shop.run("history", "staging").stdout
+    assert f"{record['id']}  deploy  refused" in table
+    assert status(shop)["last_deployment"]["status"] == "refused"
 
 
 def test_failed_hooks_and_deliveries_after_a_deploy_are_reported_not_fatal(

@@ -121,9 +121,31 @@ def test_pruning_keeps_the_rollback_target_and_drops_never_deployed_releases(
     shop.run("rollback", "staging")
     assert_serving(shop, first["api"])
 
-    # the same rule applies by itself after every successful deploy
+    # the same rule applies by itself after every successful deploy: staging now runs
+    # v3 and would roll back to the first release; v2 and the never-deployed one go
     change_api(shop, "v3")
     third = build(shop)
-    shop.run("deploy", "staging")
+    deployed = shop.run("deploy", "staging")
     kept = {r["id"] for r in shop.json("releases", "api")}  # type: ignore[union-attr]
-    assert kept == {third["api"], first["api"], second["api"]}
+    assert kept == {third["api"], first["api"]}
+    assert "pruned 2 old releases" in deployed.stdout + deployed.stderr
+
+
+def test_a_release_modified_on_disk_is_refused_before_anything_changes(shop: Project) -> None:
+    """Regression: the digest re-check was an invisible pre-step; it is the plan's first step,
+    and a modified release is refused (nothing changed) with the files that changed."""
+    first = build(shop)
+    shop.run("deploy", "staging")
+    change_api(shop, "v2")
+    second = build(shop)
+    tree = next(r["path"] for r in shop.json("releases", "api") if r["id"] == second["api"])  # type: ignore[index, union-attr]
+    os.chmod(tree, 0o755)
+    with open(os.path.join(tree, "server.py"), "a") as handle:
+        handle.write("# changed on the server\n")
+    refused = shop.run("deploy", "staging", check=False)
+    assert refused.returncode == 1
+    assert "modified: server.py" in refused.stderr
+    assert "conveyor build" in refused.stderr  # the way out
+    (record,) = shop.json("history", "staging", "-n", "1")  # type: ignore[misc]
+    assert record["status"] == "refused"
+    assert_serving(shop, first["api"])

@@ -81,6 +81,19 @@ def test_branches_and_windows_refuse_with_what_to_do(shop: Project) -> None:
     assert f"outside the deploy windows ({other_day} 10:00-11:00 UTC)" in refused.stderr
     opening = (today + timedelta(days=3)).strftime("%Y-%m-%d 10:00 UTC")
     assert f"next allowed at {opening}" in refused.stderr
+    record = last(shop, "staging")  # in the history, with every reason
+    assert record["status"] == "refused" and record["finished_at"] is not None
+    assert (
+        "is on feature/login" in record["error"]
+        and "outside the deploy windows" in (record["error"])
+    )
+    shown = shop.run("history", "staging").stdout
+    assert f"{record['id']}  deploy  refused" in shown
+    assert f"staging refuses this deploy: … conveyor explain {record['id']}" in shown
+    explained = shop.run("explain", record["id"]).stdout
+    assert "conclusion: refused before anything changed: staging refuses this deploy" in explained
+    assert "not on a branch allowed here (main)" in explained
+    assert status(shop)["unfinished"] is None and status(shop)["lock"] is None
 
     git(shop.root, "checkout", "-q", "main")
     git(shop.root, "merge", "-q", "feature/login")

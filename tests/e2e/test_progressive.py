@@ -45,6 +45,20 @@ def last_deployment(shop: Project) -> dict[str, Any]:
     return dict(history[0])
 
 
+def deploy_paused(shop: Project, *args: str, command: str = "deploy", why: str = "") -> Any:
+    """`conveyor deploy ARGS --json` of a rollout that pauses: exit 3 (waiting for a person),
+    why on stderr and the commands to run next."""
+    result = shop.run(command, *args, "--json", check=False)
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.splitlines()
+    waiting = [line for line in lines if line.startswith("waiting: ")]
+    assert len(waiting) == 1 and why in waiting[0], result.stderr
+    env = args[0]
+    for step in ("promote", "resume", "abort"):
+        assert any(line.startswith(f"next: conveyor {step} {env}") for line in lines), lines
+    return json.loads(result.stdout)
+
+
 def api_states(shop: Project) -> dict[str, tuple[str, str]]:
     """name -> (release, state) of the api instances."""
     api = service(status(shop), "api")
@@ -62,8 +76,8 @@ def test_canary_weights_hold_on_real_traffic_then_promote_and_flip_back(
     change_api(shop, "v2")
     v2 = build(shop)["api"]
 
-    paused = shop.json("deploy", "staging")
-    assert isinstance(paused, dict) and paused["status"] == "paused"
+    paused = deploy_paused(shop, "staging", why="waiting for conveyor promote")
+    assert paused["status"] == "paused"
     with traffic(url(shop), clients=4, count_bodies=True) as load:
         time.sleep(4)
         result = load.stop()
@@ -187,12 +201,14 @@ def test_no_traffic_is_inconclusive_and_pauses_for_a_human(shop: Project) -> Non
     shop.run("deploy", "staging")
     change_api(shop, "v2")
     build(shop)
-    paused = shop.json("deploy", "staging")
-    assert isinstance(paused, dict) and paused["status"] == "paused"
+    paused = deploy_paused(shop, "staging", why="analysis quick was inconclusive")
+    assert paused["status"] == "paused"
     unfinished = status(shop)["unfinished"]
     assert "inconclusive" in unfinished["summary"] and "conveyor promote" in unfinished["summary"]
     refused = shop.run("deploy", "staging", check=False)
     assert refused.returncode == 1 and "paused" in refused.stderr
+    again = deploy_paused(shop, "staging", command="resume", why="was inconclusive")
+    assert again["status"] == "paused"  # still no traffic: a CI job sees it wait again
 
     aborted = shop.json("abort", "staging")
     assert isinstance(aborted, dict) and aborted["status"] == "aborted"
@@ -212,8 +228,8 @@ def test_blue_green_previews_then_switches_and_aborts_without_a_failed_request(
     v2 = build(shop)["api"]
 
     with traffic(url(shop), clients=4) as load:
-        paused = shop.json("deploy", "staging")
-        assert isinstance(paused, dict) and paused["status"] == "paused"
+        paused = deploy_paused(shop, "staging")
+        assert paused["status"] == "paused"
         assert get_json(f"http://{preview}/api/version")["release"] == v2
         assert get_json(url(shop))["release"] == v1
         promoted = shop.json("promote", "staging")
@@ -222,8 +238,8 @@ def test_blue_green_previews_then_switches_and_aborts_without_a_failed_request(
 
         change_api(shop, "v3")
         build(shop)
-        paused = shop.json("deploy", "staging")
-        assert isinstance(paused, dict) and paused["status"] == "paused"
+        paused = deploy_paused(shop, "staging")
+        assert paused["status"] == "paused"
         aborted = shop.json("abort", "staging")
         assert isinstance(aborted, dict) and aborted["status"] == "aborted"
         result = load.stop()

@@ -70,7 +70,8 @@ def test_require_pipeline_gates_a_deploy_and_force_is_recorded(shop: Project) ->
     refused = shop.run("deploy", "staging", check=False)
     assert refused.returncode == 1 and "staging refuses this deploy" in refused.stderr
     assert "has no pipeline run" in refused.stderr and "--force" in refused.stderr
-    assert shop.json("history", "staging") == []  # nothing was started
+    (record,) = shop.json("history", "staging")  # type: ignore[misc]
+    assert record["status"] == "refused" and "has no pipeline run" in record["error"]  # recorded
 
     assert pipeline(shop)[0] == 0
     shop.run("deploy", "staging")  # the releases' commit passed
@@ -126,3 +127,38 @@ def test_github_export_is_a_valid_workflow_with_the_same_job_graph(shop: Project
     written = shop.run("ci", "export", "github")
     target = shop.root / ".github" / "workflows" / "conveyor.yml"
     assert str(target) in written.stdout and yaml.safe_load(target.read_text()) == workflow
+
+
+def test_a_failed_job_shows_the_end_of_its_output(shop: Project) -> None:
+    noisy = "for i in range(30): print(f'line {i}')\nraise SystemExit('gave up after 30 lines')"
+    shop.configure_top(
+        pipeline={
+            "jobs": {
+                "lint": {"run": [sys.executable, "-c", "import ruff_not_here"]},
+                "noisy": {"run": [sys.executable, "-c", noisy]},
+                "fine": {"run": [sys.executable, "-c", "print('all good')"]},
+            }
+        }
+    )
+    human = shop.run("pipeline", "run", check=False)
+    assert human.returncode == 1
+    out = human.stdout
+    assert "✗ lint: last" in out
+    lint_block = out[out.index("✗ lint: last") : out.index("✗ noisy: last")]
+    assert "    ModuleNotFoundError: No module named 'ruff_not_here'" in lint_block.splitlines()
+    noisy_block = out[out.index("✗ noisy: last 10 lines of") :].splitlines()[1:11]
+    assert [line.strip() for line in noisy_block] == [
+        *(f"line {i}" for i in range(21, 30)),
+        "gave up after 30 lines",
+    ]
+    assert "all good" not in out  # a passing job's output stays in its log
+
+    code, run = pipeline(shop)
+    assert code == 1
+    jobs = run["jobs"]
+    assert jobs["lint"]["tail"][-1] == "ModuleNotFoundError: No module named 'ruff_not_here'"
+    assert jobs["noisy"]["tail"] == [
+        *(f"line {i}" for i in range(21, 30)),
+        "gave up after 30 lines",
+    ]
+    assert jobs["fine"]["tail"] == [] and jobs["fine"]["status"] == "passed"

@@ -358,6 +358,15 @@ def test_events_newest_first(store: Store) -> None:
     assert store.list_events(limit=1)[0].data == {}
 
 
+def test_events_of_one_kind(store: Store) -> None:
+    store.add_event("run", 'run  web  "ls"  exit 0', "staging", data={"exit_code": 0})
+    store.add_event("lock", "locked", "staging")
+    store.add_event("run", 'run  web  "false"  exit 1', "production")
+    assert [e.environment for e in store.list_events(kind="run")] == ["production", "staging"]
+    assert [e.kind for e in store.list_events("staging", kind="lock")] == ["lock"]
+    assert store.list_events("staging", kind="run")[0].data == {"exit_code": 0}
+
+
 # -- one store, many threads ---------------------------------------------------
 
 

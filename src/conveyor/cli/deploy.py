@@ -93,8 +93,7 @@ def deploy(
         show_proposal(outcome, as_json, dry_run)
         return
     show_deployment(outcome, as_json, rt.environment(environment).effective_url)
-    if outcome.status in ("aborted", "rolled_back", "failed", "rejected"):
-        raise typer.Exit(1)  # aborted from another terminal: the releases did not land
+    exit_for(rt, outcome)
 
 
 def rollback(
@@ -190,6 +189,7 @@ def promote(
         )
         show_notes(rt)
         show_deployment(record, as_json, rt.environment(environment).effective_url)
+        exit_if_waiting(rt, record)
         return
     rt.environment(environment)
     rt.environment(target)
@@ -223,8 +223,7 @@ def promote(
         show_proposal(outcome, as_json, dry_run=False)
         return
     show_deployment(outcome, as_json, rt.environment(target).effective_url)
-    if outcome.status in ("aborted", "rolled_back", "failed", "rejected"):
-        raise typer.Exit(1)
+    exit_for(rt, outcome)
 
 
 def approve(
@@ -286,6 +285,7 @@ def resume(
     record = run(deployments.resume(rt, environment, progress if not as_json else _silent))
     show_notes(rt)
     show_deployment(record, as_json, rt.environment(environment).effective_url)
+    exit_if_waiting(rt, record)
 
 
 def abort(
@@ -365,6 +365,40 @@ def _restore_step(rt: Any, environment: str, backup_id: str, yes: bool) -> Any:
         next(iter(config.services)),
     )
     return RestoreDatabase(owner, database=record.database, backup=record.id)
+
+
+NOT_LANDED = ("aborted", "rolled_back", "failed", "rejected", "refused")
+
+
+def exit_for(rt: Any, record: Any) -> None:
+    """Exit 1 when the releases did not land (aborted from another terminal too), 3 when
+    the rollout waits for a person."""
+    if record.status in NOT_LANDED:
+        raise typer.Exit(1)
+    exit_if_waiting(rt, record)
+
+
+def exit_if_waiting(rt: Any, record: Any) -> None:
+    """A paused rollout is not a success for a CI job: say why it waits and what to run,
+    on stderr, and exit 3 (EXIT_WAITING)."""
+    from conveyor.cli.output import err_console
+    from conveyor.errors import EXIT_WAITING
+    from conveyor.store.records import PAUSED, STEP_PAUSED
+
+    if record.status != PAUSED:
+        return
+    from rich.markup import escape
+
+    env = record.environment
+    pending = [s for s in rt.store.list_steps(record.id) if s.status == STEP_PAUSED]
+    why = (pending[-1].error or pending[-1].description) if pending else "paused"
+    why = why.removeprefix("paused: ")
+    out = err_console()
+    out.print(f"waiting: {escape(f'deployment {record.id} of {env} is paused: {why}')}")
+    out.print(f"next: conveyor promote {env}   # go on with the rollout")
+    out.print(f"next: conveyor resume {env}    # run the paused step again")
+    out.print(f"next: conveyor abort {env}     # roll it back")
+    raise typer.Exit(EXIT_WAITING)
 
 
 def show_notes(rt: Any) -> None:

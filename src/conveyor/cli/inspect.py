@@ -95,14 +95,15 @@ def _print_status(report: dict[str, Any]) -> None:
 
 def history(
     environment: str = typer.Argument(..., help="Environment."),
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many deployments."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many deployments (and runs)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Deployments of ENVIRONMENT, newest first."""
+    """Deployments of ENVIRONMENT, newest first, and its one-off commands (`conveyor run`)."""
     from rich.markup import escape
     from rich.table import Table
 
     from conveyor.cli.deploy import deployment_json
+    from conveyor.cli.oneoff import history_runs, print_runs, with_runs
 
     rt = runtime()
     rt.environment(environment)
@@ -112,19 +113,24 @@ def history(
     for n in rt.store.list_notifications(environment=environment):
         if n.deployment_id in shown:
             deliveries.setdefault(n.deployment_id, []).append(n)
+    runs = history_runs(rt, environment, limit)
     if as_json:
         emit_json(
-            [
-                {
-                    **deployment_json(d),
-                    "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
-                }
-                for d in records
-            ]
+            with_runs(
+                [
+                    {
+                        **deployment_json(d),
+                        "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
+                    }
+                    for d in records
+                ],
+                runs,
+            )
         )
         return
     if not records:
         say(f"{environment} has no deployments yet")
+        print_runs(runs)
         return
     table = Table(box=None, pad_edge=False)
     for column in (
@@ -138,7 +144,8 @@ def history(
         "TOOK",
         "REASON",
     ):
-        table.add_column(column)
+        # The id (to copy) and the reason (one line) stay whole; releases and times wrap.
+        table.add_column(column, no_wrap=column in ("ID", "KIND", "STATUS", "REASON"))
     for d in records:
         took = deployment_json(d)["duration_s"]
         table.add_row(
@@ -150,9 +157,10 @@ def history(
             d.user,
             local_time(d.started_at),
             f"{took:.1f}s" if took is not None else "-",
-            d.error or d.reason or "",
+            reason_line(d.id, d.error or d.reason or ""),
         )
     console().print(table)
+    print_runs(runs)
     warnings = [
         f"{d.id}: {e.message}"
         for d in records
@@ -167,6 +175,22 @@ def history(
     ]
     for warning in warnings:
         console().print(f"[yellow]warning[/yellow] {escape(warning)}")
+
+
+REASON_CHARS = 100  # the REASON column of `history`; `explain` shows the whole text
+
+
+def reason_line(deployment_id: str, text: str, limit: int = REASON_CHARS) -> str:
+    """The first line of `text`, at most `limit` characters; when anything is left out, it
+    ends with the command that shows all of it."""
+    lines = text.strip().splitlines()
+    first = " ".join(lines[0].split()) if lines else ""
+    if len(lines) <= 1 and len(first) <= limit:
+        return first
+    pointer = f" … conveyor explain {deployment_id}"
+    room = max(limit - len(pointer), 0)
+    cut = first if len(first) <= room else first[: room - 1].rstrip() + "…"
+    return cut + pointer
 
 
 def notification_json(n: Any) -> dict[str, Any]:

@@ -14,10 +14,12 @@ from conveyor.cli import (
     explain,
     inspect,
     lock,
+    oneoff,
     pipeline,
     project,
     releases,
     scaffold,
+    shutdown,
 )
 from conveyor.cli.context import STATE
 from conveyor.errors import ConveyorError
@@ -57,7 +59,9 @@ scaffold.register(app)
 releases.register(app)
 deploy.register(app)
 inspect.register(app)
+oneoff.register(app)
 explain.register(app)
+shutdown.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(db.app, name="db")
 app.add_typer(pipeline.app, name="pipeline")

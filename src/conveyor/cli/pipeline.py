@@ -53,6 +53,8 @@ def pipeline_run(
         emit_json(run_json(record))
     else:
         console().print(summary_table(record))
+        for line in failed_output(record):
+            say(line)
         where = f"commit {record.git_commit[:12]}" if record.git_commit else "no commit"
         if record.dirty:
             where += " with uncommitted changes (does not count for require_pipeline)"
@@ -198,6 +200,19 @@ def summary_table(record: PipelineRunRecord) -> Table:
             "; ".join(notes),
         )
     return table
+
+
+def failed_output(record: PipelineRunRecord) -> list[str]:
+    """Under the summary, each failed job's last lines of output (the error is often there:
+    "No module named ruff"), with where the whole log is."""
+    lines: list[str] = []
+    for name, job in record.jobs.items():
+        tail = job.get("tail") or []
+        if job.get("status") != "failed" or not tail:
+            continue
+        lines.append(f"{MARKS['failed']} {name}: last {len(tail)} lines of {job.get('log', '')}:")
+        lines.extend(f"    {line}" for line in tail)
+    return lines
 
 
 def run_json(r: PipelineRunRecord) -> dict[str, Any]:

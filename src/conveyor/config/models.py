@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from conveyor.config.durations import Duration, describe_value, format_duration, problem
+from conveyor.config.lint import LintSettings
 from conveyor.errors import UsageError
 
 __all__ = [
@@ -605,6 +606,10 @@ class DatabaseConfig(_Model):
         'or "sqlite:///path/relative/to/conveyor.yml.db"; use ${VAR} for the password.'
     )
     backup: BackupSettings = Field(default_factory=BackupSettings, description="Backups.")
+    lint: LintSettings = Field(
+        default_factory=LintSettings,
+        description="The migration safety check: table sizes, and findings allowed.",
+    )
 
 
 class DatabaseOverride(_Model):
@@ -639,6 +644,13 @@ class MigrateConfig(_Model):
         None,
         description="How to get the SQL the migration will run, for the safety check: a "
         'command that prints it ("alembic upgrade head --sql") or {directory: migrations}.',
+    )
+    pending: Command | bool = Field(
+        True,
+        description="Whether anything is pending, asked before the backup and the migration "
+        "(skipped when nothing is): true asks the tool (Django's migrate --check, Alembic's "
+        "current against heads); a command exits 0 when nothing is pending and 1 when "
+        "something is; false always backs up and migrates.",
     )
     on_failure: Literal["keep", "restore"] = Field(
         "keep",
@@ -1173,6 +1185,7 @@ NotifyEvent = Literal[
     "aborted",
     "rolled_back",
     "rejected",
+    "refused",
 ]
 
 

@@ -18,16 +18,21 @@ parser, for PostgreSQL; sqlglot for MySQL/MariaDB and SQLite) and flags:
   change a column, as Django and Alembic's batch mode write it
 
 Tables the same SQL creates first are new: nothing old uses them.
+
+`excuse` then passes over what the database's `lint:` settings allow: a rule
+about locks (`SIZE_AWARE_RULES`) on a table smaller than `small_table_rows`,
+and each `allow: [{rule, table}]` entry.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from conveyor.config.lint import SIZE_AWARE_RULES, LintSettings
 from conveyor.databases.urls import POSTGRESQL
 from conveyor.errors import MigrationError
 
@@ -51,7 +56,9 @@ ADVICE = {
     "then add the constraint in a later release (on PostgreSQL: CREATE UNIQUE INDEX "
     "CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX).",
     "create-index-blocking": "Use CREATE INDEX CONCURRENTLY, outside a transaction (Alembic: "
-    "op.create_index(..., postgresql_concurrently=True) in an autocommit_block()).",
+    "op.create_index(..., postgresql_concurrently=True) in an autocommit_block(); Django: "
+    "AddIndexConcurrently in a migration with atomic = False); on a small table, set "
+    "lint.small_table_rows or allow it in lint.allow.",
     "unchecked": "Check by hand that the running release still works with it, then deploy "
     "with --allow-breaking-migrations.",
     "rebuild-table": "Only add nullable columns (or columns with a default) in this release, "
@@ -69,13 +76,17 @@ class Finding:
     statement: str
     table: str
     problem: str
+    where: str = ""  # the migration it is in, when the SQL came from several
 
     @property
     def advice(self) -> str:
         return ADVICE[self.rule]
 
     def describe(self) -> str:
-        return f"line {self.line}: {_short(self.statement)}\n    {self.problem}\n    {self.advice}"
+        at = f"{self.where} line {self.line}" if self.where else f"line {self.line}"
+        return (
+            f"{at}: {_short(self.statement)}\n    {self.problem} [{self.rule}]\n    {self.advice}"
+        )
 
 
 def lint_sql(sql: str, engine: str) -> list[Finding]:
@@ -91,6 +102,71 @@ def lint_sql(sql: str, engine: str) -> list[Finding]:
     if engine == POSTGRESQL:
         return _Linter(engine).run(_postgres_statements(sql))
     return _Linter(engine).run(_sqlglot_statements(sql, engine))
+
+
+def lint_parts(parts: Sequence[tuple[str, str]], engine: str) -> list[Finding]:
+    """`lint_sql` of several migrations' SQL, in the order they run, as one script (a table
+    one creates is new for the next); each finding names its migration and line in it.
+
+    >>> [(f.where, f.line) for f in lint_parts([("a.1", "SELECT 1;"),
+    ...     ("a.2", "SELECT 2;\\nDROP TABLE t;")], "postgresql")]
+    [('a.2', 2)]
+    """
+    text, starts = "", []
+    for name, sql in parts:
+        starts.append((text.count("\n") + 1, name))
+        text += sql.rstrip() + "\n"
+    located = []
+    for finding in lint_sql(text, engine):
+        first, name = next((s for s in reversed(starts) if s[0] <= finding.line), (1, ""))
+        located.append(replace(finding, line=finding.line - first + 1, where=name))
+    return located
+
+
+@dataclass(frozen=True)
+class Excused:
+    """A finding the database's `lint:` settings let through, and why."""
+
+    finding: Finding
+    reason: str
+
+    def describe(self) -> str:
+        f = self.finding
+        at = f"{f.where} line {f.line}" if f.where else f"line {f.line}"
+        return f"{at}: {f.rule} on {f.table} not flagged: {self.reason}"
+
+
+def excuse(
+    findings: Sequence[Finding],
+    settings: LintSettings,
+    rows: Mapping[str, int],
+    database: str = "main",
+) -> tuple[list[Finding], list[Excused]]:
+    """(the findings that stand, those the settings let through): a rule about locks on a
+    table with fewer than `small_table_rows` rows (`rows`: what the database could tell),
+    and the `allow` entries.
+
+    >>> f = Finding("create-index-blocking", 1, "CREATE INDEX i ON t (a)", "t", "blocks")
+    >>> kept, excused = excuse([f], LintSettings(), {"t": 12})
+    >>> kept, excused[0].reason
+    ([], 't has 12 rows, fewer than databases.main.lint.small_table_rows (10000)')
+    """
+    kept, excused = [], []
+    for f in findings:
+        size = rows.get(f.table)
+        if settings.allows(f.rule, f.table):
+            excused.append(Excused(f, f"allowed by databases.{database}.lint.allow"))
+        elif f.rule in SIZE_AWARE_RULES and size is not None and size < settings.small_table_rows:
+            excused.append(
+                Excused(
+                    f,
+                    f"{f.table} has {size} row{'' if size == 1 else 's'}, fewer than "
+                    f"databases.{database}.lint.small_table_rows ({settings.small_table_rows})",
+                )
+            )
+        else:
+            kept.append(f)
+    return kept, excused
 
 
 def describe_findings(findings: list[Finding]) -> str:

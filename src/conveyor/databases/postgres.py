@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +185,40 @@ class PostgresDatabase:
             return await _count_rows(conn)
         finally:
             await conn.close()
+
+    async def table_rows(self, tables: Sequence[str], enough: int) -> dict[str, int]:
+        """About how many rows each of `tables` has ("public." may be left out): the
+        planner's estimate (pg_class.reltuples) when it reaches `enough`, otherwise a
+        count that stops at `enough`. Tables that do not exist are left out."""
+        from psycopg import sql
+
+        rows: dict[str, int] = {}
+        conn = await self._connect()
+        try:
+            await conn.set_autocommit(True)
+            await conn.execute("SET statement_timeout = '10s'")
+            for table in tables:
+                parts = table.split(".")
+                name = sql.SQL(".").join(sql.Identifier(p) for p in parts)
+                found = await (
+                    await conn.execute(
+                        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)",
+                        (name.as_string(conn),),
+                    )
+                ).fetchone()
+                if found is None:
+                    continue
+                if found[0] >= enough:
+                    rows[table] = int(found[0])
+                    continue
+                bounded = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {}) AS sample")
+                counted = await (
+                    await conn.execute(bounded.format(name, sql.Literal(enough)))
+                ).fetchone()
+                rows[table] = int(counted[0]) if counted is not None else enough
+        finally:
+            await conn.close()
+        return rows
 
     async def create_scratch(self, name: str) -> DatabaseUrl:
         from psycopg import sql

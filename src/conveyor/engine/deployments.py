@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from conveyor.config.models import BlueGreenStrategy, CanaryStrategy
+from conveyor.databases.frameworks import asks_pending
 from conveyor.engine.executor import (
     AbortRequested,
     Executor,
@@ -44,10 +45,11 @@ from conveyor.engine.plan import (
     Step,
     StopAnalysis,
     VerifyRelease,
+    refuses,
     steps_from_json,
     steps_to_json,
 )
-from conveyor.engine.policies import Overrides, enforce
+from conveyor.engine.policies import Overrides, PolicyRefusedError, enforce
 from conveyor.engine.runtime import Runtime
 from conveyor.engine.strategies import (
     BASELINE,
@@ -76,6 +78,7 @@ from conveyor.store.records import (
     AWAITING_APPROVAL,
     FAILED,
     PAUSED,
+    REFUSED,
     REJECTED,
     REQUEST_ABORT,
     REQUEST_PAUSE,
@@ -299,6 +302,7 @@ def _release_phase(
             previous=current.get(name),
             database=service.migrate.database,
             backup_first=config.databases[service.migrate.database].backup.before_migrate,
+            ask_pending=asks_pending(service.migrate),
         )
         for name, service in config.services.items()
         if service.migrate is not None and name in target and current.get(name) != target[name]
@@ -429,22 +433,14 @@ async def deploy(
     """
     env = proposal.environment
     check_unfinished(rt, env)
-    overridden = enforce(rt, proposal, overrides or Overrides()) if kind == "deploy" else []
+    try:
+        overridden = enforce(rt, proposal, overrides or Overrides()) if kind == "deploy" else []
+    except PolicyRefusedError as refusal:
+        await _record_refusal(rt, proposal, kind, reason, refusal.message, progress)
+        raise
     if overridden:
         reason = "; ".join([*([reason] if reason else []), *overridden])
-    deployment = DeploymentRecord(
-        id=new_deployment_id(),
-        environment=env,
-        kind=kind,
-        status=RUNNING,
-        strategy=proposal.strategy,
-        releases=proposal.releases,
-        previous=proposal.previous,
-        user=rt.user,
-        reason=reason,
-        started_at=datetime.now(UTC),
-        plan=steps_to_json(proposal.plan.steps),
-    )
+    deployment = _new_record(rt, proposal, kind, reason)
     rt.store.acquire_lock(_lock_for(rt, env, deployment.id, f"{kind} {deployment.id}"))
     try:
         rt.store.create_deployment(deployment)
@@ -465,6 +461,40 @@ async def deploy(
         return await _run_forward(rt, deployment, proposal.plan.steps, 1, progress)
     finally:
         rt.store.release_lock(env, deployment.id)
+        await rt.notifications.drain()
+
+
+def _new_record(rt: Runtime, proposal: Proposal, kind: str, reason: str | None) -> DeploymentRecord:
+    return DeploymentRecord(
+        id=new_deployment_id(),
+        environment=proposal.environment,
+        kind=kind,
+        status=RUNNING,
+        strategy=proposal.strategy,
+        releases=proposal.releases,
+        previous=proposal.previous,
+        user=rt.user,
+        reason=reason,
+        started_at=datetime.now(UTC),
+        plan=steps_to_json(proposal.plan.steps),
+    )
+
+
+async def _record_refusal(
+    rt: Runtime,
+    proposal: Proposal,
+    kind: str,
+    reason: str | None,
+    error: str,
+    progress: Progress,
+) -> None:
+    """A deploy the environment's policies refused: in the history as `refused`, with why
+    (nothing ran, so its plan has no journal)."""
+    deployment = _new_record(rt, proposal, kind, reason)
+    rt.store.create_deployment(deployment)
+    try:
+        await _refuse(rt, deployment, error, progress)
+    finally:
         await rt.notifications.drain()
 
 
@@ -601,7 +631,7 @@ async def finish_rejected(
 
 
 async def down(
-    rt: Runtime, environment: str, progress: Progress = _quiet
+    rt: Runtime, environment: str, progress: Progress = _quiet, reason: str = "conveyor down"
 ) -> DeploymentRecord | None:
     """Drain and stop every instance of the environment, then stop routing to it."""
     check_unfinished(rt, environment)
@@ -617,7 +647,7 @@ async def down(
         await rt.router_for(environment).remove_environment(environment)
         return None
     proposal = Proposal(environment, "immediate", {}, current, Plan(environment, tuple(steps)))
-    record = await deploy(rt, proposal, kind="down", reason="conveyor down", progress=progress)
+    record = await deploy(rt, proposal, kind="down", reason=reason, progress=progress)
     await rt.router_for(environment).remove_environment(environment)
     return record
 
@@ -640,6 +670,12 @@ async def _run_forward(
     try:
         await executor.run(steps, first)
     except StepFailed as failure:
+        if refuses(steps_from_json(_reload(rt, deployment.id).plan), failure.index):
+            await _refuse(rt, deployment, failure.message, progress)
+            raise DeployError(
+                f"deployment {deployment.id} of {env} was refused: {failure.message}",
+                hint=failure.hint or f"nothing was changed; see: conveyor explain {deployment.id}",
+            ) from None
         reason = failure.message
         analysis = isinstance(failure.cause, AnalysisFailedError)
         status, final = (ABORTING, ABORTED) if analysis else (ROLLING_BACK, ROLLED_BACK)
@@ -681,6 +717,21 @@ async def _run_forward(
     )
     _prune_releases(rt, progress)
     return done
+
+
+async def _refuse(
+    rt: Runtime, deployment: DeploymentRecord, reason: str, progress: Progress
+) -> DeploymentRecord:
+    """End `deployment` as refused by a check (nothing changed): recorded with the reason,
+    announced, and the on_failure hooks run."""
+    rt.store.update_deployment(deployment.id, status=REFUSED, error=reason, finished=True)
+    rt.store.add_event(
+        REFUSED, f"{deployment.id} refused: {reason}", deployment.environment, deployment.id
+    )
+    refused = _reload(rt, deployment.id)
+    rt.notifications.publish(REFUSED, refused)
+    await _after_hooks(rt, refused, "on_failure", progress)
+    return refused
 
 
 def _prune_releases(rt: Runtime, progress: Progress) -> None:

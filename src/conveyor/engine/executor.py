@@ -33,6 +33,7 @@ from conveyor.engine.plan import (
     MarkCurrent,
     Migrate,
     Pause,
+    PendingMigrations,
     Preview,
     RestoreDatabase,
     RunHook,
@@ -46,6 +47,7 @@ from conveyor.engine.plan import (
     VerifyRelease,
     WaitHealthy,
 )
+from conveyor.engine.release_env import release_env
 from conveyor.engine.runtime import Runtime
 from conveyor.errors import (
     AnalysisFailedError,
@@ -156,6 +158,10 @@ class Executor:
             for offset, step in enumerate(steps):
                 index = first_index + offset
                 store.step_started(self.deployment_id, index, step.kind, step.describe())
+                skipped = self._skip_reason(step)
+                if skipped is not None:  # said once, by the step that found out
+                    store.step_finished(self.deployment_id, index, STEP_SKIPPED, skipped)
+                    continue
                 self.progress(f"[{step.service}] {step.describe()}")
                 failpoints.hit(f"executor.before_step:{index}")
                 try:
@@ -175,6 +181,12 @@ class Executor:
                 failpoints.hit(f"executor.after_step:{index}")
         finally:
             await self.stop_background()
+
+    def _skip_reason(self, step: Step) -> str | None:
+        """Why `step` has nothing to do (a release phase without pending migrations)."""
+        if isinstance(step, CheckMigration | BackupDatabase | Migrate):
+            return self.release_phase.skip_reason(step)
+        return None
 
     # -- requests and the background analysis --------------------------------------
 
@@ -261,7 +273,9 @@ class Executor:
     async def execute(self, step: Step, index: int = 0) -> str | None:
         """Run one step; safe to run again after it partly or fully ran. Returns a note
         for the journal (what a check found, which backup was taken), or None."""
-        if isinstance(step, CheckMigration | BackupDatabase | Migrate | RestoreDatabase):
+        if isinstance(
+            step, PendingMigrations | CheckMigration | BackupDatabase | Migrate | RestoreDatabase
+        ):
             return await self.release_phase.execute(step)
         if isinstance(step, VerifyRelease):
             from conveyor.releases.builder import verify_release
@@ -540,24 +554,6 @@ class Executor:
 
     def _ports_in_use(self) -> set[int]:
         return {i.port for i in self.rt.store.list_instances()}
-
-
-def release_env(rt: Runtime, environment: str, service: str, release_id: str) -> dict[str, str]:
-    """What every process of a release gets (instances, migrations): its env from the
-    config, DATA_DIR and CONVEYOR_*."""
-    svc = rt.loaded.config.service_for(environment, service)
-    data_dir = rt.paths.data / environment / service
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        # Releases are sealed; Python would otherwise write __pycache__ into
-        # them (root ignores the read-only bits) and break their digest.
-        "PYTHONDONTWRITEBYTECODE": "1",
-        **svc.env,  # the service's env with the environment's merged over it
-        "DATA_DIR": str(data_dir),
-        "CONVEYOR_ENV": environment,
-        "CONVEYOR_SERVICE": service,
-        "CONVEYOR_RELEASE": release_id,
-    }
 
 
 def _address(port: int) -> str:

@@ -15,6 +15,7 @@ from conveyor.analysis import AnalysisSpec, replay
 from conveyor.analysis.text import seconds
 from conveyor.errors import UsageError
 from conveyor.store.records import (
+    REFUSED,
     DeploymentRecord,
     MeasurementRecordRow,
     StepRecord,
@@ -134,6 +135,8 @@ def _conclusion(
                 "with steps skipped: " + "; ".join(f"{s.index} ({s.error})" for s in skipped)
             )
         return ", ".join(parts) if len(parts) > 1 else "promoted: every step completed"
+    if status == REFUSED:
+        return f"refused before anything changed: {deployment.error or 'no reason recorded'}"
     if deployment.error:
         return f"{status.replace('_', ' ')}: {deployment.error}"
     return status.replace("_", " ")

@@ -21,6 +21,10 @@ class Step:
     """Base of all steps: which service it concerns and in which phase it runs."""
 
     kind: ClassVar[str] = "step"
+    # A check that changes nothing: its failure, before any step that changes something,
+    # refuses the deployment (status `refused`) instead of rolling it back.
+    gate: ClassVar[bool] = False
+    changes_nothing: ClassVar[bool] = False  # (gates change nothing either)
     service: str
     phase: str = FORWARD
 
@@ -37,6 +41,7 @@ class VerifyRelease(Step):
     """Check that `release` still matches the digest recorded when it was built."""
 
     kind: ClassVar[str] = "verify_release"
+    gate: ClassVar[bool] = True  # a modified release is refused before anything changes
     release: str = ""
 
     def describe(self) -> str:
@@ -49,6 +54,7 @@ class AwaitApproval(Step):
     timer has run); a rejection or the request's expiry ends the deployment, unchanged."""
 
     kind: ClassVar[str] = "await_approval"
+    changes_nothing: ClassVar[bool] = True
 
     def describe(self) -> str:
         return "wait for approval"
@@ -59,10 +65,24 @@ class RunHook(Step):
     """Run the environment's `hook` commands (pre_deploy); a failure stops the deploy."""
 
     kind: ClassVar[str] = "hook"
+    gate: ClassVar[bool] = True
     hook: str = "pre_deploy"
 
     def describe(self) -> str:
         return f"run the {self.hook} hooks"
+
+
+@dataclass(frozen=True)
+class PendingMigrations(Step):
+    """Ask the migration tool of `release` whether anything is pending on `database`;
+    when nothing is, the check, backup and migrate steps of this migration are skipped."""
+
+    kind: ClassVar[str] = "pending_migrations"
+    release: str = ""
+    database: str = ""
+
+    def describe(self) -> str:
+        return f"ask which migrations of {self.release} are pending on database {self.database}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class CheckMigration(Step):
     failing; `allowed_by` records who passed --allow-breaking-migrations."""
 
     kind: ClassVar[str] = "check_migration"
+    gate: ClassVar[bool] = True
     release: str = ""
     previous: str = ""
     database: str = ""
@@ -300,6 +321,7 @@ STEP_TYPES: dict[str, type[Step]] = {
         VerifyRelease,
         AwaitApproval,
         RunHook,
+        PendingMigrations,
         CheckMigration,
         BackupDatabase,
         Migrate,
@@ -333,6 +355,15 @@ class Plan:
 
     def describe(self) -> list[str]:
         return [f"{i + 1:>3}. [{s.service}] {s.describe()}" for i, s in enumerate(self.steps)]
+
+
+def refuses(steps: list[Step] | tuple[Step, ...], failed: int) -> bool:
+    """Whether the failure of step `failed` (from 1) refuses the deployment: it is a gate,
+    and no step before it changed anything."""
+    if not 1 <= failed <= len(steps):
+        return False
+    before = steps[: failed - 1]
+    return steps[failed - 1].gate and all(s.gate or s.changes_nothing for s in before)
 
 
 def step_from_dict(data: dict[str, Any]) -> Step:

@@ -1,4 +1,5 @@
-"""Executing the release phase: the migration check, the backup, the migration, a restore.
+"""Executing the release phase: what is pending, the migration check, the backup, the
+migration, a restore.
 
 The steps run before any instance of the new release starts (see
 `strategies.release_phase`). Each is safe to run again after a crash: a
@@ -10,12 +11,12 @@ takes a backup of the state before it first.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.config import command_argv
+from conveyor.config.lint import SIZE_AWARE_RULES
 from conveyor.config.models import MigrateConfig, SqlDirectory
 from conveyor.databases.backups import (
     BackupTarget,
@@ -25,11 +26,20 @@ from conveyor.databases.backups import (
     take_backup,
     verify_backup,
 )
-from conveyor.databases.lint import describe_findings, lint_sql
-from conveyor.engine import failpoints
-from conveyor.engine.plan import BackupDatabase, CheckMigration, Migrate, RestoreDatabase
+from conveyor.databases.frameworks import Django, detect
+from conveyor.databases.lint import Finding, describe_findings, excuse, lint_parts
+from conveyor.engine import failpoints, pending_migrations
+from conveyor.engine.plan import (
+    FORWARD,
+    BackupDatabase,
+    CheckMigration,
+    Migrate,
+    PendingMigrations,
+    RestoreDatabase,
+    Step,
+)
 from conveyor.errors import DatabaseError, MigrationError
-from conveyor.redaction import redact_text, url_secrets
+from conveyor.redaction import env_secrets, redact_text
 from conveyor.store.records import BackupRecord
 
 if TYPE_CHECKING:
@@ -38,7 +48,6 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 OUTPUT_LINES_ON_FAILURE = 20
 PREVIEW_TIMEOUT_S = 120.0
-_SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API_?KEY|PRIVATE", re.IGNORECASE)
 
 
 class ReleasePhase:
@@ -53,8 +62,11 @@ class ReleasePhase:
         self.progress = progress
 
     async def execute(
-        self, step: CheckMigration | BackupDatabase | Migrate | RestoreDatabase
+        self,
+        step: PendingMigrations | CheckMigration | BackupDatabase | Migrate | RestoreDatabase,
     ) -> str | None:
+        if isinstance(step, PendingMigrations):
+            return await self.pending(step)
         if isinstance(step, CheckMigration):
             return await self.check(step)
         if isinstance(step, BackupDatabase):
@@ -79,7 +91,7 @@ class ReleasePhase:
 
     def _context(self, service: str, release: str, database: str) -> tuple[Path, dict[str, str]]:
         """The release's directory and environment, with DATABASE_URL for `database`."""
-        from conveyor.engine.executor import release_env
+        from conveyor.engine.release_env import release_env
 
         record = self.rt.store.get_release(service, release)
         if record is None:
@@ -101,14 +113,26 @@ class ReleasePhase:
     ) -> str:
         """Run a one-off command in a release's context; its output, or a MigrationError
         with the last lines of it."""
+        _, output = await self._run_status(what, command, cwd, env, timeout)
+        return output
+
+    async def _run_status(
+        self,
+        what: str,
+        command: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float,
+        accept: tuple[int, ...] = (0,),
+    ) -> tuple[int, str]:
+        """`_run`, where the exit codes in `accept` are answers: (exit code, output)."""
         log = self._log()
         with log.open("a") as handle:
             handle.write(f"--- {what}: {' '.join(command)}\n")
         result = await self.rt.target.run_command(command, cwd, env, timeout, log_path=log)
-        if result.exit_code == 0 and not result.timed_out:
-            return result.output
-        secrets = url_secrets(env.get("DATABASE_URL", ""))
-        secrets += [v for k, v in env.items() if _SECRET_NAME.search(k)]
+        if result.exit_code in accept and not result.timed_out:
+            return result.exit_code, result.output
+        secrets = env_secrets(env)
         lines = result.output.rstrip().splitlines()[-OUTPUT_LINES_ON_FAILURE:]
         tail = "\n".join(f"    {line}" for line in lines) or "    (no output)"
         status = (
@@ -119,22 +143,106 @@ class ReleasePhase:
             hint=f"the whole output is in {log}",
         )
 
+    def _runner(self, service: str, release: str, database: str) -> pending_migrations.Run:
+        cwd, env = self._context(service, release, database)
+
+        async def run(what: str, argv: list[str], accept: tuple[int, ...]) -> tuple[int, str]:
+            return await self._run_status(what, argv, cwd, env, PREVIEW_TIMEOUT_S, accept)
+
+        return run
+
+    # -- skipping what has nothing to do -------------------------------------------------
+
+    def _answers(self) -> dict[tuple[str, str], bool]:
+        events = self.rt.store.list_events(deployment_id=self.deployment_id)
+        return pending_migrations.answers([(e.kind, e.data) for e in events])
+
+    def _planned(self, kind: str, database: str) -> list[str]:
+        """The services of this deployment's forward steps of `kind` on `database`."""
+        deployment = self.rt.store.get_deployment(self.deployment_id)
+        plan = deployment.plan if deployment is not None else []
+        return [
+            str(s["service"])
+            for s in plan
+            if s.get("kind") == kind
+            and s.get("database") == database
+            and s.get("phase", FORWARD) == FORWARD
+        ]
+
+    def skip_reason(self, step: Step) -> str | None:
+        """Why `step` has nothing to do (no pending migration), or None: it runs."""
+        if step.phase != FORWARD:
+            return None
+        if isinstance(step, BackupDatabase):
+            services = self._planned(Migrate.kind, step.database)
+            answers = self._answers()
+            if services and all(answers.get((s, step.database)) is False for s in services):
+                return f"no pending migrations for db '{step.database}'"
+            return None
+        if not isinstance(step, CheckMigration | Migrate):
+            return None
+        if self._answers().get((step.service, step.database)) is False:
+            return f"no pending migrations of {step.service} for db '{step.database}'"
+        return None
+
     # -- the steps -----------------------------------------------------------------------
+
+    async def pending(self, step: PendingMigrations) -> str:
+        migrate = self._migrate_config(step.service)
+        run = self._runner(step.service, step.release, step.database)
+        found = await pending_migrations.ask_pending(run, migrate, step.service)
+        listed = ", ".join(found.migrations)
+        summary = (
+            f"pending ({found.how}): {listed}"
+            if found.pending and listed
+            else f"pending ({found.how})"
+            if found.pending
+            else f"nothing pending ({found.how})"
+        )
+        self.rt.store.add_event(
+            pending_migrations.EVENT,
+            f"{step.service} {step.release} on {step.database}: {summary}",
+            self.environment,
+            self.deployment_id,
+            {
+                "service": step.service,
+                "release": step.release,
+                "database": step.database,
+                "pending": found.pending,
+                "migrations": list(found.migrations),
+            },
+        )
+        if not found.pending:
+            skipped = ["migrate"]
+            backup = BackupDatabase(step.service, database=step.database)
+            if self._planned(backup.kind, step.database) and self.skip_reason(backup):
+                skipped.insert(0, "backup")
+            self.progress(
+                f"[{step.service}] no pending migrations for db '{step.database}': skipped "
+                + " and ".join(skipped)
+            )
+        return summary
 
     async def check(self, step: CheckMigration) -> str:
         migrate = self._migrate_config(step.service)
         target = self.target(step.database)
-        sql = await self._preview(step, migrate)
-        if sql is None:
+        parts = await self._migration_sql(step, migrate)
+        if parts is None:
             note = (
                 f"no sql_preview for {step.service}: its migration's safety was not checked "
                 "(set migrate.sql_preview)"
             )
             self.progress(f"[{step.service}] warning: {note}")
             return note
-        findings = lint_sql(sql, target.url.engine)
+        settings = self.rt.loaded.config.databases[step.database].lint
+        findings = lint_parts(parts, target.url.engine)
+        rows = await self._table_rows(step, target, findings)
+        findings, excused = excuse(findings, settings, rows, step.database)
+        for item in excused:
+            self.progress(f"[{step.service}] migration check: {item.describe()}")
+        let_through = f"; {len(excused)} finding(s) let through by lint settings" * bool(excused)
         if not findings:
-            return f"the migration's SQL keeps {step.previous} working"
+            return f"the migration's SQL keeps {step.previous} working{let_through}"
         listed = describe_findings(findings)
         one = len(findings) == 1
         count = f"{len(findings)} statement{'' if one else 's'}"
@@ -162,20 +270,54 @@ class ReleasePhase:
         raise MigrationError(
             f"the migration of {step.service} {step.release} breaks {step.previous}, which "
             f"keeps serving while the new release rolls out; {count}:\n{listed}",
-            hint="make it backward compatible (expand now, contract in a later release), or "
-            "deploy with --allow-breaking-migrations (recorded in the journal)",
+            hint="make it backward compatible (expand now, contract in a later release), "
+            f"allow what you checked by hand in databases.{step.database}.lint.allow (e.g. "
+            f"{{rule: {findings[0].rule}, table: {findings[0].table or 'TABLE'}}}), or deploy "
+            "with --allow-breaking-migrations (recorded in the journal)",
         )
 
-    async def _preview(self, step: CheckMigration, migrate: MigrateConfig) -> str | None:
+    async def _migration_sql(
+        self, step: CheckMigration, migrate: MigrateConfig
+    ) -> list[tuple[str, str]] | None:
+        """(migration, SQL) parts to lint: what sql_preview prints (one part), or for Django,
+        what `sqlmigrate` prints for each pending migration; None when neither is there."""
         preview = migrate.sql_preview
+        tool = detect(migrate.command)
+        if preview is None and isinstance(tool, Django):
+            run = self._runner(step.service, step.release, step.database)
+            return await pending_migrations.django_sql(run, tool, step.service)
         if preview is None:
             return None
         cwd, env = self._context(step.service, step.release, step.database)
         if isinstance(preview, SqlDirectory):
-            return await asyncio.to_thread(_new_sql_files, cwd, self._previous_dir(step), preview)
-        return await self._run(
+            sql = await asyncio.to_thread(_new_sql_files, cwd, self._previous_dir(step), preview)
+            return [("", sql)]
+        sql = await self._run(
             f"sql_preview of {step.service}", command_argv(preview), cwd, env, PREVIEW_TIMEOUT_S
         )
+        return [("", sql)]
+
+    async def _table_rows(
+        self, step: CheckMigration, target: BackupTarget, findings: list[Finding]
+    ) -> dict[str, int]:
+        """Rows of the tables whose findings depend on size, where the database can tell."""
+        from conveyor.databases.postgres import PostgresDatabase
+
+        settings = self.rt.loaded.config.databases[step.database].lint
+        tables = sorted({f.table for f in findings if f.rule in SIZE_AWARE_RULES and f.table})
+        database = target.database()
+        if not tables or settings.small_table_rows == 0:
+            return {}
+        if not isinstance(database, PostgresDatabase):
+            return {}
+        try:
+            return await database.table_rows(tables, settings.small_table_rows)
+        except DatabaseError as error:
+            self.progress(
+                f"[{step.service}] warning: the sizes of {', '.join(tables)} are unknown, "
+                f"so every table counts as large: {error.message}"
+            )
+            return {}
 
     def _previous_dir(self, step: CheckMigration) -> Path | None:
         release = self.rt.store.get_release(step.service, step.previous)

@@ -15,6 +15,7 @@ TITLES = {  # of each of config.models.NotifyEvent
     "aborted": "was aborted",
     "rolled_back": "failed and was rolled back",
     "rejected": "was rejected",
+    "refused": "was refused",
 }
 
 

@@ -170,6 +170,7 @@ GITHUB_STATES = {
     "rolled_back": "failure",
     "aborted": "failure",
     "rejected": "failure",
+    "refused": "failure",
 }
 
 

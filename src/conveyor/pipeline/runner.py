@@ -46,6 +46,7 @@ class JobResult:
     reason: str = ""  # why it failed or was skipped
     reports: list[dict[str, Any]] = field(default_factory=list)
     log: str = ""
+    tail: list[str] = field(default_factory=list)  # a failed job's last lines of output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,11 +132,13 @@ class PipelineRunner:
                 result.attempts = attempt
                 out.write(f"--- attempt {attempt}: {_shown(job)}\n".encode())
                 out.flush()
+                begin = os.lseek(out.fileno(), 0, os.SEEK_CUR)  # where the command's output starts
                 code, why = await self._attempt(name, job, workdir, out)
                 result.exit_code = code
                 reports, report_problem = self._reports(job, workdir)
                 result.reports = [r.to_dict() for r in reports]
                 problem = "; ".join(p for p in (why, report_problem) if p)
+                result.tail = _output_tail(log, begin) if problem else []
                 if not problem:
                     result.status, result.reason = PASSED, ""
                     break
@@ -193,6 +196,20 @@ class PipelineRunner:
 def overall(results: Mapping[str, JobResult]) -> str:
     """ "passed" when every job passed, else "failed"."""
     return PASSED if all(r.status == PASSED for r in results.values()) else FAILED
+
+
+TAIL_LINES = 10
+_TAIL_BYTES = 64 * 1024  # enough for 10 lines of any sane output
+
+
+def _output_tail(log: Path, begin: int) -> list[str]:
+    """The last `TAIL_LINES` non-blank lines one attempt wrote to `log` after `begin`."""
+    with log.open("rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(max(begin, end - _TAIL_BYTES))
+        text = f.read().decode("utf-8", errors="replace")
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return lines[-TAIL_LINES:]
 
 
 def _shown(job: JobConfig) -> str:

@@ -128,9 +128,9 @@ def _build(
     started = time.monotonic()
     try:
         env = _build_env(svc, service, release_id, loaded.root)
-        dependencies = _dependencies(store, svc, service, final, env, build_log, log)
+        dependencies, known = _dependencies(store, svc, service, final, env, build_log, log)
         _run_build(svc.build, final, env, build_log, service, "build", log)
-        sealed = seal.record(final, svc.writable)
+        sealed = seal.record(final, svc.writable, known=known)
         manifest: dict[str, Any] = {
             "service": service,
             "release": release_id,
@@ -146,7 +146,7 @@ def _build(
             "writable": list(svc.writable),
             "dependencies": dependencies,
             "build_commands": [command_argv(c) for c in svc.build],
-            "build_seconds": round(time.monotonic() - started, 3),
+            "build_seconds": _since(started),
             "build_log": str(build_log),
         }
         (final / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -269,10 +269,16 @@ def _dependencies(
     env: dict[str, str],
     build_log: Path,
     log: Callable[[str], None],
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Install the dependencies, or link them from an earlier release with the same key.
+
+    Also returns the recorded hashes of the linked files (the same inodes as the
+    earlier, sealed release's), so that sealing does not read them again.
+    """
     spec = svc.dependencies
     if spec is None:
-        return None
+        return None, {}
+    started = time.monotonic()
     key = dependency_key(spec, release_dir, svc.env, service)
     candidates = (
         (Path(r.path), (r.manifest.get("dependencies") or {}).get("key"))
@@ -280,15 +286,22 @@ def _dependencies(
     )
     earlier = reusable(candidates, key, spec.paths)
     if earlier is not None:
+        recorded = seal.file_list(earlier)
+        known: dict[str, str] = {}
         for path in spec.paths:
-            link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
+            linked = link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
+            known.update((p, recorded[p]) for p in (f"{path}/{f}" for f in linked) if p in recorded)
         files = ", ".join(spec.files)
         log(f"{service}: {files} unchanged: dependencies linked from release {earlier.name}")
         with build_log.open("a") as out:
             out.write(f"# dependencies linked from {earlier} ({files} unchanged)\n")
-        return {"key": key, "reused_from": earlier.name}
+        return {"key": key, "reused_from": earlier.name, "seconds": _since(started)}, known
     _run_build(spec.install, release_dir, env, build_log, service, "dependencies/install", log)
-    return {"key": key, "reused_from": None}
+    return {"key": key, "reused_from": None, "seconds": _since(started)}, {}
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
 
 
 # -- build -----------------------------------------------------------------------------

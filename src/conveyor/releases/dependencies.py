@@ -42,21 +42,17 @@ def dependency_key(
     return key.hexdigest()
 
 
-def link_tree(source: Path, destination: Path, old_root: str, new_root: str) -> None:
+def link_tree(source: Path, destination: Path, old_root: str, new_root: str) -> list[str]:
     """Recreate `source` at `destination` with hard links (copies where links fail).
 
     Files that name `old_root` (scripts in a `bin/` directory, `pyvenv.cfg`)
     are written with `new_root` instead, so that what runs from the new
-    release never reaches into the old one.
+    release never reaches into the old one. Returns the paths, relative to
+    `destination`, of the files that are hard links to `source`'s.
     """
-    old, new = old_root.encode(), new_root.encode()
-    for dirpath, dirnames, filenames in os.walk(source):
-        here = Path(dirpath)
-        there = destination / here.relative_to(source)
-        there.mkdir(parents=True, exist_ok=True)
-        for name in [*filenames, *(d for d in dirnames if (here / d).is_symlink())]:
-            _link_one(here / name, there / name, old, new, rewrite=_may_name_path(here, name))
-        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+    linked: list[str] = []
+    _link_dir(str(source), str(destination), "", old_root.encode(), new_root.encode(), linked)
+    return linked
 
 
 def reusable(
@@ -69,22 +65,39 @@ def reusable(
     return None
 
 
-def _may_name_path(directory: Path, name: str) -> bool:
-    return directory.name in ("bin", "Scripts") or name == "pyvenv.cfg"
+def _link_dir(
+    source: str, destination: str, prefix: str, old: bytes, new: bytes, linked: list[str]
+) -> None:
+    os.makedirs(destination, exist_ok=True)  # noqa: PTH103 (a hot loop: no Path objects)
+    rewrite_all = os.path.basename(source) in ("bin", "Scripts")  # noqa: PTH119
+    with os.scandir(source) as listing:
+        children = list(listing)
+    for child in children:
+        target = os.path.join(destination, child.name)  # noqa: PTH118
+        if child.is_symlink():
+            link = os.readlink(child.path)  # noqa: PTH115
+            os.symlink(link.replace(old.decode(), new.decode()), target)  # noqa: PTH211
+        elif child.is_dir(follow_symlinks=False):
+            _link_dir(child.path, target, prefix + child.name + "/", old, new, linked)
+        elif not (
+            (rewrite_all or child.name == "pyvenv.cfg") and _rewritten(child.path, target, old, new)
+        ):
+            try:
+                os.link(child.path, target)
+                linked.append(prefix + child.name)
+            except OSError:  # another file system, or the inode's link limit
+                shutil.copy2(child.path, target)
 
 
-def _link_one(source: Path, target: Path, old: bytes, new: bytes, *, rewrite: bool) -> None:
-    if source.is_symlink():
-        link = str(source.readlink())
-        target.symlink_to(link.replace(old.decode(), new.decode()))
-        return
-    if rewrite and source.stat().st_size <= _REWRITE_LIMIT:
-        data = source.read_bytes()
-        if old in data:
-            target.write_bytes(data.replace(old, new))
-            shutil.copymode(source, target)
-            return
-    try:
-        os.link(source, target)
-    except OSError:  # another file system, or the inode's link limit
-        shutil.copy2(source, target)
+def _rewritten(source: str, target: str, old: bytes, new: bytes) -> bool:
+    """Write `source` to `target` with `old` replaced by `new`, if it names `old`."""
+    if os.path.getsize(source) > _REWRITE_LIMIT:  # noqa: PTH202
+        return False
+    with open(source, "rb") as handle:  # noqa: PTH123
+        data = handle.read()
+    if old not in data:
+        return False
+    with open(target, "wb") as handle:  # noqa: PTH123
+        handle.write(data.replace(old, new))
+    shutil.copymode(source, target)
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,13 +53,21 @@ def excluded_paths(writable: Iterable[str]) -> frozenset[str]:
     return frozenset({MANIFEST, FILE_LIST, *writable})
 
 
-def record(root: Path, writable: Iterable[str]) -> Sealed:
-    """Create the writable directories, write the file list and return the digest."""
+def record(
+    root: Path, writable: Iterable[str], *, known: Mapping[str, str] | None = None
+) -> Sealed:
+    """Create the writable directories, write the file list and return the digest.
+
+    `known` maps relative paths to the hex hashes of files known not to have
+    changed (hard links to a sealed release's files): they are not read again.
+    """
     writable = list(writable)
     for directory in writable:
         (root / directory).mkdir(parents=True, exist_ok=True)
     entries = tree_entries(root, exclude=excluded_paths(writable))
-    hashes = file_hashes(root, entries)
+    known = known or {}
+    hashes = {p: bytes.fromhex(h) for p, h in known.items() if not h.startswith("->")}
+    hashes.update(file_hashes(root, [e for e in entries if e.relative not in hashes]))
     listed = _listing(entries, hashes)
     (root / FILE_LIST).write_text("".join(f"{v}\t{p}\n" for p, v in listed.items()))
     return Sealed(combine(entries, hashes), len(entries))
@@ -106,25 +114,24 @@ def make_removable(root: Path) -> None:
 
 
 def _make_read_only(root: Path, writable: set[Path]) -> None:
-    for dirpath, dirnames, filenames in os.walk(root, topdown=True):
-        here = Path(dirpath)
-        dirnames[:] = [d for d in dirnames if here / d not in writable]
-        for name in filenames:
-            path = here / name
-            if not path.is_symlink():
-                mode = path.stat().st_mode
-                if mode & _WRITE_BITS:
-                    path.chmod(mode & ~_WRITE_BITS)
-    # directories last, deepest first: a read-only directory takes no new entries
-    for dirpath, dirnames, _ in os.walk(root, topdown=False):
-        here = Path(dirpath)
-        if any(here == w or w in here.parents for w in writable):
-            continue
-        for name in dirnames:
-            path = here / name
-            if path not in writable and not path.is_symlink():
-                path.chmod(path.stat().st_mode & ~_WRITE_BITS)
+    _read_only_tree(str(root), {str(w) for w in writable})
     root.chmod(root.stat().st_mode & ~_WRITE_BITS)
+
+
+def _read_only_tree(directory: str, writable: set[str]) -> None:
+    """Files first, then each directory after its contents: a read-only directory takes no
+    new entries. Files already read-only (dependencies linked from a sealed release) are
+    left alone."""
+    with os.scandir(directory) as listing:
+        children = list(listing)
+    for child in children:
+        if child.is_symlink() or child.path in writable:
+            continue
+        mode = child.stat(follow_symlinks=False).st_mode
+        if stat.S_ISDIR(mode):
+            _read_only_tree(child.path, writable)
+        if mode & _WRITE_BITS:
+            os.chmod(child.path, mode & ~_WRITE_BITS)  # noqa: PTH101 (hot loop)
 
 
 def _listing(entries: list[Entry], hashes: dict[str, bytes]) -> dict[str, str]:
@@ -132,6 +139,11 @@ def _listing(entries: list[Entry], hashes: dict[str, bytes]) -> dict[str, str]:
         e.relative: f"-> {e.link}" if e.link is not None else hashes[e.relative].hex()
         for e in entries
     }
+
+
+def file_list(root: Path) -> dict[str, str]:
+    """A sealed release's recorded hashes by relative path (empty for old releases)."""
+    return _read_file_list(root / FILE_LIST) or {}
 
 
 def _read_file_list(path: Path) -> dict[str, str] | None:

@@ -18,6 +18,7 @@ ABORTING = "aborting"  # `conveyor abort` is restoring the previous releases
 PAUSED = "paused"  # waits for `conveyor promote`, `resume` or `abort`
 AWAITING_APPROVAL = "awaiting_approval"  # waits for `conveyor approve` (or `reject`)
 REJECTED = "rejected"  # an approver said no, or the request expired: nothing changed
+REFUSED = "refused"  # a check (policy, pre_deploy hook, migration lint) said no: nothing changed
 UNFINISHED_STATUSES = (PENDING, RUNNING, ROLLING_BACK, ABORTING, PAUSED, AWAITING_APPROVAL)
 
 # Control requests to the process running a deployment.

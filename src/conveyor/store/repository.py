@@ -959,12 +959,15 @@ class Store:
         environment: str | None = None,
         deployment_id: str | None = None,
         limit: int | None = None,
+        kind: str | None = None,
     ) -> list[EventRecord]:
-        """Events, newest first, optionally of one environment and/or deployment."""
+        """Events, newest first, optionally of one environment, deployment and/or kind."""
         e = t.events
         query = select(e).order_by(e.c.time.desc(), e.c.id.desc())
         if environment is not None:
             query = query.where(e.c.environment == environment)
+        if kind is not None:
+            query = query.where(e.c.kind == kind)
         if deployment_id is not None:
             query = query.where(e.c.deployment_id == deployment_id)
         if limit is not None:

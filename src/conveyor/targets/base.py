@@ -98,3 +98,12 @@ class Target(Protocol):
         """Run a one-off command in a release's context (migrations, hooks); its output
         is also appended to `log_path`."""
         ...
+
+    async def run_attached(
+        self, command: builtins.list[str], cwd: Path, env: dict[str, str]
+    ) -> int:
+        """Run a one-off command attached to this process's stdin, stdout and stderr
+        (`conveyor run`: interactive on a terminal) and return its exit status, a
+        shell's way (128+N when killed by signal N). Raises `CommandNotRunError`
+        when the command cannot be started."""
+        ...

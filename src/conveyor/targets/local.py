@@ -18,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import errno
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import FrameType
 
-from conveyor.environ import minimal_environment
-from conveyor.errors import TargetError
+from conveyor.environ import attached_environment, minimal_environment
+from conveyor.errors import CommandNotRunError, TargetError
 from conveyor.paths import Paths
 from conveyor.targets.base import UNKNOWN, CommandResult, InstanceSpec, InstanceStatus
 from conveyor.targets.supervisor import Supervisor, check_program_name
@@ -234,6 +237,96 @@ class LocalTarget:
             duration=time.monotonic() - started,
             timed_out=timed_out,
         )
+
+    async def run_attached(
+        self, command: builtins.list[str], cwd: Path, env: dict[str, str]
+    ) -> int:
+        """Run a one-off command attached to this process's stdin, stdout and stderr.
+
+        The child stays in Conveyor's process group, so on a terminal it is in
+        the foreground: it reads the keyboard and Ctrl-C (SIGINT, SIGQUIT) goes
+        to it, while Conveyor ignores them and waits for its exit status.
+        SIGTERM and SIGHUP sent to Conveyor are passed on to it. Environment:
+        the instances' minimal one, the terminal's TERM and size, then `env`.
+        """
+        if not command:
+            raise TargetError("one-off command is empty", hint="give an argv list")
+        if not cwd.is_dir():
+            raise TargetError(
+                f"release directory {cwd} does not exist",
+                hint="build and deploy the release again",
+            )
+        with _attached_signals() as child:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *command, cwd=cwd, env={**attached_environment(), **env}
+                )
+            except OSError as exc:
+                raise _not_run(command[0], exc) from None
+            child.append(proc.pid)
+            try:
+                returncode = await proc.wait()
+            except BaseException:  # cancelled: do not leave the command running
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                raise
+        # A shell's exit status: 128+N for a command killed by signal N.
+        return returncode if returncode >= 0 else 128 - returncode
+
+
+def _not_run(program: str, exc: OSError) -> TargetError:
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return CommandNotRunError(
+            f"command not found: {program}",
+            hint="it runs in the release directory with the service's PATH; "
+            "give a path relative to the release (e.g. .venv/bin/python) or an absolute one",
+        )
+    if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EPERM):
+        return CommandNotRunError(
+            f"cannot execute {program}: {reason}",
+            hint="check that it is an executable file with a valid #! line",
+            exit_code=126,
+        )
+    return TargetError(f"cannot run {program}: {reason}")
+
+
+_IGNORED = (signal.SIGINT, signal.SIGQUIT)  # the terminal sends them to the child too
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _attached_signals() -> Iterator[list[int]]:
+    """While a child runs attached: ignore the terminal's interrupts, forward
+    termination to the child (whose pid the caller appends to the list).
+
+    Python-level handlers rather than SIG_IGN: exec resets handled signals to
+    their default in the child, whereas an ignored signal would stay ignored
+    there and Ctrl-C would not stop it.
+    """
+    child: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield child  # signal handlers can only be set from the main thread
+        return
+
+    def ignore(signum: int, frame: FrameType | None) -> None:
+        pass
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for pid in child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in (*_IGNORED, *_FORWARDED)}
+    for sig in _IGNORED:
+        signal.signal(sig, ignore)
+    for sig in _FORWARDED:
+        signal.signal(sig, forward)
+    try:
+        yield child
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _kill_group(pgid: int) -> None:

@@ -303,6 +303,10 @@ class Supervisor:
         finally:
             os.close(fd)  # releases the lock
 
+    def supervisord_pid(self) -> int | None:
+        """The pid of this home's supervisord when it runs (from its pidfile, checked)."""
+        return self._supervisord_pid()
+
     def _supervisord_pid(self) -> int | None:
         """The pid in the pidfile when it is a live supervisord of this home."""
         try:
@@ -442,7 +446,7 @@ class Supervisor:
                 pass  # it went away on its own
         if pid is not None:
             deadline = time.monotonic() + timeout
-            while _alive(pid):
+            while pid_alive(pid):
                 if time.monotonic() > deadline:
                     raise TargetError(
                         f"supervisord (pid {pid}) of {self.paths.home} did not exit within "
@@ -919,7 +923,8 @@ def check_program_name(name: str) -> None:
         )
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,0 +1,80 @@
+"""`conveyor run ENV SERVICE -- COMMAND...`: a one-off command in the current release."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from conveyor.cli.context import run, runtime
+
+if TYPE_CHECKING:
+    from conveyor.engine.runtime import Runtime
+    from conveyor.store.records import EventRecord
+
+# Everything after SERVICE is the command, options included (`-- ` is optional).
+CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="run", context_settings=CONTEXT)(run_command)
+
+
+def run_command(
+    environment: str = typer.Argument(..., help="Environment."),
+    service: str = typer.Argument(..., help="Service whose current release runs the command."),
+    command: list[str] | None = typer.Argument(
+        None, help="The command and its arguments, after --.", show_default=False
+    ),
+) -> None:
+    """Run a one-off COMMAND in the current release of SERVICE in ENVIRONMENT.
+
+    It gets the service's environment variables and runs in the release
+    directory, attached to this terminal; its exit status is Conveyor's. It is
+    recorded in `conveyor history` (secrets masked). Example:
+    conveyor run staging web -- python manage.py createsuperuser
+    """
+    from conveyor.engine.oneoff import prepare, run_oneoff
+
+    argv = list(command or [])
+    if argv[:1] == ["--"]:  # kept by the parser when it came after the arguments
+        argv = argv[1:]
+    rt = runtime()
+    try:
+        oneoff = prepare(rt, environment, service, argv)
+        code = run(run_oneoff(rt, oneoff))
+    finally:
+        rt.close()
+    raise typer.Exit(code)
+
+
+def history_runs(rt: Runtime, environment: str, limit: int) -> list[EventRecord]:
+    """The environment's latest `run` events, newest first."""
+    from conveyor.engine.oneoff import RUN_EVENT
+
+    return rt.store.list_events(environment, kind=RUN_EVENT, limit=limit)
+
+
+def with_runs(deployments: list[dict[str, Any]], runs: list[EventRecord]) -> list[dict[str, Any]]:
+    """`history --json`: deployments and one-off runs in one list, newest first."""
+    from conveyor.engine.oneoff import run_json
+
+    items = [*deployments, *(run_json(e) for e in runs)]
+    return sorted(items, key=lambda item: item.get("started_at") or "", reverse=True)
+
+
+def print_runs(runs: list[EventRecord]) -> None:
+    """One line per run under the deployments table of `history`."""
+    from conveyor.cli.output import local_time, say
+
+    if not runs:
+        return
+    say("")
+    say("one-off commands:")
+    for event in runs:
+        took = event.data.get("duration_s")
+        say(
+            f"  {local_time(event.time)}  {event.message}  "
+            f"{event.data.get('user', '-')}  {f'{took:.1f}s' if took is not None else '-'}  "
+            f"release {event.data.get('release', '-')}"
+        )
