@@ -151,6 +151,12 @@ def make_project(tmp: Path, example: str = "shop") -> Project:
     return Project(root, home, env)
 
 
+def git_project(root: Path, home: Path) -> Project:
+    """The directory `root` as a git repository with one commit, and a Conveyor home."""
+    init_repository(root)
+    return Project(root, home, cli_environment(home))
+
+
 def init_repository(root: Path) -> None:
     """Make `root` a git repository whose first commit ("v1") holds all its files."""
     git(root, "init", "-q", "-b", "main")

@@ -60,4 +60,4 @@ def init(
     say(f"Wrote {target}: service web, environment staging on {listen}.")
     for note in found.notes:
         say(f"  check: {note}")
-    say("Next: conveyor deploy staging")
+    say("Next: conveyor deploy staging --build   (builds the first release, then deploys it)")
