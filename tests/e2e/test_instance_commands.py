@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -127,3 +128,27 @@ environments:
     assert token not in failed.stdout + failed.stderr
     (record,) = app.json("history", "staging")  # type: ignore[misc]
     assert token not in record["error"]
+
+
+def test_an_instance_that_dies_after_it_counted_as_started_fails_fast(tmp_path: Path) -> None:
+    """Regression: a process exiting just after supervisord's start-up second (Next.js says
+    "Ready", then its config throws) was restarted for ever, and the deploy waited the whole
+    deploy_timeout."""
+    app = make_app(
+        tmp_path,
+        """\
+project: flappy
+services:
+  web:
+    source: .
+    run: python3 flap.py
+    deploy_timeout: 120s
+environments:
+  staging: {listen: "${LISTEN}"}
+""",
+        {"flap.py": "import sys, time\nprint('Ready', flush=True)\ntime.sleep(1.5)\nsys.exit(1)\n"},
+    )
+    started = time.monotonic()
+    failed = app.run("deploy", "staging", "--build", check=False)
+    assert failed.returncode == 1 and "crash-looping" in failed.stderr, failed.stderr
+    assert time.monotonic() - started < 60

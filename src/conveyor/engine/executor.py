@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from conveyor.engine.release_phase import ReleasePhase
 
 HOST = "127.0.0.1"
+CRASH_LOOP_RESTARTS = 3  # restarts while waiting for health that mean it will not come up
 LOG_LINES_ON_FAILURE = 20
 
 REQUEST_POLL_S = 0.2  # how often a running step looks for pause/abort/promote requests
@@ -410,9 +411,14 @@ class Executor:
         check = make_check(svc.health, HOST, record.port, spec.release_dir, spec.env)
         logs_command = f"conveyor logs {self.environment} {service}"
 
+        restarts_before = (await self.rt.target.status(name)).restarts
+
         async def alive() -> bool:
             status = await self.rt.target.status(name)
-            return status.state not in (FATAL, EXITED, STOPPED, UNKNOWN)
+            # A process that exits just after supervisord counted it started (Next.js
+            # prints "Ready", then fails) is restarted for ever: a crash loop all the same.
+            looping = status.restarts - restarts_before >= CRASH_LOOP_RESTARTS
+            return status.state not in (FATAL, EXITED, STOPPED, UNKNOWN) and not looping
 
         strategy = self.rt.environment(self.environment).strategy
         try:
