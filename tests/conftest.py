@@ -17,6 +17,7 @@ LONGEST_FIRST = (
     "e2e/test_databases.py",
     "e2e/test_recovery.py",
     "e2e/test_shop.py",
+    "e2e/test_django_migrations.py",
     "e2e/test_policies.py",
     "e2e/test_operations.py",
     "e2e/test_hooks_notify.py",
