@@ -53,6 +53,7 @@ def init(
                 "environment": "staging",
                 "listen": listen,
                 "notes": list(found.notes),
+                "next": ["conveyor deploy staging --build"],
             }
         )
         return
@@ -60,4 +61,5 @@ def init(
     say(f"Wrote {target}: service web, environment staging on {listen}.")
     for note in found.notes:
         say(f"  check: {note}")
-    say("Next: conveyor deploy staging --build   (builds the first release, then deploys it)")
+    say("Next: commit your code (releases are built from git HEAD), then:")
+    say("  conveyor deploy staging --build   (builds the first release, then deploys it)")

@@ -28,6 +28,7 @@ from conveyor.databases.backups import (
 )
 from conveyor.databases.frameworks import Django, detect
 from conveyor.databases.lint import Finding, describe_findings, excuse, lint_parts
+from conveyor.databases.urls import SQLITE
 from conveyor.engine import failpoints, pending_migrations
 from conveyor.engine.plan import (
     FORWARD,
@@ -328,6 +329,11 @@ class ReleasePhase:
         done = self._backup_of_this_deployment(step.database, verified=True)
         if done is not None:
             return f"backup {done.id} (taken and verified before this step was interrupted)"
+        if target.url.engine == SQLITE and not Path(target.url.name).exists():
+            # A SQLite file is made by its first migration: there is nothing to lose yet.
+            note = f"no backup: {target.url.display()} does not exist yet (its first migration)"
+            self.progress(f"[{step.service}] {note}")
+            return note
         record = await take_backup(
             self.rt.store,
             target,

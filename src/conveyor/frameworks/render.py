@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import Any
 
 import yaml
@@ -31,6 +32,18 @@ def config_document(detected: Detected, *, project: str, listen: str) -> dict[st
     return document
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (a heredoc in a build command) as `|` blocks, readable and editable."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
 def render(detected: Detected, *, project: str, listen: str = DEFAULT_LISTEN) -> str:
     """The file `conveyor init` writes; raises ConfigError if it would not load."""
     from conveyor.config.loader import parse_config
@@ -39,9 +52,17 @@ def render(detected: Detected, *, project: str, listen: str = DEFAULT_LISTEN) ->
         "# Written by `conveyor init`: edit freely, then `conveyor validate`.",
         f"# Detected {detected.framework} ({detected.evidence}).",
     ]
-    header += [f"# Check: {note}" for note in detected.notes]
-    body = yaml.safe_dump(
+    for note in detected.notes:
+        header += textwrap.wrap(
+            note,
+            width=96,
+            initial_indent="# Check: ",
+            subsequent_indent="#   ",
+            break_on_hyphens=False,
+        )
+    body = yaml.dump(
         config_document(detected, project=project, listen=listen),
+        Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
         width=100,
