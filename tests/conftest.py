@@ -13,6 +13,7 @@ import pytest
 # The end-to-end files, longest first (`--durations`, 2 cores).
 LONGEST_FIRST = (
     "e2e/test_node_apps.py",
+    "e2e/test_python_apps.py",
     "e2e/test_progressive.py",
     "e2e/test_databases.py",
     "e2e/test_recovery.py",

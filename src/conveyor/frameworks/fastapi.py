@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.frameworks.model import Detected
-from conveyor.frameworks.python import COMMON_EXCLUDES, VENV, imports, python_files, virtualenv
+from conveyor.frameworks.python import (
+    COMMON_EXCLUDES,
+    VENV,
+    imports,
+    module_name,
+    python_files,
+    virtualenv,
+)
 from conveyor.frameworks.routes import health_path
 
 _APP = re.compile(r"^(\w+)\s*=\s*FastAPI\(", re.MULTILINE)
@@ -23,10 +30,7 @@ def detect(root: Path) -> Detected | None:
 
 
 def _detected(root: Path, path: Path, app: str, files: list[Path]) -> Detected:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    module = ".".join(parts)
+    module = module_name(root, path)
     env = virtualenv(root, "uvicorn", ["fastapi"])
     service: dict[str, Any] = dict(env.service)
     # /docs exists in every app that does not switch it off.

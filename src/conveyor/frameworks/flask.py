@@ -20,6 +20,7 @@ from conveyor.frameworks.python import (
     VENV,
     declared_packages,
     imports,
+    module_name,
     python_files,
     virtualenv,
 )
@@ -81,7 +82,7 @@ def _application(root: Path, files: list[Path]) -> tuple[str, str, Path] | None:
     """(module, app or factory call, file) of the first app found, shallow files first."""
     for path in files:
         text = path.read_text(errors="replace")
-        module = _module_name(root, path)
+        module = module_name(root, path)
         app = _APP.search(text)
         if app is not None:
             return module, app.group(1), path
@@ -89,13 +90,6 @@ def _application(root: Path, files: list[Path]) -> tuple[str, str, Path] | None:
         if factory is not None:
             return module, f"{factory.group(1)}()", path
     return None
-
-
-def _module_name(root: Path, path: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
 
 
 def _instance_config(text: str) -> str:

@@ -184,6 +184,14 @@ def imports(path: Path, module: str) -> bool:
     return re.search(pattern, text, re.MULTILINE) is not None
 
 
+def module_name(root: Path, path: Path) -> str:
+    """The dotted module a Python file under `root` is imported as (`app/main.py`: app.main)."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
 def python_files(root: Path, limit: int = 400) -> list[Path]:
     """The project's Python files, shallow first, skipping virtualenvs and caches."""
     found: list[Path] = []

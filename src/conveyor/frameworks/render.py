@@ -8,10 +8,12 @@ from typing import Any
 
 import yaml
 
+from conveyor.errors import ConfigError
 from conveyor.frameworks.model import Detected
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 SERVICE = "web"
+_UNSET = re.compile(r'environment variable "\w+" is not set')
 
 
 def project_name(directory_name: str) -> str:
@@ -68,5 +70,10 @@ def render(detected: Detected, *, project: str, listen: str = DEFAULT_LISTEN) ->
         width=100,
     )
     text = "\n".join(header) + "\n" + body
-    parse_config(text, {}, source="conveyor.yml (generated)")
+    try:
+        parse_config(text, {}, source="conveyor.yml (generated)")
+    except ConfigError as exc:
+        # `${DATABASE_URL}` is the user's to set before a deploy, not a fault of the file.
+        if not all(_UNSET.search(issue) for issue in exc.issues):
+            raise
     return text
