@@ -14,6 +14,7 @@ import pytest
 LONGEST_FIRST = (
     "e2e/test_node_apps.py",
     "e2e/test_python_apps.py",
+    "e2e/test_flask_app.py",
     "e2e/test_progressive.py",
     "e2e/test_databases.py",
     "e2e/test_recovery.py",
