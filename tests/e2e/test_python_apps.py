@@ -1,9 +1,10 @@
 """End to end: projects made by Django's and FastAPI's own tools deploy with
 `conveyor init` and no edit to the conveyor.yml it writes (real supervisord and Caddy).
 
-Each test: init, deploy, a one-off command in the release, a rolling redeploy
-under load with no failed request, a broken release refused while the old one
-keeps serving, and a rollback after the new release served traffic.
+Django: init, deploy, one-off commands in the release (createsuperuser), a
+rolling redeploy under load with no failed request, a broken release refused
+while the old one keeps serving, and a rollback after the new release served
+traffic. FastAPI: init, deploy, a rolling redeploy under load.
 
 Builds install from a cached wheelhouse (`PIP_NO_INDEX`, `PIP_FIND_LINKS`
 passed through the environment), see tests/support/generators.py. The one-off
