@@ -41,7 +41,7 @@ def test_flask_tutorial(app_project: tuple[Path, list[Project]]) -> None:
     deploy(project)
     assert get(project, "/hello") == (200, "Hello, World!")
     assert get(project, "/")[0] == 500  # no tables before `flask init-db`
-    out = one_off(project, ".venv/bin/flask", "--app", "flaskr", "init-db").stdout
+    out = one_off(project, "flask", "--app", "flaskr", "init-db").stdout
     assert "Initialized the database." in out
     assert get(project, "/")[0] == 200
     assert get(project, "/auth/register", {"username": "ada", "password": "pw"})[0] == 200

@@ -8,7 +8,7 @@ traffic. FastAPI: init, deploy, a rolling redeploy under load.
 
 Builds install from a cached wheelhouse (`PIP_NO_INDEX`, `PIP_FIND_LINKS`
 passed through the environment), see tests/support/generators.py. The one-off
-commands run through tests/support/one_off.py (`conveyor run` is not there yet).
+commands go through `conveyor run`.
 The Flask tutorial's test is in test_flask_app.py: each file stays under 3 minutes.
 """
 
@@ -58,7 +58,7 @@ def test_django_startproject(app_project: tuple[Path, list[Project]]) -> None:
     users = {"DJANGO_SUPERUSER_USERNAME": "admin", "DJANGO_SUPERUSER_EMAIL": "a@example.com"}
     one_off(
         project,
-        ".venv/bin/python",
+        "python",
         "manage.py",
         "createsuperuser",
         "--noinput",
@@ -66,7 +66,7 @@ def test_django_startproject(app_project: tuple[Path, list[Project]]) -> None:
         DJANGO_SUPERUSER_PASSWORD="correct horse battery staple",
     )
     count = "from django.contrib.auth.models import User; print(User.objects.count())"
-    assert last_line(one_off(project, ".venv/bin/python", "manage.py", "shell", "-c", count)) == "1"
+    assert last_line(one_off(project, "python", "manage.py", "shell", "-c", count)) == "1"
     assert (project.home / "data" / "staging" / "web" / "db.sqlite3").is_file()
     v1 = current_release(project)
 
@@ -83,7 +83,7 @@ def test_django_startproject(app_project: tuple[Path, list[Project]]) -> None:
     project.commit("v2: hello")
     redeploy_under_load(project, "/admin/login/")
     assert get(project, "/hello/") == (200, "v2")
-    assert last_line(one_off(project, ".venv/bin/python", "manage.py", "shell", "-c", count)) == "1"
+    assert last_line(one_off(project, "python", "manage.py", "shell", "-c", count)) == "1"
 
     urls.write_text(urls.read_text() + "\ndef broken(:\n")
     project.commit("v3: broken urls.py")

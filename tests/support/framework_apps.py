@@ -2,14 +2,13 @@
 (tests/e2e/test_python_apps.py, tests/e2e/test_flask_app.py): `conveyor init`, deploys,
 requests through the router, one-off commands in the current release.
 
-The one-off commands run through tests/support/one_off.py (`conveyor run` is not there yet).
+The one-off commands go through `conveyor run`.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,7 +18,7 @@ from typing import Any
 
 from bench.loadgen import Load
 from tests.support import generators
-from tests.support.project import REPO, Project, free_port, git_project
+from tests.support.project import Project, free_port, git_project
 
 # Few enough requests a second for a single gunicorn worker on a shared machine,
 # enough to have requests in flight at every weight change.
@@ -72,19 +71,9 @@ def current_release(project: Project) -> str:
 
 
 def one_off(project: Project, *command: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`command` in the current release of web on staging, with its instances' environment."""
+    """`conveyor run staging web -- env NAME=VALUE... COMMAND`: once, in the current release."""
     assignments = [f"{k}={v}" for k, v in env.items()]
-    argv = [sys.executable, "-m", "tests.support.one_off", "staging", "web"]
-    result = subprocess.run(
-        [*argv, current_release(project), *assignments, "--", *command],
-        cwd=project.root,
-        env={**project.env, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return project.run("run", "staging", "web", "--", "env", *assignments, *command, timeout=120)
 
 
 def last_line(result: subprocess.CompletedProcess[str]) -> str:

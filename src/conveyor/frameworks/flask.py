@@ -59,8 +59,8 @@ def detect(root: Path) -> Detected | None:
     commands = sorted({c for f in files for c in _COMMAND.findall(f.read_text(errors="replace"))})
     for command in commands:
         notes.append(
-            f"`flask --app {module} {command}` is a one-off command: run it in the release "
-            "with the instance's environment (README, Flask and FastAPI)"
+            f"`flask --app {module} {command}` is a one-off command, not part of a deploy: "
+            f"conveyor run staging web -- flask --app {module} {command}"
         )
     if build:
         service["build"] = build
