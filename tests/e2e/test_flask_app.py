@@ -6,17 +6,18 @@ redeploy under load with no failed request, a broken release refused, a rollback
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import generators
 from tests.support.framework_apps import (
+    app_project as app_project,  # the fixture
+)
+from tests.support.framework_apps import (
     current_release,
     deploy,
     get,
-    made_projects,
     one_off,
     redeploy_under_load,
     refused,
@@ -25,11 +26,6 @@ from tests.support.framework_apps import (
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def app_project(tmp_path: Path) -> Iterator[tuple[Path, list[Project]]]:
-    yield from made_projects(tmp_path)
 
 
 def test_flask_tutorial(app_project: tuple[Path, list[Project]]) -> None:

@@ -14,18 +14,19 @@ The Flask tutorial's test is in test_flask_app.py: each file stays under 3 minut
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import generators
 from tests.support.framework_apps import (
+    app_project as app_project,  # the fixture
+)
+from tests.support.framework_apps import (
     current_release,
     deploy,
     get,
     last_line,
-    made_projects,
     one_off,
     redeploy_under_load,
     refused,
@@ -34,11 +35,6 @@ from tests.support.framework_apps import (
 from tests.support.project import Project
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def app_project(tmp_path: Path) -> Iterator[tuple[Path, list[Project]]]:
-    yield from made_projects(tmp_path)
 
 
 def test_django_startproject(app_project: tuple[Path, list[Project]]) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.loadgen import Load
 from tests.support import generators
 from tests.support.project import Project, free_port, git_project
@@ -27,8 +29,9 @@ RATE = 100.0
 BROWSER = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
 
 
-def made_projects(tmp_path: Path) -> Iterator[tuple[Path, list[Project]]]:
-    """A fixture body: the projects a test makes, shut down after it."""
+@pytest.fixture
+def app_project(tmp_path: Path) -> Iterator[tuple[Path, list[Project]]]:
+    """A directory for a test's projects, and the list of them, shut down after it."""
     made: list[Project] = []
     try:
         yield tmp_path, made
