@@ -89,6 +89,9 @@ def test_backup_and_migrate_run_only_when_django_has_pending_migrations(
         assert "no pending migrations" in steps[kind]["note"]
     records = project.json("history", "staging", "-n", "1")
     assert isinstance(records, list) and records[0]["status"] == "succeeded"
+    explained = project.json("explain", records[0]["id"])
+    assert isinstance(explained, dict)  # a rolling deploy succeeds; only rollouts promote
+    assert explained["conclusion"].startswith("succeeded, with steps skipped:")
 
     add_migration(project, "0002_item_note", "0001_initial", NOTE)
     third = deploy(project)

@@ -127,14 +127,15 @@ def _conclusion(
             f"{run.analysis} ({v['message']})" for run, v in verdicts if v["decision"] == "PASS"
         ]
         skipped = [s for s in steps if s.status == "skipped"]
-        parts = ["promoted"]
+        progressive = bool(runs) or deployment.strategy in ("canary", "blue_green")
+        parts = ["promoted" if progressive else "succeeded"]
         if passed:
             parts.append("after analyses passed: " + "; ".join(passed))
         if skipped:
             parts.append(
                 "with steps skipped: " + "; ".join(f"{s.index} ({s.error})" for s in skipped)
             )
-        return ", ".join(parts) if len(parts) > 1 else "promoted: every step completed"
+        return ", ".join(parts) if len(parts) > 1 else f"{parts[0]}: every step completed"
     if status == REFUSED:
         return f"refused before anything changed: {deployment.error or 'no reason recorded'}"
     if deployment.error:
