@@ -46,9 +46,12 @@ def choose(
 def plan_prune(rt: Runtime, keep: int) -> list[ReleaseRecord]:
     """Releases to delete so that each service keeps `keep` (see the module docstring)."""
     protected, deployed = _protected(rt), _deployed(rt)
+    by_service: dict[str, list[ReleaseRecord]] = {}
+    for release in rt.store.list_releases():  # newest first, and so is each service's list
+        by_service.setdefault(release.service, []).append(release)
     doomed: list[ReleaseRecord] = []
-    for service in sorted({r.service for r in rt.store.list_releases()}):
-        doomed += choose(rt.store.list_releases(service), keep, protected, deployed)
+    for service in sorted(by_service):
+        doomed += choose(by_service[service], keep, protected, deployed)
     return doomed
 
 
