@@ -158,20 +158,27 @@ def test_stop_kills_a_program_ignoring_sigterm_after_timeout(
     assert not pid_alive(pid)
 
 
+def pids_running(text: str) -> list[int]:
+    """The pids whose command line contains `text` (a process may exit while we look)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:  # it exited between the listing and the read
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
 def test_shell_wrapped_command_gets_the_signal_as_a_group(target, make_spec, script, tmp_path):
     sleeper = script("sleep.py", SLEEPER)
     # The shell stays (two commands), so the python is its child, not the program's pid.
     spec = make_spec("shell-1", ["/bin/sh", "-c", f"{PY} {sleeper}; echo never"])
     run(target.start(spec))
     running_pid(target, spec.name)
-    child = wait_until(
-        lambda: [
-            int(p.name)
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit()
-            and str(sleeper) in (p / "cmdline").read_bytes().decode(errors="replace")
-        ]
-    )[0]
+    child = wait_until(lambda: pids_running(str(sleeper)))[0]
 
     run(target.stop(spec.name, 5))
 
