@@ -11,6 +11,8 @@ error's `exit_code`, never with a traceback. Exit codes:
   unknown release, bad command-line arguments)
 * 3 - waiting for a person: the rollout paused (a `pause` step, an inconclusive
   analysis) and goes on with `conveyor promote|resume ENV` or ends with `abort`
+* 4 - the state database is damaged, emptied or missing: nothing was done;
+  `conveyor state restore` puts the last good copy back
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_WAITING = 3
+EXIT_STATE = 4
 
 
 class ConveyorError(Exception):
@@ -58,6 +61,16 @@ class StateError(ConveyorError):
     """The state store cannot be opened, migrated or queried."""
 
 
+class StateCorruptError(StateError):
+    """The state database is damaged, empty or missing although a store existed."""
+
+    exit_code = EXIT_STATE
+
+
+class DiskFullError(ConveyorError):
+    """Not enough free space where Conveyor must write (releases, state, logs)."""
+
+
 class BuildError(ConveyorError):
     """A release could not be built (source missing, build command failed)."""
 
@@ -76,6 +89,15 @@ class UnfinishedDeploymentError(ConveyorError):
 
 class TargetError(ConveyorError):
     """The place instances run (supervisord, a host) failed to do what was asked."""
+
+
+class HostUnreachableError(TargetError):
+    """A host of an SSH environment cannot be reached, or stopped answering on an open
+    connection (its SSH keepalives went unanswered). `host` is its name."""
+
+    def __init__(self, host: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.host = host
 
 
 class CommandNotRunError(TargetError):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from conveyor.tarball import extract
+
 
 @dataclass(frozen=True)
 class GitInfo:
@@ -54,7 +56,7 @@ def export_commit(toplevel: Path, commit: str, destination: Path) -> None:
         raise ValueError(archive.stderr.decode().strip() or f"git archive {commit} failed")
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(destination, filter="data")
+        extract(tar, destination, tar.getmembers())
 
 
 def branches_containing(root: Path, commit: str) -> list[str]:

@@ -1,9 +1,18 @@
-"""Keeping secrets out of messages: URLs with passwords, and known secret values in text."""
+"""Keeping secrets out of messages: URLs with passwords, and known secret values in text.
+
+The values of the secrets a command resolved (`secrets:` in conveyor.yml) are
+registered here once (`register_secrets`); from then on `redact_text`, and with
+it every output path built on it, masks them: the terminal and `--json`
+(`RedactingStream`, installed by the CLI), the state database (a hook on every
+statement, `conveyor.store.db`), error messages, notifications, the history.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 MASK = "***"
@@ -15,6 +24,104 @@ _PASSWORD_PARAM = re.compile(
 # Names of variables and options whose values are secrets.
 SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|API[_-]?KEY|PRIVATE|CREDENTIAL", re.IGNORECASE)
 _NAMED_VALUE = re.compile(r"^(?P<key>-{0,2}[A-Za-z_][A-Za-z0-9_.\-]*=)(?P<value>.+)$", re.DOTALL)
+
+
+# Values masked in all text, whatever the caller passes: the resolved secrets.
+_REGISTERED: set[str] = set()
+_LONGEST_FIRST: list[str] = []  # _REGISTERED, longest first (a secret inside another)
+# Shorter registered values are not masked: they are masked wherever they appear (the
+# state database included), and a short one ("prod", "1234") would hide names and paths.
+_MIN_LENGTH = 6
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Mask `values` in every output from now on (in this process).
+
+    Each value is also registered as it appears escaped in JSON, and each long line
+    of a multi-line value (a key file) on its own.
+    """
+    for value in values:
+        if not value or len(value) < _MIN_LENGTH:
+            continue
+        _REGISTERED.add(value)
+        for ascii_only in (True, False):
+            _REGISTERED.add(json.dumps(value, ensure_ascii=ascii_only)[1:-1])
+        if "\n" in value:
+            lines = (line.strip() for line in value.splitlines())
+            _REGISTERED.update(line for line in lines if len(line) >= 8)
+    _LONGEST_FIRST[:] = sorted(_REGISTERED, key=len, reverse=True)
+
+
+def registered_secrets() -> frozenset[str]:
+    """The values `register_secrets` was given (and their escaped forms)."""
+    return frozenset(_REGISTERED)
+
+
+def forget_secrets() -> None:
+    """Forget the registered values (tests running several commands in one process)."""
+    _REGISTERED.clear()
+    _LONGEST_FIRST.clear()
+
+
+def redact_registered(text: str, mask: str = MASK) -> str:
+    """`text` with every registered secret masked; unchanged (and fast) when none is."""
+    if not _REGISTERED:
+        return text
+    for secret in _LONGEST_FIRST:
+        if secret in text:
+            text = text.replace(secret, mask)
+    return text
+
+
+class RedactingStream:
+    """A text stream that masks the registered secrets in what is written to it (the
+    CLI wraps stdout and stderr in one: the terminal and `--json` output)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_registered(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class LineRedactor:
+    """Masks the registered secrets in a byte stream written on as it comes (a command's
+    output appended to a log): whole lines are passed on, so that a secret split between
+    two reads is still found."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not _REGISTERED:
+            out, self._pending = self._pending + chunk, b""
+            return out
+        data = self._pending + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) < 1 << 16:
+            self._pending = data
+            return b""
+        cut = cut or len(data)
+        self._pending = data[cut:]
+        return self._mask(data[:cut])
+
+    def flush(self) -> bytes:
+        out, self._pending = self._pending, b""
+        return self._mask(out) if _REGISTERED else out
+
+    @staticmethod
+    def _mask(data: bytes) -> bytes:
+        return redact_registered(data.decode(errors="surrogateescape")).encode(
+            errors="surrogateescape"
+        )
 
 
 def redact_url(url: str, mask: str = MASK) -> str:
@@ -69,7 +176,7 @@ def redact_text(text: str, secrets: Iterable[str | None], mask: str = MASK) -> s
     """
     for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
         text = text.replace(secret, mask)
-    return text
+    return redact_registered(text, mask)
 
 
 def env_secrets(env: Mapping[str, str]) -> list[str]:

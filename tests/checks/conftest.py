@@ -25,6 +25,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/flaky":
             # Healthy from the third request on.
             status, body = (200, b"ok") if self.server.hits[self.path] >= 3 else (503, b"warming")
+        elif self.path == "/host":
+            # Like Django's ALLOWED_HOSTS with DEBUG: only the loopback names get in.
+            allowed = self.headers["Host"].split(":")[0] in ("127.0.0.1", "localhost")
+            status, body = (200, b"ok") if allowed else (400, b"DisallowedHost")
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "/ok")

@@ -9,10 +9,12 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from conveyor.checks.command import CommandCheck
 from conveyor.checks.http import HttpCheck
 from conveyor.checks.tcp import TcpCheck
+from conveyor.checks.wait import host_header
 
 
 def test_http_ok(http_server):
@@ -187,3 +189,16 @@ def _alive(pid: int, wait: float = 2.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_an_instance_on_another_host_is_asked_with_this_machines_host_header(
+    http_server: Any,
+) -> None:
+    port = int(http_server.base.rsplit(":", 1)[1])
+    # On this machine the URL's Host goes; for a host's address, 127.0.0.1:PORT.
+    assert host_header("127.0.0.1", port) is None
+    assert host_header("10.77.0.11", port) == f"127.0.0.1:{port}"
+    asked_by_address = HttpCheck(f"{http_server.base}/host", host_header=f"10.77.0.11:{port}")
+    assert not asyncio.run(asked_by_address.run()).ok  # what a host allow-list does
+    as_here = HttpCheck(f"{http_server.base}/host", host_header=host_header("10.77.0.11", port))
+    assert asyncio.run(as_here.run()).ok

@@ -148,7 +148,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert api.health == TcpHealth(timeout=2.0, interval=1.0, healthy_threshold=1)
     assert (api.stop_timeout, api.drain_timeout, api.deploy_timeout) == (10.0, 30.0, 120.0)
     staging = config.environments["staging"]
-    assert staging.router == "caddy"
+    assert (staging.router, staging.target) == ("caddy", "local")
     assert staging.url is None
     assert staging.strategy.type == "rolling"
     assert staging.strategy.min_ready == 0.0
@@ -210,7 +210,7 @@ BAD_INPUTS = [
     (
         "replicas zero",
         "services: {api: {run: x, replicas: 0}}",
-        "services/api/replicas: expected an integer >= 1, got 0",
+        "services/api/replicas: expected an integer between 1 and 1000, got 0",
     ),
     (
         "replicas word",
@@ -236,7 +236,7 @@ BAD_INPUTS = [
         "max_surge",
         "environments: {staging: {listen: ':8080', strategy: {max_surge: lots}}}",
         "environments/staging/strategy/max_surge: "
-        'expected an integer >= 0 or a percentage like "25%", got "lots"',
+        'expected an integer between 0 and 1000 or a percentage like "25%", got "lots"',
     ),
     (
         "health type",
@@ -392,6 +392,11 @@ BAD_INPUTS = [
         'environments/staging/router: expected one of "caddy", "haproxy", got "nginx"',
     ),
     (
+        "target",
+        "environments: {staging: {listen: ':80', target: kubernetes}}",
+        'environments/staging/target: expected one of "local", "ssh", got "kubernetes"',
+    ),
+    (
         "url scheme",
         "environments: {staging: {listen: ':80', url: 'ftp://x'}}",
         'environments/staging/url: expected a URL starting with http:// or https://, got "ftp://x"',
@@ -399,7 +404,7 @@ BAD_INPUTS = [
     (
         "override replicas",
         "environments: {staging: {listen: ':80', services: {api: {replicas: 0}}}}",
-        "environments/staging/services/api/replicas: expected an integer >= 1, got 0",
+        "environments/staging/services/api/replicas: expected an integer between 1 and 1000, got 0",
     ),
     (
         "override unknown key",
@@ -568,7 +573,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         """
     assert issues_of(tmp_path, text) == [
         "services/api/run: required",
-        "services/api/replicas: expected an integer >= 1, got 0",
+        "services/api/replicas: expected an integer between 1 and 1000, got 0",
         'services/api/health/interval: expected a duration like "5s", got "fast"',
         'environments/staging/strategy/type: expected one of "blue_green", "canary", "immediate", "recreate", "rolling", got "yolo"',
     ]

@@ -66,7 +66,7 @@ def test_listen_no_clash(tmp_path: Path, first: str, second: str) -> None:
     [
         ("{path: /api}", "{path: /api}", "host *, path /api"),
         ("{path: /api}", "{path: /api/}", "host *, path /api"),
-        ("{}", "{path: /}", "host *, path /"),
+        ("{strip_prefix: false}", "{path: /}", "host *, path /"),
         ("{host: a.example.com}", "{host: A.example.com}", "host a.example.com, path /"),
     ],
 )
@@ -87,7 +87,7 @@ def test_same_route(tmp_path: Path, api_route: str, web_route: str, expected: st
     ("api_route", "web_route"),
     [
         ("{path: /api}", "{path: /}"),
-        ("{host: a.example.com}", "{}"),
+        ("{host: a.example.com}", "{path: /}"),
         ("{host: a.example.com}", "{host: b.example.com}"),
     ],
 )

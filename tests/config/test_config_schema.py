@@ -84,4 +84,4 @@ def test_named_mappings_only_accept_names() -> None:
     services = json_schema()["properties"]["services"]
     assert services["additionalProperties"] is False
     name_patterns = [p for p in services["patternProperties"] if p != "^x-"]
-    assert name_patterns == ["^(?!x-)[a-z][a-z0-9-]*$"]
+    assert name_patterns == ["^(?!x-)[a-z][a-z0-9-]{0,62}$"]

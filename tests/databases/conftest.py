@@ -9,6 +9,7 @@ missing. A test whose server does not answer is skipped with the reason.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -122,8 +123,24 @@ def _mysql(name: str) -> Iterator[LiveDatabase]:
         admin.close()
 
 
+def _app_directory(path: Path) -> Path:
+    """A directory the deployed app may write: run as root, Conveyor runs the app (and
+    its migrations) as the `conveyor` user, and a SQLite database is the app's file."""
+    path.mkdir()
+    if os.geteuid() == 0:
+        from conveyor.runas import run_user
+
+        user = run_user(None)
+        assert user is not None
+        os.chown(path, user.uid, user.gid)
+    return path
+
+
 def _sqlite(path: Path) -> Iterator[LiveDatabase]:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA user_version = 0")  # the file exists from here on
+    owner = path.parent.stat()
+    os.chown(path, owner.st_uid, owner.st_gid)  # the directory's owner's, like its data
 
     def execute(sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql.replace("%s", "?"), params).fetchall())
@@ -143,7 +160,7 @@ def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveDatabas
     elif request.param == "mysql":
         yield from _mysql(name)
     else:
-        yield from _sqlite(tmp_path / f"{name}.db")
+        yield from _sqlite(_app_directory(tmp_path / "sqlite") / f"{name}.db")
 
 
 def seed_shop(db: LiveDatabase, orders: int = 300) -> None:

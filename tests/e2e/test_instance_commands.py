@@ -123,10 +123,13 @@ environments:
         },
     )
     token = "tok-5ecret-value-77"
-    failed = app.run("deploy", "staging", "--build", check=False, env={"API_TOKEN": token})
+    try:
+        failed = app.run("deploy", "staging", "--build", check=False, env={"API_TOKEN": token})
+        (record,) = app.json("history", "staging")  # type: ignore[misc]
+    finally:
+        app.shutdown()
     assert failed.returncode == 1 and "settings: token ***" in failed.stderr, failed.stderr
     assert token not in failed.stdout + failed.stderr
-    (record,) = app.json("history", "staging")  # type: ignore[misc]
     assert token not in record["error"]
 
 
@@ -149,6 +152,10 @@ environments:
         {"flap.py": "import sys, time\nprint('Ready', flush=True)\ntime.sleep(1.5)\nsys.exit(1)\n"},
     )
     started = time.monotonic()
-    failed = app.run("deploy", "staging", "--build", check=False)
+    try:
+        failed = app.run("deploy", "staging", "--build", check=False)
+        took = time.monotonic() - started
+    finally:
+        app.shutdown()
     assert failed.returncode == 1 and "crash-looping" in failed.stderr, failed.stderr
-    assert time.monotonic() - started < 60
+    assert took < 60

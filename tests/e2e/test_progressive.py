@@ -154,7 +154,9 @@ def test_good_canary_is_promoted_and_its_analysis_can_be_replayed(shop: Project)
         {
             "type": "canary",
             "steps": [{"set_weight": 50}, {"analysis": "quick"}],
-            "rollback_window": "3s",
+            # Long enough that `status` still sees the warm instances on a loaded machine
+            # (a CLI start takes a second there), short enough to watch it end.
+            "rollback_window": "10s",
         },
         {"quick": {**QUICK, "duration": "4s"}},
     )
@@ -173,7 +175,7 @@ def test_good_canary_is_promoted_and_its_analysis_can_be_replayed(shop: Project)
         [(v2, "serving"), (v2, "serving"), (v1, "warm"), (v1, "warm")]
     )
     # When the rollback window ends, supervisord's timer stops the warm ones.
-    _wait_for(lambda: len(api_states(shop)) == 2, 20)
+    _wait_for(lambda: len(api_states(shop)) == 2, 30)
     from tests.e2e.test_recovery import recorded_instances, supervised_programs
 
     assert supervised_programs(shop) == recorded_instances(status(shop))

@@ -29,6 +29,8 @@ def test_recorded_argv_masks_the_service_secrets() -> None:
 def test_describe_run_is_one_line() -> None:
     data = {"service": "web", "command": "python manage.py createsuperuser", "exit_code": 0}
     assert describe_run(data) == 'run  web  "python manage.py createsuperuser"  exit 0'
+    on_host = {**data, "host": "host2"}
+    assert describe_run(on_host) == 'run  web  "python manage.py createsuperuser"  exit 0  on host2'
 
 
 def test_run_json() -> None:
@@ -61,7 +63,10 @@ def test_run_json() -> None:
         "started_at": "2026-12-06T01:00:00Z",
         "finished_at": "2026-12-06T01:00:02Z",
         "duration_s": 1.5,
+        "host": "local",
     }
+    on_host = EventRecord(7, finished, "run", "", environment="fleet", data={**data, "host": "h2"})
+    assert run_json(on_host)["host"] == "h2"
 
 
 def test_release_programs_come_first_on_the_path(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def test_create_next_app(tmp_path: Path) -> None:
     assert service["dependencies"]["install"] == ["npm ci"]
     assert service["dependencies"]["files"] == ["package.json", "package-lock.json"]
     assert service["build"] == ["npm run build"]
-    assert service["run"] == 'exec node_modules/.bin/next start -H 127.0.0.1 -p "$PORT"'
+    assert service["run"] == 'exec node_modules/.bin/next start -H "$HOST" -p "$PORT"'
     assert service["writable"] == [".next/cache", ".next/server/route-cache"]
     assert service["env"] == {"NEXT_TELEMETRY_DISABLED": "1"}
     assert {".next/", "node_modules/"} <= set(service["exclude"])

@@ -39,7 +39,7 @@ def test_django_startproject(tmp_path: Path) -> None:
     found = detect(root)
     assert found is not None and found.framework == "Django"
     service = found.service
-    assert service["run"] == "exec .venv/bin/gunicorn --bind 127.0.0.1:$PORT mysite.wsgi"
+    assert service["run"] == 'exec .venv/bin/gunicorn --bind "$HOST:$PORT" mysite.wsgi'
     assert service["health"] == {"type": "http", "path": "/admin/login/", "expect_status": 200}
     assert service["migrate"] == {
         "command": ".venv/bin/python manage.py migrate --noinput",
@@ -115,7 +115,9 @@ def test_flask_tutorial(tmp_path: Path) -> None:
     found = detect(root)
     assert found is not None and found.framework == "Flask"
     service = found.service
-    assert service["run"] == "exec .venv/bin/gunicorn --bind 127.0.0.1:$PORT 'flaskr:create_app()'"
+    assert (
+        service["run"] == """exec .venv/bin/gunicorn --bind "$HOST:$PORT" 'flaskr:create_app()'"""
+    )
     assert service["health"]["path"] == "/hello"  # `/` lists posts: it needs `init-db` first
     assert service["dependencies"]["files"] == ["pyproject.toml"]
     assert service["dependencies"]["install"][-1] == ".venv/bin/pip install . gunicorn"
@@ -143,7 +145,7 @@ def test_flask_single_module(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text("flask\ngunicorn\n")
     found = detect(tmp_path)
     assert found is not None and found.framework == "Flask"
-    assert found.service["run"] == "exec .venv/bin/gunicorn --bind 127.0.0.1:$PORT 'app:app'"
+    assert found.service["run"] == """exec .venv/bin/gunicorn --bind "$HOST:$PORT" 'app:app'"""
     assert found.service["health"]["path"] == "/"
     assert "build" not in found.service
     assert found.notes == ()
@@ -153,7 +155,7 @@ def test_fastapi_first_steps(tmp_path: Path) -> None:
     root = generators.fastapi_app(tmp_path / "api")
     found = detect(root)
     assert found is not None and found.framework == "FastAPI"
-    assert found.service["run"] == ("exec .venv/bin/uvicorn main:app --host 127.0.0.1 --port $PORT")
+    assert found.service["run"] == ('exec .venv/bin/uvicorn main:app --host "$HOST" --port "$PORT"')
     assert found.service["health"] == {"type": "http", "path": "/", "expect_status": 200}
     assert found.service["dependencies"]["install"][-1] == (
         ".venv/bin/pip install -r requirements.txt uvicorn"

@@ -159,9 +159,10 @@ def test_a_virtualenv_built_in_the_release_runs_from_it(project: Path) -> None:
     commit_all(project, "venv")
     result, _, _ = build(project)
     tree = Path(result.release.path)
-    # pip writes "#!PATH", or a /bin/sh trampoline naming PATH when PATH is long
+    # pip writes "#!PATH" (or a /bin/sh trampoline naming PATH when PATH is long); the
+    # release's scripts run the python next to them instead, wherever the release is.
     script = (tree / ".venv" / "bin" / "pip").read_text()
-    assert f"{tree}/.venv/bin/python3" in script
+    assert str(tree) not in script
     ran = subprocess.run([tree / ".venv" / "bin" / "pip", "--version"], capture_output=True)
     assert ran.returncode == 0 and str(tree) in ran.stdout.decode()
 
@@ -183,9 +184,9 @@ def test_unchanged_requirements_reuse_the_dependencies_by_hard_links(project: Pa
     shared = next((two / ".venv" / "lib").rglob("pip/__init__.py"))
     twin = one / shared.relative_to(two)
     assert shared.stat().st_ino == twin.stat().st_ino  # one copy on disk
-    # the scripts name the new release, so deleting the old one breaks nothing
+    # the scripts name no release, so deleting the old one breaks nothing
     script = (two / ".venv" / "bin" / "pip").read_text()
-    assert f"{two}/.venv/bin/python3" in script and str(one) not in script
+    assert str(two) not in script and str(one) not in script
     assert str(one) not in (two / ".venv" / "pyvenv.cfg").read_text()
     verify_release(store, paths, "app", first.release.id)
     verify_release(store, paths, "app", second.release.id)
@@ -199,6 +200,69 @@ def test_unchanged_requirements_reuse_the_dependencies_by_hard_links(project: Pa
     commit_all(project, "new requirements")
     third, _, _ = build(project)
     assert third.release.manifest["dependencies"]["reused_from"] is None
+
+
+def test_a_build_command_replacing_a_linked_dependency_file_seals_what_it_wrote(
+    project: Path,
+) -> None:
+    """Regression: sealing took the earlier release's hash for every linked file, so a
+    release whose build replaced one failed its very first verification."""
+    (project / "app" / "requirements.txt").write_text("# nothing yet\n")
+    set_service(project, dependencies=VENV)
+    commit_all(project, "deps")
+    build(project)
+    replace = (
+        "f=$(ls .venv/lib/*/site-packages/pip/__init__.py) && cp $f $f.new && "
+        "echo '# patched' >> $f.new && mv $f.new $f"
+    )
+    set_service(project, dependencies=VENV, build=[["sh", "-c", replace]])
+    commit_all(project, "patch pip")
+    second, store, paths = build(project)
+    assert second.release.manifest["dependencies"]["reused_from"]
+    verify_release(store, paths, "app", second.release.id)
+
+
+def test_unchanged_files_are_shared_with_the_previous_release(project: Path) -> None:
+    (project / "app" / "requirements.txt").write_text("# nothing yet\n")
+    (project / "app" / "lib.py").write_text("X = 1\n")
+    output = "seq 1 20000 > output.txt && echo $CONVEYOR_RELEASE > stamp.txt"
+    set_service(project, dependencies=VENV, build=[["sh", "-c", output]])
+    commit_all(project, "deps")
+    first, store, paths = build(project)
+    releases = [Path(first.release.path)]
+    for n in (2, 3):
+        (project / "app" / "app.py").write_text(f"print('v{n}')\n")
+        commit_all(project, f"v{n}")
+        releases.append(Path(build(project)[0].release.path))
+    one, two, three = releases
+
+    def same(a: Path, b: Path) -> bool:
+        return a.stat().st_ino == b.stat().st_ino
+
+    assert same(two / "output.txt", one / "output.txt")  # the build's unchanged output
+    assert same(three / "output.txt", one / "output.txt")
+    assert not same(two / "stamp.txt", one / "stamp.txt")  # it differs
+    assert not same(two / "lib.py", one / "lib.py")  # .py: bytecode caches name its mtime
+    # the list of the linked dependency files is written once and shared
+    shared = "conveyor-files-shared.txt"
+    assert same(three / shared, two / shared)
+    assert ".venv/pyvenv.cfg" not in (three / shared).read_text()  # written anew: own list
+    for release in store.list_releases("app"):
+        verify_release(store, paths, "app", release.id)
+    remove_release_dir(one)
+    remove_release_dir(two)
+    assert (three / "output.txt").read_text().startswith("1\n2\n")
+    last = store.list_releases("app")[0]
+    verify_release(store, paths, "app", last.id)
+    # the shared list still names every dependency file that changes
+    tree = Path(last.path)
+    victim = next((tree / ".venv" / "lib").rglob("pip/__init__.py"))
+    tree.chmod(0o755)
+    victim.parent.chmod(0o755)
+    victim.unlink()
+    with pytest.raises(ReleaseIntegrityError) as caught:
+        verify_release(store, paths, "app", last.id)
+    assert f"removed: {victim.relative_to(tree)}" in caught.value.message
 
 
 def test_writable_directories_stay_out_of_the_seal(project: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,22 @@ def test_other_conveyor_version_invalidates(
 ) -> None:
     load_config()
     monkeypatch.setattr(cache, "__version__", "99.0.0")
+    assert load_summary(project.config) is None
+
+
+def test_changed_model_code_invalidates(
+    project: StatusProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An upgrade that changes one section's model (one module of config/models/) must
+    # not be answered from a summary the old code wrote. A copy of the code is touched.
+    code = tmp_path / "config-code"
+    shutil.copytree(Path(cache.__file__).parent, code, ignore=shutil.ignore_patterns("*.pyc"))
+    monkeypatch.setattr(cache, "_HERE", code)
+    load_config()
+    assert load_summary(project.config) is not None
+    section = code / "models" / "environments.py"
+    later = section.stat().st_mtime_ns + 10**9
+    os.utime(section, ns=(later, later))
     assert load_summary(project.config) is None
 
 

@@ -56,6 +56,10 @@ def test_fast_and_full_reports_are_identical(project: StatusProject) -> None:
     api = staging["services"][0]
     assert [i["name"] for i in api["instances"]] == ["staging-api-aaaa-1", "staging-api-aaaa-2"]
     assert api["instances"][0]["process"] == "unknown"  # supervisord is not running
+    assert [(i["host"], i["address"]) for i in api["instances"]] == [
+        ("local", "127.0.0.1:20001"),
+        ("local", "127.0.0.1:20002"),
+    ]
     assert (production["url"], production["strategy"]) == ("https://demo.example.com", "immediate")
     assert [(s["name"], s["replicas"]) for s in production["services"]] == [("api", 3), ("web", 1)]
     assert production["unfinished"] == {

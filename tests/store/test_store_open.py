@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from conveyor.errors import StateError
+from conveyor.errors import StateCorruptError, StateError
 from conveyor.store import open_store
 from conveyor.store.db import (
     HEAD_REVISION,
@@ -106,6 +106,27 @@ def test_downgrade_to_base_and_upgrade_again(store_url: str) -> None:
         assert len(store.list_events()) == 1
 
 
+def test_instances_recorded_before_hosts_read_as_the_local_host(store_url: str) -> None:
+    engine = create_store_engine(store_url)
+    try:
+        config = alembic_config()
+        with transaction(engine, write=True) as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0006")
+            conn.execute(
+                text(
+                    "INSERT INTO instances (name, environment, service, release_id, port, state,"
+                    " created_at) VALUES ('staging-web-1', 'staging', 'web', 'r1', 4123,"
+                    " 'serving', '2026-12-01 00:00:00+00:00')"
+                )
+            )
+    finally:
+        engine.dispose()
+    with open_store(store_url) as store:
+        [instance] = store.list_instances()
+    assert (instance.host, instance.address, instance.port) == ("local", "127.0.0.1:4123", 4123)
+
+
 def test_concurrent_first_opens_migrate_once(
     store_url: str, subprocess_env: dict[str, str]
 ) -> None:
@@ -159,10 +180,10 @@ def test_sqlite_uses_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
 def test_file_that_is_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     path.write_text("this is not a database\n" * 100)
-    with pytest.raises(StateError) as caught:
+    with pytest.raises(StateCorruptError) as caught:
         open_store(f"sqlite:///{path}")
-    assert f"sqlite:///{path}" in caught.value.message
-    assert caught.value.hint is not None and str(path) in caught.value.hint
+    assert str(path) in caught.value.message and "not a SQLite database" in caught.value.message
+    assert caught.value.hint is not None and "conveyor state restore" in caught.value.hint
 
 
 # -- URLs and redaction -------------------------------------------------------

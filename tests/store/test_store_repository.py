@@ -73,6 +73,8 @@ def instance(name: str, created_at: datetime = T0, **fields: object) -> Instance
         "service": "web",
         "release_id": "r1",
         "port": 8001,
+        "host": "local",
+        "address": "127.0.0.1:8001",
         "state": "starting",
         "created_at": created_at,
     }

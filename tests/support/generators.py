@@ -23,6 +23,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from conveyor.tarball import extract
+
 CACHE = Path("/tmp/conveyor-tests-generators")
 WHEELHOUSE = CACHE / "wheelhouse"
 PACKAGES = ("django", "gunicorn", "flask", "fastapi", "uvicorn", "flit_core<4")
@@ -99,7 +101,7 @@ def flask_tutorial(destination: Path) -> Path:
     with tarfile.open(archive) as tar:
         top = archive.name.removesuffix(".tar.gz")
         members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/examples/tutorial/")]
-        tar.extractall(CACHE / "extracted", members=members, filter="data")
+        extract(tar, CACHE / "extracted", members)
     shutil.copytree(CACHE / "extracted" / top / "examples" / "tutorial", destination)
     return destination
 

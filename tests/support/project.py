@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -157,6 +159,22 @@ def git_project(root: Path, home: Path) -> Project:
     return Project(root, home, cli_environment(home))
 
 
+def passable(path: Path) -> None:
+    """Let other users pass through the directories on the way to `path` (not list them).
+
+    The suite runs as root, so the apps it deploys run as the unprivileged `conveyor`
+    user, which must reach their releases and data in the Conveyor home as it would on a
+    server; pytest makes its temporary directories 0700.
+    """
+    for directory in [path, *path.parents]:
+        if directory == Path(tempfile.gettempdir()):
+            break
+        with contextlib.suppress(FileNotFoundError):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(stat.S_IMODE(mode) | 0o011)
+
+
 def init_repository(root: Path) -> None:
     """Make `root` a git repository whose first commit ("v1") holds all its files."""
     git(root, "init", "-q", "-b", "main")
@@ -168,6 +186,7 @@ def init_repository(root: Path) -> None:
 
 def cli_environment(home: Path) -> dict[str, str]:
     """The environment of the CLI in a test: this one, with its own Conveyor home."""
+    passable(home)
     env = {
         **os.environ,
         "CONVEYOR_HOME": str(home),

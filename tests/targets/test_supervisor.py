@@ -23,11 +23,22 @@ SLEEPER = "import time\nwhile True:\n    time.sleep(1)\n"
 
 
 def supervisord_pids(supervisor: Supervisor) -> list[int]:
-    return sorted(
+    """The supervisord daemons of this home. A child it has forked to start a program
+    carries its command line until it execs: that one is not a daemon of its own."""
+    found = {
         pid
         for pid, cmd in processes_mentioning(str(supervisor.conf_path)).items()
         if "supervisord" in cmd
-    )
+    }
+    return sorted(pid for pid in found if _parent(pid) not in found)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def add_sleeper(supervisor: Supervisor, tmp_path: Path, name: str, **kwargs) -> None:

@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -259,6 +260,13 @@ class Server(ThreadingHTTPServer):
         self.draining = False
         self._cond = threading.Condition()
         self._busy: dict[socket.socket, bool] = {}
+
+    def server_bind(self) -> None:
+        # HTTPServer's own asks DNS for the name of the bound address (socket.getfqdn), which
+        # takes 10 s where no resolver answers (a host without DNS): the shop does not need it.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def track(self, conn: socket.socket) -> None:
         with self._cond:

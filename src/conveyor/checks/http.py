@@ -46,7 +46,8 @@ def _describe_error(exc: Exception, timeout: float) -> str:
 class HttpCheck:
     """`GET url` answers `expect_status` within `timeout` seconds; redirects are not followed.
 
-    `secrets` are masked in the body line a failing result quotes.
+    `secrets` are masked in the body line a failing result quotes; `host_header`, when
+    given, is the request's `Host:` (the URL's host and port otherwise).
     """
 
     def __init__(
@@ -55,11 +56,13 @@ class HttpCheck:
         expect_status: int = 200,
         timeout: float = 5.0,
         secrets: Sequence[str] = (),
+        host_header: str | None = None,
     ) -> None:
         self.url = url
         self.expect_status = expect_status
         self.timeout = timeout
         self.secrets = tuple(secrets)
+        self.host_header = host_header  # sent as `Host:` instead of the URL's
 
     def __repr__(self) -> str:
         return (
@@ -81,7 +84,8 @@ class HttpCheck:
             try:
                 # httpx times each phase separately; this bounds the whole request.
                 async with asyncio.timeout(self.timeout):
-                    response = await client.get(self.url)
+                    headers = {"Host": self.host_header} if self.host_header else None
+                    response = await client.get(self.url, headers=headers)
             except (httpx.HTTPError, TimeoutError, OSError) as exc:
                 duration = time.perf_counter() - start
                 return CheckResult(False, f"{head} {_describe_error(exc, self.timeout)}", duration)

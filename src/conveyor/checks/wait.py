@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,9 @@ def make_check(
         path = spec.path if spec.path.startswith("/") else "/" + spec.path
         url_host = f"[{host}]" if ":" in host else host
         url = f"http://{url_host}:{port}{path}"
-        return HttpCheck(url, spec.expect_status, spec.timeout, secrets=env_secrets(env))
+        return HttpCheck(
+            url, spec.expect_status, spec.timeout, env_secrets(env), host_header(host, port)
+        )
     if kind == "tcp":
         return TcpCheck(host, port, health.timeout)
     if kind == "command":
@@ -95,6 +98,17 @@ def make_check(
         argv = instance_argv(command, check_env)
         return CommandCheck(argv, cwd=cwd, env=check_env, timeout=health.timeout)
     raise ValueError(f"unknown health check type {kind!r} (expected http, tcp or command)")
+
+
+def host_header(host: str, port: int) -> str | None:
+    """The `Host:` of a check of an instance listening on `host`: on another host, the one
+    it would get on this machine (`127.0.0.1:PORT`), so that host allow-lists (Django's
+    ALLOWED_HOSTS) need no host addresses; None (the URL's) on this machine."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    return None if loopback else f"127.0.0.1:{port}"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from conveyor.cli.context import JsonOption, YesOption, run, runtime
-from conveyor.cli.output import confirm, emit_json, iso, progress, say
+from conveyor.cli.output import confirm, emit_json, iso, progress, say, warn
 from conveyor.errors import UsageError
 
 
@@ -53,6 +53,8 @@ def deploy(
 
     rt = runtime()
     rt.environment(environment)
+    if not dry_run:  # refused before anything changes when a secret is missing
+        rt.secrets(environment)
     wanted = parse_release_args(release or [])
     if build:
         for name in rt.loaded.config.services:
@@ -61,6 +63,8 @@ def deploy(
             result = build_service(
                 rt.loaded, rt.paths, rt.store, name, user=rt.user, dirty=dirty, log=progress
             )
+            if result.warning:
+                warn(result.warning)
             wanted[name] = result.release.id
     # Resolved before anything starts, so that a usage error leaves nothing running.
     target = {**newest(rt, skip=set(wanted)), **wanted}
@@ -122,6 +126,7 @@ def rollback(
 
     rt = runtime()
     rt.environment(environment)
+    rt.secrets(environment)
     target = rollback_target(rt, environment, to or [])
     restore = _restore_step(rt, environment, restore_db, yes) if restore_db else None
 
@@ -182,6 +187,8 @@ def promote(
 
     rt = runtime()
     if target is None:
+        rt.environment(environment)
+        rt.secrets(environment)  # the rollout may go on in this process, starting instances
         record = run(
             deployments.promote(
                 rt, environment, full=full, progress=progress if not as_json else _silent
@@ -193,6 +200,7 @@ def promote(
         return
     rt.environment(environment)
     rt.environment(target)
+    rt.secrets(target)
     running = rt.store.current_releases(environment)
     wanted = {s: r for s, r in running.items() if not service or s in service}
     unknown = sorted(set(service or ()) - set(running))
@@ -282,6 +290,8 @@ def resume(
     from conveyor.engine import deployments
 
     rt = runtime()
+    rt.environment(environment)
+    rt.secrets(environment)
     record = run(deployments.resume(rt, environment, progress if not as_json else _silent))
     show_notes(rt)
     show_deployment(record, as_json, rt.environment(environment).effective_url)
@@ -297,6 +307,8 @@ def abort(
     from conveyor.engine import deployments
 
     rt = runtime()
+    rt.environment(environment)
+    rt.secrets(environment)  # the releases it restores start with them
     record = run(deployments.abort(rt, environment, reason, progress if not as_json else _silent))
     show_notes(rt)
     show_deployment(record, as_json, rt.environment(environment).effective_url)
@@ -402,8 +414,8 @@ def exit_if_waiting(rt: Any, record: Any) -> None:
 
 
 def show_notes(rt: Any) -> None:
-    """Warnings gathered while starting the platform, on stderr."""
-    for note in rt.notes:
+    """Warnings gathered while starting the platform or writing the state, on stderr."""
+    for note in [*rt.notes, *rt.store.notes]:
         progress(f"note: {note}")
 
 

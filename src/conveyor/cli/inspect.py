@@ -41,17 +41,29 @@ def _status_report(environment: str | None) -> dict[str, Any]:
         names = [environment] if environment else list(fast.config.environments)
         try:
             with fast.reader:
-                return status_report(fast.reader, fast.config, fast.paths, names)
+                if not _on_hosts(fast.config, fast.reader, names):
+                    return status_report(fast.reader, fast.config, fast.paths, names)
         except SnapshotUnavailable:
             pass  # e.g. a database another tool changed: the store will say what is wrong
 
     from conveyor.config.cache import ConfigSummary
+    from conveyor.engine.hosts_view import observe_environments
 
     rt = runtime(defer_unset=True)
     names = [environment] if environment else list(rt.loaded.config.environments)
     for name in names:
         rt.environment(name)
-    return status_report(rt.store, ConfigSummary.of(rt.loaded.config), rt.paths, names)
+    hosts = run(observe_environments(rt, names))
+    return status_report(rt.store, ConfigSummary.of(rt.loaded.config), rt.paths, names, hosts)
+
+
+def _on_hosts(config: Any, reader: Any, names: list[str]) -> bool:
+    """Whether one of the environments has instances on other hosts (the full runtime
+    then asks them)."""
+    return any(
+        config.environments[n].target != "local" and reader.list_instances(environment=n)
+        for n in names
+    )
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -70,6 +82,10 @@ def _print_status(report: dict[str, Any]) -> None:
             f"  [yellow]locked[/yellow] by {escape(lock['holder'])} since "
             f"{lock['acquired_at']}: {escape(lock['message'] or '')}"
         )
+    for warning in report.get("warnings", []):
+        out.print(f"  [yellow]warning:[/yellow] {escape(warning)}")
+    for mismatch in report.get("mismatches", []):
+        out.print(f"  [red]mismatch:[/red] {escape(mismatch)}")
     last = report["last_deployment"]
     if last:
         out.print(
@@ -86,8 +102,9 @@ def _print_status(report: dict[str, Any]) -> None:
             extra = f" restarts={inst['restarts']}" if inst["restarts"] else ""
             if inst.get("warm_until"):
                 extra += f" (rollback window until {inst['warm_until']})"
+            where = "" if inst["host"] == "local" else escape(inst["host"])
             out.print(
-                f"    {escape(inst['name'])}  {inst['release']}  :{inst['port']}  "
+                f"    {escape(inst['name'])}  {inst['release']}  {where}:{inst['port']}  "
                 f"{inst['state']}  process={inst['process']}{extra}"
             )
     out.print()
@@ -210,10 +227,14 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     lines: int = typer.Option(100, "--lines", "-n", min=0, help="Lines per instance."),
 ) -> None:
-    """Output of the service's instances, each line prefixed with its instance."""
-    import asyncio
+    """Output of the service's instances, each line prefixed with its instance (and its
+    host, on other hosts)."""
     import sys
 
+    from rich.markup import escape
+
+    from conveyor.cli.output import err_console
+    from conveyor.engine import instance_logs
     from conveyor.errors import UsageError
 
     rt = runtime(defer_unset=True)
@@ -227,21 +248,19 @@ def logs(
             hint=f"see: conveyor status {environment}",
         )
 
-    async def tail() -> None:
-        for inst in instances:
-            for line in await rt.target.logs(inst.name, lines):
-                sys.stdout.write(f"{inst.name} | {line}\n")
+    def write(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        if follow:
+            sys.stdout.flush()
+
+    def warn(message: str) -> None:
         sys.stdout.flush()
+        err_console().print(f"[yellow]warning:[/yellow] {escape(message)}")
 
-    async def follow_all() -> None:
-        async def one(name: str) -> None:
-            async for line in rt.target.follow(name, lines):
-                sys.stdout.write(f"{name} | {line}\n")
-                sys.stdout.flush()
-
-        await asyncio.gather(*(one(i.name) for i in instances))
-
+    target = rt.target_for(environment)
+    reader = instance_logs.follow if follow else instance_logs.tail
     try:
-        run(follow_all() if follow else tail())
+        run(reader(target, instances, lines, write, warn))
+        sys.stdout.flush()
     except KeyboardInterrupt:
         return

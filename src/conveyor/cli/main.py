@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from conveyor.cli import (
     db,
     deploy,
     explain,
+    hosts,
     inspect,
     lock,
     oneoff,
@@ -19,10 +21,13 @@ from conveyor.cli import (
     project,
     releases,
     scaffold,
+    secrets,
     shutdown,
+    state,
 )
 from conveyor.cli.context import STATE
 from conveyor.errors import ConveyorError
+from conveyor.redaction import RedactingStream
 
 app = typer.Typer(
     name="conveyor",
@@ -62,8 +67,11 @@ inspect.register(app)
 oneoff.register(app)
 explain.register(app)
 shutdown.register(app)
+hosts.register(app)
 app.add_typer(lock.app, name="lock")
+app.add_typer(secrets.app, name="secrets")
 app.add_typer(db.app, name="db")
+app.add_typer(state.app, name="state")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(pipeline.ci_app, name="ci")
 
@@ -76,6 +84,13 @@ def main() -> None:
     """
     from conveyor.cli.output import report_error
 
+    # What Conveyor writes (state, logs, configs) is its user's alone; what others must
+    # read (releases, the app's data) gets its mode where it is made.
+    os.umask(0o077)
+    # Every line Conveyor prints (text, --json, errors) passes one filter: the secrets
+    # resolved so far are masked (`conveyor.redaction`).
+    sys.stdout = RedactingStream(sys.stdout)
+    sys.stderr = RedactingStream(sys.stderr)
     try:
         app()
     except ConveyorError as error:

@@ -41,11 +41,22 @@ def run_command(
         argv = argv[1:]
     rt = runtime()
     try:
+        rt.environment(environment)
+        rt.secrets(environment)
         oneoff = prepare(rt, environment, service, argv)
-        code = run(run_oneoff(rt, oneoff))
+        code = run(run_oneoff(rt, oneoff, announce=_announce))
     finally:
         rt.close()
     raise typer.Exit(code)
+
+
+def _announce(message: str) -> None:
+    """A line on stderr before the command's own output (stdout stays the command's)."""
+    from rich.markup import escape
+
+    from conveyor.cli.output import err_console
+
+    err_console().print(f"[dim]conveyor:[/dim] {escape(message)}")
 
 
 def history_runs(rt: Runtime, environment: str, limit: int) -> list[EventRecord]:

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from conveyor.cli.context import JsonOption, YesOption, runtime
-from conveyor.cli.output import confirm, emit_json, iso, local_time, progress, say
+from conveyor.cli.output import confirm, emit_json, iso, local_time, progress, say, warn
 
 
 def register(app: typer.Typer) -> None:
@@ -38,8 +38,13 @@ def build(
         )
         for name in names
     ]
+    for result in results:
+        if result.warning:
+            warn(result.warning)
     if as_json:
-        emit_json([{**release_json(r.release), "reused": r.reused} for r in results])
+        emit_json(
+            [{**release_json(r.release), "reused": r.reused, "source": r.source} for r in results]
+        )
         return
     for result in results:
         note = " (unchanged, reused)" if result.reused else ""
@@ -112,11 +117,18 @@ def prune(
             say("nothing to prune")
         return
     confirm(f"delete {len(doomed)} release(s)?", yes=yes)
-    prune_releases(rt, doomed)
+    pruned = prune_releases(rt, doomed)
+    if note := pruned.busy_note():
+        warn(note)
     if as_json:
-        emit_json({"deleted": [{"service": r.service, "id": r.id} for r in doomed]})
+        emit_json(
+            {
+                "deleted": [{"service": r.service, "id": r.id} for r in pruned.deleted],
+                "busy": pruned.busy,
+            }
+        )
         return
-    for r in doomed:
+    for r in pruned.deleted:
         say(f"deleted {r.service} {r.id}")
 
 

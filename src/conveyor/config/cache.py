@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor import __version__
+from conveyor.config.reading import read_config_text
+from conveyor.errors import ConfigError
 from conveyor.paths import Paths
 
 if TYPE_CHECKING:
@@ -50,8 +52,11 @@ __all__ = [
 FORMAT = 1
 """Bump when the layout of the cache file or the meaning of a field changes."""
 
-# The modules whose code decides what the summary contains.
-_INTERPRETERS = ("models.py", "loader.py", "cache.py")
+# The modules whose code decides what the summary contains: these, and every module of
+# the `models` package (one per section of the file).
+_INTERPRETERS = ("loader.py", "cache.py", "durations.py", "limits.py")
+_INTERPRETER_PACKAGES = ("models",)
+_HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class EnvironmentSummary:
     """The strategy type: "rolling" or "immediate"."""
     replicas: dict[str, int]
     """Service -> replicas in this environment (overrides applied), in file order."""
+    target: str = "local"
+    """Where its instances run (`target:`): status asks the hosts of any other."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,7 @@ class ConfigSummary:
                 listen=env.listen,
                 strategy=env.strategy.type,
                 replicas={s: config.service_for(name, s).replicas for s in config.services},
+                target=env.target,
             )
             for name, env in config.environments.items()
         }
@@ -100,6 +108,7 @@ class ConfigSummary:
                     "url": e.url,
                     "listen": e.listen,
                     "strategy": e.strategy,
+                    "target": e.target,
                     "services": [{"name": s, "replicas": n} for s, n in e.replicas.items()],
                 }
                 for e in self.environments.values()
@@ -119,6 +128,7 @@ class ConfigSummary:
                     listen=_text(e["listen"]),
                     strategy=_text(e["strategy"]),
                     replicas=replicas,
+                    target=_text(e.get("target", "local")),
                 )
                 environments[env.name] = env
             return cls(project=_text(data["project"]), environments=environments)
@@ -160,12 +170,18 @@ class RecordingEnviron(Mapping[str, str]):
         return len(self._environ)
 
 
+def _interpreter_files() -> list[Path]:
+    files = [_HERE / name for name in _INTERPRETERS]
+    for package in _INTERPRETER_PACKAGES:
+        files += sorted((_HERE / package).glob("*.py"))
+    return files
+
+
 def _code_stamp() -> list[list[int]]:
-    here = Path(__file__).resolve().parent
     stamp = []
-    for name in _INTERPRETERS:
+    for path in _interpreter_files():
         try:
-            st = (here / name).stat()
+            st = path.stat()
         except OSError:
             stamp.append([0, 0])
         else:
@@ -234,9 +250,9 @@ def load_summary(
     environ = os.environ if environ is None else environ
     try:
         config_path = config_path.resolve()
-        text = config_path.read_text(encoding="utf-8")
+        text = read_config_text(config_path, str(config_path))
         cached = json.loads(Paths.for_project(config_path.parent).config_summary.read_bytes())
-    except (OSError, ValueError):  # ValueError: bad UTF-8 or JSON
+    except (OSError, ValueError, ConfigError):  # ValueError: bad JSON
         return None
     try:
         if cached["format"] != FORMAT:

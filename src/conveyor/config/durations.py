@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from conveyor.config.limits import MAX_DURATION, MAX_DURATION_TEXT
+
 __all__ = [
     "DURATION_PATTERN",
     "ERROR_TYPE",
@@ -25,8 +27,9 @@ __all__ = [
     "problem",
 ]
 
-DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|h|m|s))+$"
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|h|m|s))+$"
+# ASCII digits only: Python's \d and float() also take "\u0665" (Arabic-Indic five).
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 # The pydantic error type of Conveyor's own validation errors: the loader shows
@@ -45,6 +48,8 @@ def describe_value(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and value.bit_length() > 200:  # repr() fails past 4300 digits
+        return f"a number of about {len(hex(value)) * 6 // 5} digits"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
@@ -66,7 +71,10 @@ def problem(message: str, at: str | None = None) -> PydanticCustomError:
 
 
 def _duration_message(value: object) -> str:
-    return f'expected a duration like "5s", got {describe_value(value)}'
+    message = f'expected a duration like "5s", got {describe_value(value)}'
+    if isinstance(value, str) and any(c.isdigit() and not c.isascii() for c in value):
+        message += " (write its digits as 0-9)"
+    return message
 
 
 def parse_duration(text: str) -> float:
@@ -76,7 +84,7 @@ def parse_duration(text: str) -> float:
     (90.0, 0.5, 0.0)
 
     Raises `ValueError('expected a duration like "5s", got ...')` for anything else,
-    including bare numbers.
+    including bare numbers, and for durations over `MAX_DURATION` (7 days).
     """
     if not isinstance(text, str):
         raise ValueError(_duration_message(text))
@@ -90,6 +98,11 @@ def parse_duration(text: str) -> float:
         position = match.end()
     if position == 0:
         raise ValueError(_duration_message(text))
+    if total > MAX_DURATION:
+        raise ValueError(
+            f'expected a duration of at most 7 days ("{MAX_DURATION_TEXT}"), '
+            f"got {describe_value(text)}"
+        )
     return total
 
 
@@ -132,8 +145,7 @@ def _validate_duration(value: object, info: ValidationInfo) -> float:
         not from_file
         and isinstance(value, int | float)
         and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
+        and 0 <= value <= MAX_DURATION
     ):
         return float(value)
     raise problem(_duration_message(value))

@@ -20,8 +20,10 @@ import yaml
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
+from conveyor.config import hosts
 from conveyor.config.cache import RecordingEnviron, remember
 from conveyor.config.durations import ERROR_TYPE, FROM_FILE, describe_value
+from conveyor.config.limits import shape_issue
 from conveyor.config.locate import CONFIG_NAMES, find_config, locate_config
 from conveyor.config.models import (
     BlueGreenStrategy,
@@ -33,6 +35,7 @@ from conveyor.config.models import (
     StrategySpec,
     parse_listen,
 )
+from conveyor.config.reading import read_config_text
 from conveyor.environ import INSTANCE_VARIABLES
 from conveyor.errors import ConfigError
 
@@ -113,14 +116,7 @@ def load_config(
     instead of loading the file again (see `conveyor.config.cache`).
     """
     path, source = locate_config(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(["file not found"], source=source) from None
-    except UnicodeDecodeError:
-        raise ConfigError(["the file is not UTF-8 text"], source=source) from None
-    except OSError as exc:
-        raise ConfigError([f"cannot read the file: {exc.strerror}"], source=source) from None
+    text = read_config_text(path, source)
 
     recording = RecordingEnviron(os.environ if environ is None else environ)
     unset: dict[str, list[str]] | None = {} if defer_unset else None
@@ -209,6 +205,30 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A scalar YAML reads as a number or date may still not be one (2024-02-30, an
+        # integer of 5,000 digits): say where, instead of a ValueError traceback.
+        shown = describe_value(node.value) if isinstance(node.value, str) else "a value"
+        try:
+            value = super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            reason = str(exc).split(";")[0]  # not Python's advice on sys.set_int_max_str_digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {shown}: {reason}", node.start_mark
+            ) from None
+        # No setting needs more than 64 bits; bigger ones break float() and even repr().
+        if type(value) is int and not -_LARGEST_INT <= value <= _LARGEST_INT:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{shown} is too large a number (at most {_LARGEST_INT})",
+                node.start_mark,
+            )
+        return value
+
+
+_LARGEST_INT = 2**63 - 1
+
 
 def _read_yaml(text: str, source: str) -> dict[Any, Any]:
     try:
@@ -232,6 +252,9 @@ def _read_yaml(text: str, source: str) -> dict[Any, Any]:
         raise ConfigError(
             [f"expected a mapping at the top level, got {describe_value(data)}"], source=source
         )
+    shape = shape_issue(data)
+    if shape is not None:
+        raise ConfigError([_line(*shape)], source=source)
     return data
 
 
@@ -530,7 +553,7 @@ def _route_key(service: ServiceConfig) -> tuple[str, str]:
 
 
 def _cross_field_issues(config: Config) -> list[str]:
-    issues: list[str] = []
+    issues: list[str] = hosts.config_issues(config)
 
     routes: dict[tuple[str, str], str] = {}
     for name, service in config.services.items():
@@ -602,6 +625,7 @@ def _cross_field_issues(config: Config) -> list[str]:
                 f"environments/{name}/strategy: max_surge and max_unavailable are both 0, "
                 "so a rolling deploy could never replace an instance (set max_surge to 1)"
             )
+    issues.extend(_promotion_cycle(config))
     return issues
 
 
@@ -620,13 +644,50 @@ def _policy_issues(config: Config, name: str, environment: Any) -> list[str]:
                 f"{where}/freeze/{index}: ends ({freeze.end}) before it starts ({freeze.start})"
             )
     approvals = environment.approvals
+    people: set[str] = set()
+    unknown = False
     for approver in approvals.approvers if approvals is not None else ():
-        if approver.startswith("@") and approver[1:] not in config.groups:
+        if not approver.startswith("@"):
+            people.add(approver)
+        elif approver[1:] in config.groups:
+            people.update(config.groups[approver[1:]])
+        else:
+            unknown = True
             known = ", ".join(sorted(config.groups)) or "none defined"
             issues.append(
                 f'{where}/approvals/approvers: unknown group "{approver}" (groups: {known})'
             )
+    if (
+        approvals is not None
+        and approvals.approvers
+        and not unknown
+        and approvals.required > len(people)
+    ):
+        issues.append(
+            f"{where}/approvals/required: {approvals.required} approvals required, but the "
+            f"approvers are {len(people)} {'person' if len(people) == 1 else 'people'}, so no "
+            "deploy could ever be approved"
+        )
     return issues
+
+
+def _promotion_cycle(config: Config) -> list[str]:
+    """One line when the `promote_from` chains go round in a circle (nothing could ever be
+    deployed first)."""
+    from conveyor.pipeline.graph import find_cycle
+
+    sources = {  # promoting from itself is reported on its own
+        name: [env.promote_from] if env.promote_from not in (None, name) else []
+        for name, env in config.environments.items()
+    }
+    cycle = find_cycle(sources)
+    if not cycle:
+        return []
+    return [
+        f"environments/{cycle[0]}/promote_from: the promotions go round in a circle "
+        f"({' <- '.join(cycle)}), so no release could ever reach them: one environment "
+        "must take releases without promote_from"
+    ]
 
 
 def _pipeline_issues(config: Config) -> list[str]:

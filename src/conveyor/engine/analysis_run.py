@@ -24,7 +24,6 @@ from conveyor.routers.base import TrafficStats
 from conveyor.sources import MetricSource, read_metrics
 from conveyor.store.records import InstanceRecord, MeasurementRecordRow
 
-HOST = "127.0.0.1"
 REPORT_EVERY_S = 5.0  # progress lines while the verdict stays the same
 
 Progress = Callable[[str], None]
@@ -101,7 +100,7 @@ class AnalysisRun:
         roles[STABLE] = ReleaseStats.zero()
         for instance in self.rt.store.list_instances(self.environment, step.service):
             role = role_of(instance, step, self.deployment_id)
-            seen = traffic.get(f"{HOST}:{instance.port}")
+            seen = traffic.get(instance.address)
             if role is not None and seen is not None:
                 roles[role] = roles[role] + _stats(seen)
         return roles

@@ -28,6 +28,7 @@ from conveyor.engine.executor import (
     StepFailed,
 )
 from conveyor.engine.hooks import commands
+from conveyor.engine.lost_hosts import take_traffic_from
 from conveyor.engine.plan import (
     FORWARD,
     REVERT,
@@ -51,14 +52,18 @@ from conveyor.engine.plan import (
 )
 from conveyor.engine.policies import Overrides, PolicyRefusedError, enforce
 from conveyor.engine.runtime import Runtime
+from conveyor.engine.safekeeping import ensure_room, unlock
+from conveyor.engine.settings import with_settings
 from conveyor.engine.strategies import (
     BASELINE,
     CANARY,
     STABLE,
     ObservedInstance,
     ServiceGoal,
+    place,
     plan_flip,
     plan_service,
+    with_shipping,
     with_smoke_tests,
 )
 from conveyor.engine.strategies.release_phase import Migration, plan_release_phase
@@ -68,6 +73,7 @@ from conveyor.errors import (
     ApprovalRejectedError,
     ConveyorError,
     DeployError,
+    HostUnreachableError,
     LockHeldError,
     UnfinishedDeploymentError,
     UsageError,
@@ -139,7 +145,7 @@ async def observe(
     if not records:
         return ()
     if not live:
-        weights = {f"127.0.0.1:{r.port}": int(r.state == "serving") for r in records}
+        weights = {r.address: int(r.state == "serving") for r in records}
     else:
         weights = await rt.router_for(environment).weights(environment, service)
     now = datetime.now(UTC)
@@ -147,10 +153,11 @@ async def observe(
         ObservedInstance(
             r.name,
             r.release_id,
-            weights.get(f"127.0.0.1:{r.port}", 0) > 0,
+            weights.get(r.address, 0) > 0,
             # Past its rollback window a warm instance is not reused: it is stopped.
             state="expired" if r.warm_until is not None and r.warm_until <= now else r.state,
             role=_role(r, deployment),
+            host=r.host,
         )
         for r in records
     )
@@ -231,6 +238,7 @@ async def propose(
     tag = name_tag or secrets.token_hex(2)
     steps: list[Step] = []
     strategy = env_config.strategy
+    target_of = rt.target_for(environment)
     window = (
         strategy.rollback_window
         if isinstance(strategy, BlueGreenStrategy | CanaryStrategy)
@@ -243,7 +251,12 @@ async def propose(
         svc = config.service_for(environment, service)
         observed = await observe(rt, environment, service, live=observe_live)
         goal = ServiceGoal(
-            service, release, svc.replicas, observed, name_prefix=f"{environment}-{service}-{tag}"
+            service,
+            release,
+            svc.replicas,
+            observed,
+            name_prefix=f"{environment}-{service}-{tag}",
+            hosts=target_of.hosts(svc.roles),
         )
         if current.get(service) == release and all(
             i.release == release and i.serving for i in observed
@@ -252,7 +265,7 @@ async def propose(
         smoke = [t.model_dump(mode="json", exclude_none=True) for t in svc.smoke]
         if flip:
             service_steps = with_smoke_tests(
-                plan_flip(goal, keep_warm=window, phase=phase), release, smoke
+                place(plan_flip(goal, keep_warm=window, phase=phase), goal), release, smoke
             )
         else:
             service_steps = plan_service(
@@ -264,6 +277,8 @@ async def propose(
     verifications = _verifications(steps)
     if migrate:
         steps = [*_release_phase(rt, current, target, strategy.type, allowed_by), *steps]
+    steps = with_shipping(steps, target_of.ships_releases, run_hosts(rt, environment))
+    if migrate:
         first_service = next(iter(config.services))
         if steps and commands(rt, "pre_deploy", environment):
             steps = [RunHook(first_service, hook="pre_deploy"), *steps]
@@ -272,6 +287,19 @@ async def propose(
     steps = [*verifications, *steps]
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
+
+
+def run_hosts(rt: Runtime, environment: str) -> dict[str, str]:
+    """Where each service's release phase and one-off commands run: the environment's
+    `run_host` when it carries the service, else the first host that does."""
+    chosen = rt.environment(environment).run_host
+    target = rt.target_for(environment)
+    found: dict[str, str] = {}
+    for service in rt.loaded.config.services:
+        hosts = target.hosts(rt.loaded.config.service_for(environment, service).roles)
+        if hosts:
+            found[service] = chosen if chosen in hosts else hosts[0]
+    return found
 
 
 def _verifications(steps: list[Step]) -> list[Step]:
@@ -338,13 +366,15 @@ async def propose_revert(rt: Runtime, deployment: DeploymentRecord) -> list[Step
             svc.replicas if release else 0,
             observed,
             name_prefix=f"{env}-{service}-{tag}",
+            hosts=rt.target_for(env).hosts(svc.roles),
         )
         if flip:
-            steps.extend(plan_flip(goal, scale_down_delay=delay, phase=REVERT))
+            steps.extend(place(plan_flip(goal, scale_down_delay=delay, phase=REVERT), goal))
         else:
             steps.extend(plan_service(strategy, goal, analyses=config.analysis, phase=REVERT))
     if isinstance(chosen, BlueGreenStrategy) and chosen.preview is not None and steps:
         steps.append(Preview(steps[0].service, REVERT, instances=()))
+    steps = with_shipping(steps, rt.target_for(env).ships_releases)
     return [*_restores_after_failed_migrations(rt, deployment), *steps]
 
 
@@ -388,10 +418,15 @@ async def propose_full_promotion(rt: Runtime, deployment: DeploymentRecord) -> l
         observed = await observe(rt, env, service, deployment=deployment)
         svc = config.service_for(env, service)
         goal = ServiceGoal(
-            service, release, svc.replicas, observed, name_prefix=f"{env}-{service}-{tag}"
+            service,
+            release,
+            svc.replicas,
+            observed,
+            name_prefix=f"{env}-{service}-{tag}",
+            hosts=rt.target_for(env).hosts(svc.roles),
         )
-        steps.extend(plan_flip(goal, keep_warm=window, phase=FORWARD))
-    return steps
+        steps.extend(place(plan_flip(goal, keep_warm=window, phase=FORWARD), goal))
+    return with_shipping(steps, rt.target_for(env).ships_releases)
 
 
 def _only_marks(steps: list[Step]) -> bool:
@@ -440,7 +475,10 @@ async def deploy(
         raise
     if overridden:
         reason = "; ".join([*([reason] if reason else []), *overridden])
+    proposal = _resolved(rt, proposal)
     deployment = _new_record(rt, proposal, kind, reason)
+    if kind == "deploy":  # a rollback is the way out of trouble: never refused for space
+        ensure_room(rt, f"a deployment of {env}")
     rt.store.acquire_lock(_lock_for(rt, env, deployment.id, f"{kind} {deployment.id}"))
     try:
         rt.store.create_deployment(deployment)
@@ -460,8 +498,14 @@ async def deploy(
         await _ensure_routes(rt, env)
         return await _run_forward(rt, deployment, proposal.plan.steps, 1, progress)
     finally:
-        rt.store.release_lock(env, deployment.id)
+        unlock(rt, env, deployment.id)
         await rt.notifications.drain()
+
+
+def _resolved(rt: Runtime, proposal: Proposal) -> Proposal:
+    """The proposal with each instance step's service settings resolved (`engine.settings`)."""
+    steps = with_settings(rt.loaded.config, proposal.environment, proposal.plan.steps)
+    return dataclasses.replace(proposal, plan=Plan(proposal.environment, tuple(steps)))
 
 
 def _new_record(rt: Runtime, proposal: Proposal, kind: str, reason: str | None) -> DeploymentRecord:
@@ -518,7 +562,7 @@ async def resume(rt: Runtime, environment: str, progress: Progress = _quiet) -> 
             return await _revert(rt, deployment, final, reason, progress)
         return await _continue(rt, deployment, progress)
     finally:
-        rt.store.release_lock(environment, deployment.id)
+        unlock(rt, environment, deployment.id)
         await rt.notifications.drain()
 
 
@@ -566,7 +610,7 @@ async def promote(
         )
         return await _continue(rt, deployment, progress)
     finally:
-        rt.store.release_lock(environment, deployment.id)
+        unlock(rt, environment, deployment.id)
         await rt.notifications.drain()
 
 
@@ -610,7 +654,7 @@ async def abort(
         )
         return await _revert(rt, deployment, ABORTED, why, progress)
     finally:
-        rt.store.release_lock(environment, deployment.id)
+        unlock(rt, environment, deployment.id)
         await rt.notifications.drain()
 
 
@@ -626,7 +670,7 @@ async def finish_rejected(
         rt.store.update_deployment(deployment.id, status=ABORTING, error=reason)
         return await _revert(rt, deployment, REJECTED, reason, progress)
     finally:
-        rt.store.release_lock(environment, deployment.id)
+        unlock(rt, environment, deployment.id)
         await rt.notifications.drain()
 
 
@@ -641,15 +685,36 @@ async def down(
     for service in rt.loaded.config.services:
         observed = await observe(rt, environment, service)
         if observed or current.get(service):
-            goal = ServiceGoal(service, None, 0, observed)
+            goal = ServiceGoal(service, None, 0, observed, hosts=rt.target_for(environment).hosts())
             steps.extend(plan_service("immediate", goal))
     if not steps:
         await rt.router_for(environment).remove_environment(environment)
+        await _check_closed(rt, environment)
         return None
     proposal = Proposal(environment, "immediate", {}, current, Plan(environment, tuple(steps)))
     record = await deploy(rt, proposal, kind="down", reason=reason, progress=progress)
     await rt.router_for(environment).remove_environment(environment)
+    await _check_closed(rt, environment)
     return record
+
+
+CLOSE_TIMEOUT = 5.0  # seconds the router gets to close the listen address of a stopped one
+
+
+async def _check_closed(rt: Runtime, environment: str) -> None:
+    """Raise unless the environment's listen address stopped accepting connections."""
+    from conveyor.engine.serving import wait_closed
+
+    listen = rt.environment(environment).listen
+    left = await wait_closed(listen, CLOSE_TIMEOUT)
+    if left:
+        named = ", ".join(str(h) for h in left)
+        raise DeployError(
+            f"every instance of {environment} is stopped, but {listen} still accepts "
+            f"connections ({named}): it is not down",
+            hint="stop that process (it is not Conveyor's router), then run "
+            f"`conveyor down {environment}` again",
+        )
 
 
 # -- internals ---------------------------------------------------------------------------
@@ -677,13 +742,19 @@ async def _run_forward(
                 hint=failure.hint or f"nothing was changed; see: conveyor explain {deployment.id}",
             ) from None
         reason = failure.message
+        if isinstance(failure.cause, HostUnreachableError):
+            await take_traffic_from(rt, env, failure.cause.host, progress)
         analysis = isinstance(failure.cause, AnalysisFailedError)
         status, final = (ABORTING, ABORTED) if analysis else (ROLLING_BACK, ROLLED_BACK)
         if isinstance(failure.cause, ApprovalRejectedError):
             status, final, reason = ABORTING, REJECTED, failure.cause.message
         rt.store.update_deployment(deployment.id, status=status, error=reason)
         rt.store.add_event("failed", f"{deployment.id}: {reason}", env, deployment.id)
-        progress(f"deployment failed, restoring the previous releases: {failure.cause.message}")
+        # The detail is printed once, in the error that ends the command.
+        progress(
+            f"step {failure.index} ({failure.step.describe()}) failed: "
+            "restoring the previous releases"
+        )
         await _revert(rt, deployment, final, reason, progress)
         what = "was aborted" if analysis else "failed and was rolled back"
         if final == REJECTED:
@@ -740,9 +811,13 @@ def _prune_releases(rt: Runtime, progress: Progress) -> None:
 
     doomed = plan_prune(rt, rt.loaded.config.releases.keep)
     if doomed:
-        prune_releases(rt, doomed)
-        names = ", ".join(f"{r.service} {r.id}" for r in doomed)
-        progress(f"pruned {len(doomed)} old release{'s' * (len(doomed) != 1)}: {names}")
+        pruned = prune_releases(rt, doomed)
+        if pruned.deleted:
+            count = len(pruned.deleted)
+            names = ", ".join(f"{r.service} {r.id}" for r in pruned.deleted)
+            progress(f"pruned {count} old release{'s' * (count != 1)}: {names}")
+        if note := pruned.busy_note():
+            progress(note)
 
 
 async def _continue(
@@ -750,7 +825,10 @@ async def _continue(
 ) -> DeploymentRecord:
     """Run the plan on from its first incomplete step, background analysis included."""
     rt.store.update_deployment(deployment.id, status=RUNNING)
-    steps = steps_from_json(deployment.plan)
+    # A plan journaled before steps carried settings gets them now (see engine.settings).
+    steps = with_settings(
+        rt.loaded.config, deployment.environment, steps_from_json(deployment.plan)
+    )
     first = _first_incomplete(rt, deployment)
     progress(f"continuing {deployment.id} at step {first}/{len(steps)}")
     return await _run_forward(
@@ -762,7 +840,9 @@ async def _promote_full(
     rt: Runtime, deployment: DeploymentRecord, first: int, progress: Progress
 ) -> DeploymentRecord:
     """Replace the steps from `first` on by an immediate promotion, and run it."""
-    steps = await propose_full_promotion(rt, deployment)
+    steps = with_settings(
+        rt.loaded.config, deployment.environment, await propose_full_promotion(rt, deployment)
+    )
     current = _reload(rt, deployment.id)
     for index in range(first, len(current.plan) + 1):
         step = steps_from_json([current.plan[index - 1]])[0]
@@ -851,7 +931,9 @@ async def _ask_running(
 async def _revert(
     rt: Runtime, deployment: DeploymentRecord, final: str, reason: str, progress: Progress
 ) -> DeploymentRecord:
-    steps = await propose_revert(rt, deployment)
+    steps = with_settings(
+        rt.loaded.config, deployment.environment, await propose_revert(rt, deployment)
+    )
     current = _reload(rt, deployment.id)
     first = len(current.plan) + 1
     rt.store.update_deployment(deployment.id, plan=[*current.plan, *steps_to_json(steps)])
@@ -962,18 +1044,10 @@ def _lock_for(rt: Runtime, environment: str, deployment_id: str, message: str) -
 
 
 async def _ensure_routes(rt: Runtime, environment: str) -> None:
-    from conveyor.routers.base import RouteSpec
+    from conveyor.routers.base import route_specs
 
     env_config = rt.environment(environment)
-    routes = [
-        RouteSpec(
-            service=name,
-            path=svc.route.path,
-            host=svc.route.host,
-            strip_prefix=svc.route.strip_prefix,
-        )
-        for name, svc in rt.loaded.config.services.items()
-    ]
+    routes = route_specs(rt.loaded.config.services)
     await rt.router_for(environment).ensure_environment(environment, env_config.listen, routes)
 
 

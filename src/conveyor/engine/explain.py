@@ -68,6 +68,7 @@ def explanation(store: Store, deployment_id: str) -> dict[str, Any]:
     deployment = find_deployment(store, deployment_id)
     steps = store.list_steps(deployment_id)
     runs = analysis_runs(store, deployment_id)
+    hosts = _hosts_of_instances(store, deployment)
     return {
         "id": deployment.id,
         "environment": deployment.environment,
@@ -80,7 +81,7 @@ def explanation(store: Store, deployment_id: str) -> dict[str, Any]:
         "releases": deployment.releases,
         "previous": deployment.previous,
         "reason": deployment.error,
-        "steps": [_step(s) for s in steps],
+        "steps": [_step(s, deployment.plan, hosts) for s in steps],
         "analyses": [
             {
                 "step": run.step_index,
@@ -96,10 +97,24 @@ def explanation(store: Store, deployment_id: str) -> dict[str, Any]:
     }
 
 
-def _step(step: StepRecord) -> dict[str, Any]:
+HOST_PLANS = 200  # the environment's deployments whose plans tell where instances were started
+
+
+def _hosts_of_instances(store: Store, deployment: DeploymentRecord) -> dict[str, str]:
+    """Instance -> host, from the start steps of this deployment and the earlier ones."""
+    from conveyor.engine.step_hosts import instance_hosts
+
+    earlier = store.list_deployments(deployment.environment, limit=HOST_PLANS)
+    return instance_hosts([*(d.plan for d in reversed(earlier)), deployment.plan])
+
+
+def _step(step: StepRecord, plan: list[dict[str, Any]], hosts: dict[str, str]) -> dict[str, Any]:
+    from conveyor.engine.step_hosts import step_hosts
+
     duration = None
     if step.finished_at is not None:
         duration = round((step.finished_at - step.started_at).total_seconds(), 3)
+    planned = plan[step.index - 1] if 0 < step.index <= len(plan) else {}
     return {
         "index": step.index,
         "kind": step.kind,
@@ -107,6 +122,7 @@ def _step(step: StepRecord) -> dict[str, Any]:
         "status": step.status,
         "duration_s": duration,
         "note": step.error,
+        "hosts": step_hosts(planned, hosts) if planned.get("kind") == step.kind else [],
     }
 
 
@@ -159,7 +175,10 @@ def render(data: dict[str, Any]) -> list[str]:
     for step in data["steps"]:
         took = f" {step['duration_s']:.2f}s" if step["duration_s"] is not None else ""
         note = f" - {step['note']}" if step["note"] else ""
-        lines.append(f"  {step['index']:>3}. {step['description']}: {step['status']}{took}{note}")
+        where = f" on {', '.join(step['hosts'])}" if step.get("hosts") else ""
+        lines.append(
+            f"  {step['index']:>3}. {step['description']}{where}: {step['status']}{took}{note}"
+        )
     for run in data["analyses"]:
         lines.append("")
         lines.extend(_render_run(run))

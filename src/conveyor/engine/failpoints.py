@@ -7,14 +7,18 @@ done yet), `executor.step_done:N` (step N's side effects done, journal not yet
 updated) and `executor.after_step:N` (step N journaled as done). Steps count
 from 1 within a deployment; `release_phase.before_verify` (a release phase's
 backup is written, not yet verified). Actions: `crash` (SIGKILL this process, as a
-`kill -9` would), `error` (raise an error, as a bug would) and `sleep:SECONDS`.
+`kill -9` would), `error` (raise an error, as a bug would), `sleep:SECONDS` and
+`wait:PATH` (say so on stderr, then block until the file PATH exists: a test does
+something to the world, e.g. fills the disk, at that exact point, then creates PATH).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 
 ENV_VAR = "CONVEYOR_FAILPOINTS"
 
@@ -45,3 +49,9 @@ def hit(name: str) -> None:
         raise FailpointError(f"failpoint {name} triggered")
     elif action.startswith("sleep:"):
         time.sleep(float(action.split(":", 1)[1]))
+    elif action.startswith("wait:"):
+        go_on = Path(action.split(":", 1)[1])
+        sys.stderr.write(f"failpoint {name}: waiting for {go_on}\n")
+        sys.stderr.flush()
+        while not go_on.exists():
+            time.sleep(0.02)

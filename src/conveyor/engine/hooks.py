@@ -5,7 +5,7 @@ plus CONVEYOR_ENV, CONVEYOR_DEPLOYMENT, CONVEYOR_USER, CONVEYOR_KIND,
 CONVEYOR_STATUS, CONVEYOR_RELEASES ("api=<id> web=<id>"),
 CONVEYOR_PREVIOUS_RELEASES, CONVEYOR_RELEASE_<SERVICE>,
 CONVEYOR_PREVIOUS_RELEASE_<SERVICE> and, after a failure, CONVEYOR_ERROR.
-Their output goes to the deployment's log. A failing `pre_deploy` stops the
+Their output goes to the deployment's log (secrets masked). A failing `pre_deploy` stops the
 deploy before anything changes; the others are reported, never fatal.
 """
 
@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING
 
 from conveyor.config import command_argv
 from conveyor.errors import ConveyorError
+from conveyor.redaction import LineRedactor
 from conveyor.store.records import DeploymentRecord
 
 if TYPE_CHECKING:
@@ -97,19 +98,38 @@ async def _run(
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=rt.loaded.root,
-            env={**os.environ, **hook_env(deployment)},
+            env={**os.environ, **rt.secrets(deployment.environment), **hook_env(deployment)},
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
     except OSError as exc:
         return f"could not run: {exc.strerror or exc}"
+    masked = LineRedactor()  # hooks get the secrets: the log gets their output masked
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        while chunk := await proc.stdout.read(65536):
+            log.write(masked.feed(chunk))
+            log.flush()
+
+    reader = asyncio.create_task(pump())
+    problem = ""
     try:
         code = await asyncio.wait_for(proc.wait(), timeout)
+        problem = "" if code == 0 else f"exited {code}"
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
-        return f"timed out after {timeout:g} s"
-    return "" if code == 0 else f"exited {code}"
+        problem = f"timed out after {timeout:g} s"
+    try:
+        # A child left running with the pipe open must not hold the deploy.
+        await asyncio.wait_for(asyncio.shield(reader), 5.0)
+    except TimeoutError:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    log.write(masked.flush())
+    return problem

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from conveyor.environ import minimal_environment
 from conveyor.errors import CommandNotRunError, ConveyorError, UsageError
 from conveyor.redaction import env_secrets, redact_argv
+from conveyor.runas import RunUser
 
 if TYPE_CHECKING:
     from conveyor.engine.runtime import Runtime
+    from conveyor.ssh.hosts import HostSpec
     from conveyor.store.records import EventRecord
 
 RUN_EVENT = "run"
@@ -42,6 +45,7 @@ class OneOff:
     release_dir: Path
     argv: list[str]
     env: dict[str, str]
+    user: RunUser | None = None  # who it runs as (None: Conveyor's own user)
 
     @property
     def recorded_argv(self) -> list[str]:
@@ -56,7 +60,7 @@ def prepare(rt: Runtime, environment: str, service: str, argv: list[str]) -> One
     command, and `ConveyorError` (exit 1) when no release of the service runs
     in the environment.
     """
-    from conveyor.engine.release_env import release_env
+    from conveyor.engine.release_env import release_env, release_user
 
     rt.environment(environment)
     rt.loaded.config.service(service)
@@ -84,6 +88,7 @@ def prepare(rt: Runtime, environment: str, service: str, argv: list[str]) -> One
         release_dir=release_dir,
         argv=list(argv),
         env=env,
+        user=release_user(rt, environment, service, release_dir),
     )
 
 
@@ -97,22 +102,44 @@ def search_path(release_dir: Path, path: str) -> str:
     return os.pathsep.join([*bins, path])
 
 
-async def run_oneoff(rt: Runtime, oneoff: OneOff) -> int:
+def run_host(rt: Runtime, oneoff: OneOff) -> HostSpec | None:
+    """The host the command runs on when its target runs instances on other hosts (the
+    service's run host, as the target picks it), else None (this machine)."""
+    from conveyor.targets.ssh import SshTarget
+
+    target = rt.target_for(oneoff.environment)
+    return target.command_host(oneoff.release_dir) if isinstance(target, SshTarget) else None
+
+
+async def run_oneoff(
+    rt: Runtime, oneoff: OneOff, announce: Callable[[str], None] | None = None
+) -> int:
     """Run it attached to the terminal through the target, record a `run` event,
-    and return its exit status (a shell's: 127 not found, 128+N killed by signal N)."""
+    and return its exit status (a shell's: 127 not found, 128+N killed by signal N).
+    `announce` gets one line saying on which host it runs, when that is another one."""
+    host = run_host(rt, oneoff)
+    if host is not None and announce is not None:
+        announce(f"running on {host.describe()} in release {oneoff.release_id} of {oneoff.service}")
     started_at = datetime.now(UTC)
     started = time.monotonic()
     try:
-        exit_code = await rt.target.run_attached(oneoff.argv, oneoff.release_dir, oneoff.env)
+        exit_code = await rt.target_for(oneoff.environment).run_attached(
+            oneoff.argv, oneoff.release_dir, oneoff.env, oneoff.user
+        )
     except CommandNotRunError as error:  # recorded too: someone tried to run it
-        record_run(rt, oneoff, error.exit_code, started_at, time.monotonic() - started)
+        record_run(rt, oneoff, error.exit_code, started_at, time.monotonic() - started, host)
         raise
-    record_run(rt, oneoff, exit_code, started_at, time.monotonic() - started)
+    record_run(rt, oneoff, exit_code, started_at, time.monotonic() - started, host)
     return exit_code
 
 
 def record_run(
-    rt: Runtime, oneoff: OneOff, exit_code: int, started_at: datetime, duration_s: float
+    rt: Runtime,
+    oneoff: OneOff,
+    exit_code: int,
+    started_at: datetime,
+    duration_s: float,
+    host: HostSpec | None = None,
 ) -> EventRecord:
     argv = oneoff.recorded_argv
     data: dict[str, Any] = {
@@ -125,6 +152,8 @@ def record_run(
         "started_at": started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": round(duration_s, 3),
     }
+    if host is not None:
+        data["host"] = host.name
     return rt.store.add_event(
         RUN_EVENT, describe_run(data), environment=oneoff.environment, data=data
     )
@@ -137,7 +166,8 @@ def describe_run(data: dict[str, Any]) -> str:
     ...               "exit_code": 0})
     'run  web  "python manage.py createsuperuser"  exit 0'
     """
-    return f'run  {data["service"]}  "{data["command"]}"  exit {data["exit_code"]}'
+    where = f"  on {data['host']}" if data.get("host") else ""
+    return f'run  {data["service"]}  "{data["command"]}"  exit {data["exit_code"]}{where}'
 
 
 def run_json(event: EventRecord) -> dict[str, Any]:
@@ -158,4 +188,5 @@ def run_json(event: EventRecord) -> dict[str, Any]:
         "started_at": data.get("started_at"),
         "finished_at": event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "duration_s": data.get("duration_s"),
+        "host": data.get("host") or "local",  # this machine (before hosts were recorded)
     }

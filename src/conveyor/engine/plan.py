@@ -17,6 +17,20 @@ REVERT = "revert"  # restoring the previous releases (rollback on failure, abort
 
 
 @dataclass(frozen=True)
+class InstanceSettings:
+    """A service's settings that the instance steps need, resolved once when the plan is made
+    (`engine.settings`): the handlers never go back to the config for them. Plans are
+    journaled, so no secret may be here: the instance's command line and environment (which
+    may carry interpolated secrets) are resolved when it starts and never journaled."""
+
+    health: dict[str, Any] = field(default_factory=dict)  # `health:` in dict form
+    deploy_timeout: float = 120.0
+    stop_timeout: float = 10.0
+    drain_timeout: float = 30.0
+    min_ready: float = 0.0  # the environment strategy's
+
+
+@dataclass(frozen=True)
 class Step:
     """Base of all steps: which service it concerns and in which phase it runs."""
 
@@ -46,6 +60,21 @@ class VerifyRelease(Step):
 
     def describe(self) -> str:
         return f"verify the digest of {self.release}"
+
+
+@dataclass(frozen=True)
+class ShipRelease(Step):
+    """Put the sealed `release` on `host` and check its digest there, before anything starts
+    from it. Only in plans of targets that run instances away from where releases are built
+    (`Target.ships_releases`): the local target needs none."""
+
+    kind: ClassVar[str] = "ship"
+    gate: ClassVar[bool] = True  # a release that cannot be shipped refuses the deployment
+    release: str = ""
+    host: str = ""
+
+    def describe(self) -> str:
+        return f"ship {self.release} to {self.host} and check its digest there"
 
 
 @dataclass(frozen=True)
@@ -144,14 +173,28 @@ class RestoreDatabase(Step):
 
 @dataclass(frozen=True)
 class StartInstances(Step):
-    """Start instances of a release and register them with the router at weight 0."""
+    """Start instances of a release and register them with the router at weight 0.
+
+    `hosts[i]` is where `instances[i]` runs; empty (plans journaled before hosts
+    existed): the target's first host.
+    """
 
     kind: ClassVar[str] = "start"
     release: str = ""
     instances: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    settings: InstanceSettings | None = None
 
     def describe(self) -> str:
-        return f"start {_names(self.instances)} ({self.service} {self.release})"
+        where = ""
+        if self.hosts and set(self.hosts) != {"local"}:
+            where = " on " + ", ".join(dict.fromkeys(self.hosts))
+        return f"start {_names(self.instances)} ({self.service} {self.release}){where}"
+
+    def placed(self, known: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(instance, host) pairs; `known` are the target's hosts, the first the default."""
+        hosts = self.hosts or (known[0],) * len(self.instances)
+        return list(zip(self.instances, hosts, strict=True))
 
 
 @dataclass(frozen=True)
@@ -165,6 +208,7 @@ class WaitHealthy(Step):
     kind: ClassVar[str] = "wait_healthy"
     instances: tuple[str, ...] = ()
     recheck: bool = False
+    settings: InstanceSettings | None = None
 
     def describe(self) -> str:
         if self.recheck:
@@ -206,6 +250,7 @@ class DrainInstances(Step):
 
     kind: ClassVar[str] = "drain"
     instances: tuple[str, ...] = ()
+    settings: InstanceSettings | None = None
 
     def describe(self) -> str:
         return f"drain {_names(self.instances)}"
@@ -217,6 +262,7 @@ class StopInstances(Step):
 
     kind: ClassVar[str] = "stop"
     instances: tuple[str, ...] = ()
+    settings: InstanceSettings | None = None
 
     def describe(self) -> str:
         return f"stop {_names(self.instances)}"
@@ -320,6 +366,7 @@ STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
         VerifyRelease,
+        ShipRelease,
         AwaitApproval,
         RunHook,
         PendingMigrations,
@@ -371,13 +418,15 @@ def step_from_dict(data: dict[str, Any]) -> Step:
     """Rebuild a step serialized by `Step.to_dict` (the journal stores plans so)."""
     values = dict(data)
     cls = STEP_TYPES[values.pop("kind")]
-    for key in ("instances",):
+    for key in ("instances", "hosts"):
         if key in values:
             values[key] = tuple(values[key])
     if "weights" in values:
         values["weights"] = tuple((str(n), int(w)) for n, w in values["weights"])
     if "tests" in values:
         values["tests"] = tuple(dict(t) for t in values["tests"])
+    if values.get("settings") is not None:
+        values["settings"] = InstanceSettings(**values["settings"])
     return cls(**values)
 
 

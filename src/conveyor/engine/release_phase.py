@@ -39,8 +39,10 @@ from conveyor.engine.plan import (
     RestoreDatabase,
     Step,
 )
+from conveyor.engine.release_env import ReleaseContext
 from conveyor.errors import DatabaseError, MigrationError
 from conveyor.redaction import env_secrets, redact_text
+from conveyor.runas import require_writable_sqlite
 from conveyor.store.records import BackupRecord
 
 if TYPE_CHECKING:
@@ -90,9 +92,10 @@ class ReleasePhase:
             )
         return migrate
 
-    def _context(self, service: str, release: str, database: str) -> tuple[Path, dict[str, str]]:
-        """The release's directory and environment, with DATABASE_URL for `database`."""
-        from conveyor.engine.release_env import release_env
+    def _context(self, service: str, release: str, database: str) -> ReleaseContext:
+        """The release's directory, environment (with DATABASE_URL for `database`) and
+        the user its commands run as."""
+        from conveyor.engine.release_env import release_env, release_user
 
         record = self.rt.store.get_release(service, release)
         if record is None:
@@ -101,8 +104,13 @@ class ReleasePhase:
                 hint="it may have been pruned; build and deploy again",
             )
         env = release_env(self.rt, self.environment, service, release)
-        env["DATABASE_URL"] = self.target(database).url.text
-        return Path(record.path), env
+        url = self.target(database).url
+        env["DATABASE_URL"] = url.text
+        cwd = Path(record.path)
+        user = release_user(self.rt, self.environment, service, cwd)
+        if user is not None and url.engine == SQLITE:
+            require_writable_sqlite(Path(url.name), user)
+        return ReleaseContext(cwd, env, user)
 
     def _log(self) -> Path:
         logs = self.rt.paths.deployment_logs
@@ -110,19 +118,18 @@ class ReleasePhase:
         return logs / f"{self.deployment_id}.log"
 
     async def _run(
-        self, what: str, command: list[str], cwd: Path, env: dict[str, str], timeout: float
+        self, what: str, command: list[str], context: ReleaseContext, timeout: float
     ) -> str:
         """Run a one-off command in a release's context; its output, or a MigrationError
         with the last lines of it."""
-        _, output = await self._run_status(what, command, cwd, env, timeout)
+        _, output = await self._run_status(what, command, context, timeout)
         return output
 
     async def _run_status(
         self,
         what: str,
         command: list[str],
-        cwd: Path,
-        env: dict[str, str],
+        context: ReleaseContext,
         timeout: float,
         accept: tuple[int, ...] = (0,),
     ) -> tuple[int, str]:
@@ -130,7 +137,10 @@ class ReleasePhase:
         log = self._log()
         with log.open("a") as handle:
             handle.write(f"--- {what}: {' '.join(command)}\n")
-        result = await self.rt.target.run_command(command, cwd, env, timeout, log_path=log)
+        cwd, env, user = context
+        result = await self.rt.target_for(self.environment).run_command(
+            command, cwd, env, timeout, log_path=log, user=user
+        )
         if result.exit_code in accept and not result.timed_out:
             return result.exit_code, result.output
         secrets = env_secrets(env)
@@ -145,10 +155,10 @@ class ReleasePhase:
         )
 
     def _runner(self, service: str, release: str, database: str) -> pending_migrations.Run:
-        cwd, env = self._context(service, release, database)
+        context = self._context(service, release, database)
 
         async def run(what: str, argv: list[str], accept: tuple[int, ...]) -> tuple[int, str]:
-            return await self._run_status(what, argv, cwd, env, PREVIEW_TIMEOUT_S, accept)
+            return await self._run_status(what, argv, context, PREVIEW_TIMEOUT_S, accept)
 
         return run
 
@@ -289,12 +299,14 @@ class ReleasePhase:
             return await pending_migrations.django_sql(run, tool, step.service)
         if preview is None:
             return None
-        cwd, env = self._context(step.service, step.release, step.database)
+        context = self._context(step.service, step.release, step.database)
         if isinstance(preview, SqlDirectory):
-            sql = await asyncio.to_thread(_new_sql_files, cwd, self._previous_dir(step), preview)
+            sql = await asyncio.to_thread(
+                _new_sql_files, context.cwd, self._previous_dir(step), preview
+            )
             return [("", sql)]
         sql = await self._run(
-            f"sql_preview of {step.service}", command_argv(preview), cwd, env, PREVIEW_TIMEOUT_S
+            f"sql_preview of {step.service}", command_argv(preview), context, PREVIEW_TIMEOUT_S
         )
         return [("", sql)]
 
@@ -358,15 +370,14 @@ class ReleasePhase:
 
     async def migrate(self, step: Migrate) -> str:
         migrate = self._migrate_config(step.service)
-        cwd, env = self._context(step.service, step.release, step.database)
+        context = self._context(step.service, step.release, step.database)
         target = self.target(step.database)
         self.progress(f"[{step.service}] migrating {target.url.display()}")
         try:
             output = await self._run(
                 f"migration of {step.service} {step.release}",
                 command_argv(migrate.command),
-                cwd,
-                env,
+                context,
                 migrate.timeout,
             )
         except MigrationError as error:

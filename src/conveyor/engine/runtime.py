@@ -1,4 +1,4 @@
-"""The pieces one command works with: config, paths, store, target and router.
+"""The pieces one command works with: config, paths, store, targets and routers.
 
 Target and router are built on first use so that read-only commands such as
 `conveyor status` never start supervisord or Caddy.
@@ -8,50 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import RouterError, UsageError
+from conveyor.errors import UsageError
 from conveyor.paths import Paths
+from conveyor.plugins import ROUTERS, TARGETS, Plugin
 
 if TYPE_CHECKING:
     from conveyor.config import EnvironmentConfig, LoadedConfig
     from conveyor.notify.hub import NotificationHub
     from conveyor.routers.base import Router
-    from conveyor.routers.caddy import CaddyRouter
-    from conveyor.routers.haproxy import HAProxyRouter
     from conveyor.store import Store
-    from conveyor.targets.local import LocalTarget
+    from conveyor.targets.base import Target
     from conveyor.targets.supervisor import Supervisor
-
-CADDY_PROGRAM = "conveyor-caddy"
-MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
-
-
-def ensure_listener_migration() -> list[str]:
-    """Make the kernel hand queued connections to Caddy's new listener on reloads.
-
-    Caddy opens a new SO_REUSEPORT listener on every config change; without
-    `net.ipv4.tcp_migrate_req=1` (Linux 5.14+) connections still queued on
-    the old one are reset, which would drop requests during a deploy.
-    Returns notes for the user: what was changed, or what they should do.
-    """
-    try:
-        if not MIGRATE_REQ.exists() or MIGRATE_REQ.read_text().strip() == "1":
-            return []
-    except OSError:
-        return []
-    try:
-        MIGRATE_REQ.write_text("1\n")
-    except OSError:
-        return [
-            "net.ipv4.tcp_migrate_req is 0: a connection arriving while Caddy reloads its "
-            "config can be reset. Run as root: sysctl -w net.ipv4.tcp_migrate_req=1"
-        ]
-    return ["set net.ipv4.tcp_migrate_req=1 so that Caddy's config reloads reset no connection"]
 
 
 @dataclass
@@ -63,6 +34,9 @@ class Runtime:
     store: Store
     user: str
     notes: list[str] = field(default_factory=list)  # warnings for the user, shown once
+    _plugins: dict[tuple[int, str, str], Any] = field(default_factory=dict, repr=False)
+    _supervisor_checked: bool = field(default=False, repr=False)
+    _secrets: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, loaded: LoadedConfig, user: str) -> Runtime:
@@ -82,6 +56,16 @@ class Runtime:
             )
         return envs[name]
 
+    def secrets(self, environment: str) -> dict[str, str]:
+        """The values of the environment's `secrets:`, resolved once per command (and
+        masked in every output from then on); `SecretsError` names what is missing.
+        Only what starts processes asks: status and history never do."""
+        if environment not in self._secrets:
+            from conveyor.secrets.resolve import resolve
+
+            self._secrets[environment] = resolve(self.loaded, environment)
+        return self._secrets[environment]
+
     @cached_property
     def notifications(self) -> NotificationHub:
         from conveyor.notify.hub import NotificationHub
@@ -92,88 +76,63 @@ class Runtime:
     def supervisor(self) -> Supervisor:
         from conveyor.targets.supervisor import Supervisor
 
-        return Supervisor(self.paths)
+        supervisor = Supervisor(self.paths)
+        supervisor.preflight.append(self._routers_alone)
+        return supervisor
 
-    @cached_property
-    def target(self) -> LocalTarget:
-        from conveyor.targets.local import LocalTarget
+    def _routers_alone(self) -> None:
+        """Before supervisord starts (and with it the routers it had): refuse when another
+        program listens on an address one of them would take."""
+        from conveyor.routers.caddy_platform import CADDY_PROGRAM
+        from conveyor.routers.caddy_process import resumed_listens
+        from conveyor.routers.exclusive import refuse_other_listeners
+        from conveyor.routers.haproxy_process import PROGRAM, RouterState, state_path
 
-        return LocalTarget(self.supervisor, self.paths)
+        if self.supervisor.program_conf_path(CADDY_PROGRAM).exists():
+            refuse_other_listeners("caddy", resumed_listens(self.paths))
+        if self.supervisor.program_conf_path(PROGRAM).exists():
+            state = RouterState.load(state_path(self.paths))
+            refuse_other_listeners("haproxy", [e.listen for e in state.environments.values()])
 
-    @cached_property
-    def caddy(self) -> CaddyRouter:
-        from conveyor.routers.caddy import CaddyRouter
-
-        return CaddyRouter(self.paths.caddy_admin_socket, self.paths.caddy_dir)
-
-    @cached_property
-    def haproxy(self) -> HAProxyRouter:
-        from conveyor.routers.haproxy import HAProxyRouter
-
-        return HAProxyRouter(self.paths)
+    def target_for(self, environment: str) -> Target:
+        """The target the environment's config names (`target:`, from `conveyor.plugins`)."""
+        target: Target = self._plugin(TARGETS, self.environment(environment).target, environment)
+        return target
 
     def router_for(self, environment: str) -> Router:
-        """The router the environment's config names."""
-        if self.environment(environment).router == "haproxy":
-            return self.haproxy
-        return self.caddy
+        """The router the environment's config names (`router:`, from `conveyor.plugins`)."""
+        router: Router = self._plugin(ROUTERS, self.environment(environment).router, environment)
+        return router
+
+    def _plugin(self, registry: dict[str, Plugin], name: str, environment: str) -> Any:
+        """Built once per command (per environment when the plugin says so)."""
+        plugin = registry[name]  # the config allows registered names only
+        key = (id(registry), name, environment if plugin.per_environment else "")
+        if key not in self._plugins:
+            self._plugins[key] = plugin.build(self, environment)
+        return self._plugins[key]
 
     async def ensure_platform(self, environment: str | None = None) -> None:
-        """Start supervisord and the router(s) under it when they are not running.
+        """Start what the target and the router need when it is not running (for the local
+        target, Caddy and HAProxy: supervisord, and the routers under it).
 
-        With an environment, only its router; without, every router in use.
+        With an environment, only its target and router; without, every one in use.
         """
-        await asyncio.to_thread(self.supervisor.ensure_running)
         names = [environment] if environment else list(self.loaded.config.environments)
-        kinds = {self.environment(name).router for name in names}
-        if "caddy" in kinds:
-            self.notes.extend(ensure_listener_migration())
-            await self._ensure_caddy()
-        if "haproxy" in kinds:
-            from conveyor.routers.haproxy_process import ensure_haproxy
+        envs = [self.environment(name) for name in names]
+        for kind in dict.fromkeys(env.target for env in envs):
+            await TARGETS[kind].ensure_running(self)
+        for kind in dict.fromkeys(env.router for env in envs):
+            await ROUTERS[kind].ensure_running(self)
 
-            await ensure_haproxy(self.supervisor, self.paths)
-
-    async def _ensure_caddy(self) -> None:
-        from conveyor.routers.caddy_process import caddy_argv, caddy_env, write_bootstrap_config
-
-        if self.paths.caddy_admin_socket.exists() and await self._caddy_answers():
+    async def ensure_supervisor(self) -> None:
+        """Start the home's supervisord unless it runs (once per command)."""
+        if self._supervisor_checked:
             return
-        write_bootstrap_config(self.paths)
-        await asyncio.to_thread(
-            self.supervisor.add_program,
-            CADDY_PROGRAM,
-            caddy_argv(self.paths),
-            cwd=self.paths.caddy_dir,
-            env=caddy_env(self.paths),
-            stdout_log=self.paths.caddy_dir / "caddy.log",
-            stop_timeout=30.0,
-            owner="caddy",
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if await self._caddy_answers():
-                return
-            await asyncio.sleep(0.05)
-        raise RouterError(
-            "Caddy did not start: its admin socket "
-            f"{self.paths.caddy_admin_socket} does not answer after 15 s",
-            hint=f"look at {self.paths.caddy_dir / 'caddy.log'}",
-        )
-
-    async def _caddy_answers(self) -> bool:
-        import httpx
-
-        # verify=False: plain HTTP on a unix socket; loading CA certificates costs ~40 ms.
-        transport = httpx.AsyncHTTPTransport(uds=str(self.paths.caddy_admin_socket), verify=False)
-        try:
-            async with httpx.AsyncClient(
-                transport=transport, timeout=1.0, trust_env=False
-            ) as client:
-                response = await client.get("http://localhost/config/")
-                return response.status_code == 200
-        except httpx.HTTPError:
-            return False
+        await asyncio.to_thread(self.supervisor.ensure_running)
+        self.notes.extend(self.supervisor.orphan_notes)  # what a dead supervisord left
+        self.supervisor.orphan_notes.clear()
+        self._supervisor_checked = True
 
     def close(self) -> None:
         self.store.close()

@@ -26,6 +26,7 @@ from conveyor.store.records import DeploymentRecord, InstanceRecord, LockRecord,
 
 if TYPE_CHECKING:
     from conveyor.config.cache import ConfigSummary
+    from conveyor.engine.hosts_view import HostsView
     from conveyor.store.snapshot import SnapshotReader
     from conveyor.targets.base import InstanceStatus
 
@@ -111,11 +112,13 @@ def environment_status(
     config: ConfigSummary,
     name: str,
     processes: dict[str, InstanceStatus] | None,
+    unreachable: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """URL, lock, unfinished work, and per service its release and instances.
 
     `name` must be an environment of `config`; `processes` is what
-    `live_processes` returned.
+    `live_processes` returned (the local target) or what its hosts said (`HostsView`);
+    instances on the hosts of `unreachable` have the process state `unreachable`.
     """
     env = config.environments[name]
     current = reader.current_releases(name)
@@ -127,16 +130,21 @@ def environment_status(
         instances = []
         for inst in reader.list_instances(environment=name, service=service):
             live = processes.get(inst.name) if processes is not None else None
+            if live is not None:
+                process = live.state
+            elif inst.host in unreachable:
+                process = "unreachable"
+            else:
+                process = "unknown" if processes is None else "missing"
             instances.append(
                 {
                     "name": inst.name,
                     "release": inst.release_id,
+                    "host": inst.host,
                     "port": inst.port,
-                    "address": f"127.0.0.1:{inst.port}",
+                    "address": inst.address,
                     "state": inst.state,
-                    "process": live.state
-                    if live
-                    else ("unknown" if processes is None else "missing"),
+                    "process": process,
                     "pid": live.pid if live else None,
                     "restarts": live.restarts if live else 0,
                     "since": _iso(inst.created_at),
@@ -189,14 +197,36 @@ def environment_status(
 
 
 def status_report(
-    reader: StatusReader, config: ConfigSummary, paths: Paths, names: list[str]
+    reader: StatusReader,
+    config: ConfigSummary,
+    paths: Paths,
+    names: list[str],
+    hosts: dict[str, HostsView] | None = None,
 ) -> dict[str, Any]:
-    """`conveyor status --json`: the project and the report of each environment in `names`."""
+    """`conveyor status --json`: the project and the report of each environment in `names`.
+
+    `hosts`: what the hosts of the environments on other hosts (`target: ssh`) said,
+    by environment (`engine.hosts_view`); the others are this machine's supervisord's.
+    """
+    from conveyor.engine.serving import gather, mismatches, router_pids
+
     processes = live_processes(paths)
-    return {
-        "project": config.project,
-        "environments": [environment_status(reader, config, n, processes) for n in names],
-    }
+    hosts = hosts or {}
+    reports = []
+    for name in names:
+        view = hosts.get(name)
+        if view is None:
+            report = environment_status(reader, config, name, processes)
+            report["warnings"] = []
+        else:
+            report = environment_status(reader, config, name, view.processes, view.unreachable)
+            report["warnings"] = list(view.warnings)
+        reports.append(report)
+    holders = gather(reports)
+    routers = router_pids(paths)
+    for report in reports:
+        report["mismatches"] = mismatches(report, holders, routers)
+    return {"project": config.project, "environments": reports}
 
 
 @dataclass

@@ -19,7 +19,6 @@ from conveyor.errors import LockHeldError
 from conveyor.store.records import InstanceRecord, LockRecord
 
 RECHECK_S = 30.0  # longest sleep: picks up windows changed by later deploys
-HOST = "127.0.0.1"
 
 
 def program_name(environment: str) -> str:
@@ -67,8 +66,8 @@ async def stop_expired(rt: Runtime, environment: str) -> list[str]:
         stopped = []
         for record in expired(rt, environment, datetime.now(UTC)):
             svc = rt.loaded.config.service_for(environment, record.service)
-            await router.remove(environment, record.service, f"{HOST}:{record.port}")
-            await rt.target.stop(record.name, svc.stop_timeout)
+            await router.remove(environment, record.service, record.address)
+            await rt.target_for(environment).stop(record.name, svc.stop_timeout)
             rt.store.delete_instance(record.name)
             stopped.append(record.name)
         if stopped:

@@ -85,7 +85,7 @@ def detect(root: Path) -> Detected | None:
         )
     if build:
         service["build"] = build
-    service["run"] = f"exec {VENV}/bin/gunicorn --bind 127.0.0.1:$PORT {wsgi_module}"
+    service["run"] = f'exec {VENV}/bin/gunicorn --bind "$HOST:$PORT" {wsgi_module}'
     if service_env:
         service["env"] = service_env
     service["health"] = _health(root, package, notes)

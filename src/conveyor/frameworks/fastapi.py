@@ -35,7 +35,7 @@ def _detected(root: Path, path: Path, app: str, files: list[Path]) -> Detected:
     service: dict[str, Any] = dict(env.service)
     # /docs exists in every app that does not switch it off.
     health = health_path(files, "/docs")
-    service["run"] = f"exec {VENV}/bin/uvicorn {module}:{app} --host 127.0.0.1 --port $PORT"
+    service["run"] = f'exec {VENV}/bin/uvicorn {module}:{app} --host "$HOST" --port "$PORT"'
     service["health"] = {"type": "http", "path": health, "expect_status": 200}
     service["exclude"] = [*COMMON_EXCLUDES]
     return Detected(

@@ -64,7 +64,7 @@ def detect(root: Path) -> Detected | None:
         )
     if build:
         service["build"] = build
-    service["run"] = f"exec {VENV}/bin/gunicorn --bind 127.0.0.1:$PORT '{module}:{target}'"
+    service["run"] = f"exec {VENV}/bin/gunicorn --bind \"$HOST:$PORT\" '{module}:{target}'"
     path = health_path(files, "/")
     service["health"] = {"type": "http", "path": path, "expect_status": 200}
     if path == "/" and commands:

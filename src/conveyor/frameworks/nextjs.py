@@ -30,7 +30,7 @@ def detect(root: Path) -> Detected | None:
         "build": [build or f"{NEXT} build"],
         "exclude": [".next/", f"{NODE_MODULES}/"],
         "writable": list(WRITABLE),
-        "run": f'exec {NEXT} start -H 127.0.0.1 -p "$PORT"',
+        "run": f'exec {NEXT} start -H "$HOST" -p "$PORT"',
         "env": {"NEXT_TELEMETRY_DISABLED": "1"},
         "health": {"type": "http", "path": "/", "expect_status": 200},
     }

@@ -53,10 +53,11 @@ def detect(root: Path) -> Detected | None:
         run = f'export PATH="$PWD/{VENV}/bin:$PATH"; {run}'
         service["exclude"] = [*COMMON_EXCLUDES]
     service["run"] = run
-    if "127.0.0.1" not in web and "localhost" not in web:
+    if not any(bound in web for bound in ("127.0.0.1", "localhost", "$HOST", "${HOST}")):
         notes.append(
             "the web process may listen on every interface (gunicorn's default with $PORT is "
-            "0.0.0.0): bind it to 127.0.0.1:$PORT so only the router reaches it"
+            "0.0.0.0): bind it to $HOST:$PORT (127.0.0.1 here, the host's address on a fleet) "
+            "so only the router reaches it"
         )
     notes.append("the health check only opens a TCP connection: set health to a page (type: http)")
     for name in procs:

@@ -23,6 +23,7 @@ from conveyor.notify.senders import (
     send_slack,
     send_webhook,
 )
+from conveyor.redaction import redact_registered
 from conveyor.store.records import DeploymentRecord, NotificationRecord
 
 if TYPE_CHECKING:
@@ -81,8 +82,8 @@ class NotificationHub:
             commits=commits,
             url=url,
             approval_required=approval_required and deployment.kind == "deploy",
-            reason=deployment.reason,
-            error=deployment.error,
+            reason=redact_registered(deployment.reason) if deployment.reason else None,
+            error=redact_registered(deployment.error) if deployment.error else None,
         )
 
     def publish(self, kind: str, deployment: DeploymentRecord) -> None:

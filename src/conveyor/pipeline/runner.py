@@ -25,6 +25,7 @@ from conveyor.config import command_argv
 from conveyor.config.models import JobConfig, PipelineConfig
 from conveyor.pipeline.graph import blocked_by, ready
 from conveyor.pipeline.reports import ReportError, ReportResult, read_report
+from conveyor.printable import printable
 
 PENDING = "pending"
 RUNNING = "running"
@@ -208,7 +209,7 @@ def _output_tail(log: Path, begin: int) -> list[str]:
         end = f.seek(0, os.SEEK_END)
         f.seek(max(begin, end - _TAIL_BYTES))
         text = f.read().decode("utf-8", errors="replace")
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    lines = [shown for line in text.splitlines() if (shown := printable(line).rstrip())]
     return lines[-TAIL_LINES:]
 
 

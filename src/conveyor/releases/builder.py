@@ -12,14 +12,13 @@ recorded at build time and checked again before any instance of it starts.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,13 +27,18 @@ from typing import Any
 from conveyor.config import LoadedConfig, ServiceConfig, command_argv
 from conveyor.errors import BuildError, ReleaseIntegrityError, UsageError
 from conveyor.git import git_info
-from conveyor.paths import Paths
+from conveyor.paths import Paths, make_dir, passable_mode
+from conveyor.printable import printable
 from conveyor.releases import seal
+from conveyor.releases.buildlock import build_lock
+from conveyor.releases.dedupe import link_unchanged
 from conveyor.releases.dependencies import dependency_key, link_tree, reusable
 from conveyor.releases.digest import tree_digest
+from conveyor.releases.relocate import relocatable_scripts
 from conveyor.releases.seal import MANIFEST
 from conveyor.releases.snapshot import ALWAYS_EXCLUDED, Excludes, snapshot
-from conveyor.store import Store
+from conveyor.runas import open_release, run_user
+from conveyor.store import Store, space
 from conveyor.store.records import ReleaseRecord
 
 _BUILD_LOG_TAIL = 20
@@ -44,10 +48,13 @@ __all__ = ["MANIFEST", "BuildResult", "build_service", "remove_release_dir", "ve
 
 @dataclass(frozen=True)
 class BuildResult:
-    """A release and whether it was built now or reused (same source, same build)."""
+    """A release, whether it was built now or reused (same source, same build), what source
+    was taken, and a warning for the user about that source (outside a git repository)."""
 
     release: ReleaseRecord
     reused: bool
+    source: str
+    warning: str | None = None
 
 
 def build_service(
@@ -72,16 +79,31 @@ def build_service(
             hint=f"fix services/{service}/source in {loaded.path}",
         )
     service_dir = paths.releases / service
-    service_dir.mkdir(parents=True, exist_ok=True)
-    with _build_lock(paths, service):
-        _remove_unfinished(service_dir)
-        staging = service_dir / f".staging-{secrets.token_hex(4)}"
-        staging.mkdir()
-        try:
-            return _build(loaded, paths, store, service, svc, source, staging, user, dirty, log)
-        finally:
-            if staging.exists():
-                remove_release_dir(staging)
+    what = f"building {service}"
+    space.ensure_free(paths.releases, space.MARGIN_BYTES, what, paths.home)
+    try:
+        make_dir(service_dir, passable_mode())
+        with build_lock(paths, service, user=user, log=log):
+            _remove_unfinished(service_dir)
+            staging = service_dir / f".staging-{secrets.token_hex(4)}"
+            staging.mkdir()
+            try:
+                return _build(loaded, paths, store, service, svc, source, staging, user, dirty, log)
+            finally:
+                if staging.exists():
+                    remove_release_dir(staging)
+    except OSError as exc:
+        if space.is_disk_full(exc):
+            raise space.disk_full_error(service_dir, f"build {service}", paths.home) from None
+        raise
+
+
+def _ensure_room_for_build(service: str, staging: Path, paths: Paths) -> None:
+    """Refuse a build that would not fit: its outputs are estimated at the size of its
+    source again (a compiled tree, a bundle), plus the margin every write needs."""
+    source_bytes = sum(f.lstat().st_size for f in staging.rglob("*") if not f.is_dir())
+    needed = source_bytes + space.MARGIN_BYTES
+    space.ensure_free(staging, needed, f"building {service}", paths.home)
 
 
 def _build(
@@ -105,21 +127,29 @@ def _build(
         excluded=_excludes(loaded, svc, source),
         includes=[(loaded.root / extra).resolve() for extra in svc.include],
     )
+    warning = None if git is not None else _not_git(service, source)
+    _ensure_room_for_build(service, staging, paths)
     source_digest = tree_digest(staging, extra=_recipe(svc).encode())
     existing = store.find_release_by_source(service, source_digest)
     if existing is not None and Path(existing.path).is_dir():
         changes = _changes(existing)
         if changes is None:
             log(f"{service}: source unchanged, reusing release {existing.id}")
-            return BuildResult(existing, reused=True)
+            return BuildResult(existing, reused=True, source=taken, warning=warning)
         log(
             f"{service}: release {existing.id} has this source but was modified after it was "
             f"built; building a new release\n{changes}"
         )
 
     now = datetime.now(UTC)
-    final = _new_release_dir(paths.releases / service, now, source_digest)
-    release_id = final.name
+    service_dir = paths.releases / service
+    # Unique on disk and in the store (a release row may outlive its directory).
+    release_id = new_release_id(
+        now,
+        source_digest,
+        lambda id_: (service_dir / id_).exists() or store.get_release(service, id_) is not None,
+    )
+    final = service_dir / release_id
     # Built where it runs: a virtualenv's scripts and many build tools record their path.
     staging.rename(final)
     build_log = paths.build_logs / f"{service}-{release_id}.log"
@@ -128,9 +158,15 @@ def _build(
     started = time.monotonic()
     try:
         env = _build_env(svc, service, release_id, loaded.root)
-        dependencies, known = _dependencies(store, svc, service, final, env, build_log, log)
+        dependencies, linked_from, linked = _dependencies(
+            store, svc, service, final, env, build_log, log
+        )
+        commands_started = time.monotonic()
         _run_build(svc.build, final, env, build_log, service, "build", log)
-        sealed = seal.record(final, svc.writable, known=known)
+        commands_seconds = _since(commands_started)
+        relocatable_scripts(final)  # the release runs from another directory on a host
+        sealed = seal.record(final, svc.writable, earlier=linked_from, linked=linked)
+        unchanged = _link_unchanged(store, service, final, sealed)
         manifest: dict[str, Any] = {
             "service": service,
             "release": release_id,
@@ -147,10 +183,13 @@ def _build(
             "dependencies": dependencies,
             "build_commands": [command_argv(c) for c in svc.build],
             "build_seconds": _since(started),
+            "build_commands_seconds": commands_seconds,
+            "unchanged_files": unchanged,
             "build_log": str(build_log),
         }
         (final / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         seal.make_read_only(final, svc.writable)
+        open_release(final, svc.writable, run_user(svc.run_as))
         record = ReleaseRecord(
             id=release_id,
             service=service,
@@ -169,7 +208,7 @@ def _build(
         remove_release_dir(final)
         raise
     log(f"{service}: built release {release_id} ({sealed.digest[:12]}) from {taken}")
-    return BuildResult(record, reused=False)
+    return BuildResult(record, reused=False, source=taken, warning=warning)
 
 
 def verify_release(store: Store, paths: Paths, service: str, release_id: str) -> ReleaseRecord:
@@ -214,6 +253,14 @@ def _changes(release: ReleaseRecord) -> str | None:
     return checked.describe() or fallback
 
 
+def _not_git(service: str, source: Path) -> str:
+    return (
+        f"{service}: source: working directory {source} (not a git repository): the release "
+        "holds its files as they are now and is tied to no commit; to build what is "
+        "committed instead: git init && git add -A && git commit"
+    )
+
+
 def _recipe(svc: ServiceConfig) -> str:
     """What, besides the source, makes the release: a different one is a different release."""
     recipe: dict[str, Any] = {"build": [command_argv(c) for c in svc.build]}
@@ -233,25 +280,15 @@ def _excludes(loaded: LoadedConfig, svc: ServiceConfig, source: Path) -> Exclude
     return Excludes(patterns)
 
 
-def _new_release_dir(service_dir: Path, now: datetime, source_digest: str) -> Path:
+def new_release_id(now: datetime, source_digest: str, taken: Callable[[str], bool]) -> str:
+    """`<UTC second>-<source digest prefix>`, then `-2`, `-3`... while `taken` says the id
+    is used (the same source again within a second: a modified release rebuilt)."""
     base = f"{now:%Y%m%d%H%M%S}-{source_digest[:8]}"
-    candidate, n = service_dir / base, 1
-    while candidate.exists():  # the same source again within a second (a modified release)
+    candidate, n = base, 1
+    while taken(candidate):
         n += 1
-        candidate = service_dir / f"{base}-{n}"
+        candidate = f"{base}-{n}"
     return candidate
-
-
-@contextlib.contextmanager
-def _build_lock(paths: Paths, service: str) -> Iterator[None]:
-    """One build of a service at a time on this machine (the others wait their turn)."""
-    lock_path = paths.releases / f".build-{service}.lock"
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _remove_unfinished(service_dir: Path) -> None:
@@ -269,15 +306,15 @@ def _dependencies(
     env: dict[str, str],
     build_log: Path,
     log: Callable[[str], None],
-) -> tuple[dict[str, Any] | None, dict[str, str]]:
+) -> tuple[dict[str, Any] | None, Path | None, list[str]]:
     """Install the dependencies, or link them from an earlier release with the same key.
 
-    Also returns the recorded hashes of the linked files (the same inodes as the
-    earlier, sealed release's), so that sealing does not read them again.
+    Also returns that earlier release and the files linked from it (relative
+    paths), so that sealing takes their recorded hashes instead of reading them.
     """
     spec = svc.dependencies
     if spec is None:
-        return None, {}
+        return None, None, []
     started = time.monotonic()
     key = dependency_key(spec, release_dir, svc.env, service)
     candidates = (
@@ -286,18 +323,30 @@ def _dependencies(
     )
     earlier = reusable(candidates, key, spec.paths)
     if earlier is not None:
-        recorded = seal.file_list(earlier)
-        known: dict[str, str] = {}
+        linked: list[str] = []
         for path in spec.paths:
-            linked = link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
-            known.update((p, recorded[p]) for p in (f"{path}/{f}" for f in linked) if p in recorded)
-        files = ", ".join(spec.files)
-        log(f"{service}: {files} unchanged: dependencies linked from release {earlier.name}")
+            files = link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
+            linked.extend(f"{path}/{f}" for f in files)
+        names = ", ".join(spec.files)
+        log(f"{service}: {names} unchanged: dependencies linked from release {earlier.name}")
         with build_log.open("a") as out:
-            out.write(f"# dependencies linked from {earlier} ({files} unchanged)\n")
-        return {"key": key, "reused_from": earlier.name, "seconds": _since(started)}, known
+            out.write(f"# dependencies linked from {earlier} ({names} unchanged)\n")
+        reused = {"key": key, "reused_from": earlier.name, "seconds": _since(started)}
+        return reused, earlier, linked
     _run_build(spec.install, release_dir, env, build_log, service, "dependencies/install", log)
-    return {"key": key, "reused_from": None, "seconds": _since(started)}, {}
+    return {"key": key, "reused_from": None, "seconds": _since(started)}, None, []
+
+
+def _link_unchanged(
+    store: Store, service: str, release_dir: Path, sealed: seal.Sealed
+) -> dict[str, Any] | None:
+    """Link the files that are the same as the newest earlier release's (see `dedupe`)."""
+    for release in store.list_releases(service):
+        earlier = Path(release.path)
+        if earlier != release_dir and earlier.is_dir():
+            shared = link_unchanged(release_dir, earlier, sealed.own, seal.file_list(earlier))
+            return {"linked_from": release.id, "bytes": shared}
+    return None
 
 
 def _since(started: float) -> float:
@@ -343,14 +392,19 @@ def _run_build(
                     hint=f"fix services/{service}/{key}",
                 ) from error
             if done.returncode != 0:
-                out.flush()
+                with contextlib.suppress(OSError):  # a full disk: the log may lack its end
+                    out.flush()
                 tail = _tail(log_path, _BUILD_LOG_TAIL)
+                hint = f"full build log: {log_path}"
+                if space.free_bytes(cwd) < space.LOW_WATER_BYTES:
+                    full = space.disk_full_error(cwd, f"{key} {service}", log_path.parents[2])
+                    hint = f"{full.message}; {full.hint}; {hint}"
                 raise BuildError(
                     f"{service}: {key} command {command!r} exited with {done.returncode}\n"
                     + "\n".join(f"    {line}" for line in tail),
-                    hint=f"full build log: {log_path}",
+                    hint=hint,
                 )
 
 
 def _tail(path: Path, lines: int) -> list[str]:
-    return path.read_text(errors="replace").splitlines()[-lines:]
+    return [printable(line) for line in path.read_text(errors="replace").splitlines()[-lines:]]

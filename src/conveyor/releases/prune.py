@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.errors import UsageError
 from conveyor.releases.builder import remove_release_dir
+from conveyor.releases.buildlock import try_build_lock
 from conveyor.store.records import SUCCEEDED, ReleaseRecord
 
 if TYPE_CHECKING:
@@ -55,12 +57,39 @@ def plan_prune(rt: Runtime, keep: int) -> list[ReleaseRecord]:
     return doomed
 
 
-def prune_releases(rt: Runtime, releases: Iterable[ReleaseRecord]) -> None:
+def prune_releases(rt: Runtime, releases: Iterable[ReleaseRecord]) -> Pruned:
+    """Delete `releases`, but not those of a service being built right now: that build may
+    be reusing one of them or linking its dependencies (they go next time)."""
+    by_service: dict[str, list[ReleaseRecord]] = {}
     for release in releases:
-        remove_release_dir(Path(release.path))
-        if release.build_log:
-            Path(release.build_log).unlink(missing_ok=True)
-        rt.store.delete_release(release.service, release.id)
+        by_service.setdefault(release.service, []).append(release)
+    pruned = Pruned([], [])
+    for service, doomed in by_service.items():
+        with try_build_lock(rt.paths, service) as held:
+            if not held:
+                pruned.busy.append(service)
+                continue
+            for release in doomed:
+                remove_release_dir(Path(release.path))
+                if release.build_log:
+                    Path(release.build_log).unlink(missing_ok=True)
+                rt.store.delete_release(release.service, release.id)
+                pruned.deleted.append(release)
+    return pruned
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What pruning deleted, and the services it left alone because they were being built."""
+
+    deleted: list[ReleaseRecord]
+    busy: list[str]
+
+    def busy_note(self) -> str | None:
+        if not self.busy:
+            return None
+        names = ", ".join(self.busy)
+        return f"kept the old releases of {names}: being built now (they go at the next prune)"
 
 
 def _protected(rt: Runtime) -> set[Key]:

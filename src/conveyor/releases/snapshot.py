@@ -19,6 +19,7 @@ from pathlib import Path
 from conveyor.errors import BuildError
 from conveyor.git import GitInfo
 from conveyor.git import git as run_git
+from conveyor.tarball import extract
 
 _SKIP_DIRS = {".git", ".conveyor", "__pycache__", ".venv", "node_modules", ".mypy_cache"}
 ALWAYS_EXCLUDED = (".conveyor/", "__pycache__/", "*.pyc")
@@ -85,7 +86,7 @@ def snapshot(
         if extra.is_file():
             shutil.copy2(extra, destination / extra.name)
     if git is None:
-        return f"the files of {source} (not a git repository: every file but {_skipped()})"
+        return f"working directory {source} (not a git repository: every file but {_skipped()})"
     return f"the working tree of {source} (--dirty: uncommitted changes included)"
 
 
@@ -104,7 +105,7 @@ def _export_git(git: GitInfo, source: Path, destination: Path, excluded: Exclude
         )
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         members = [m for m in tar.getmembers() if not excluded(m.name.rstrip("/"), m.isdir())]
-        tar.extractall(destination, members=members, filter="data")
+        extract(tar, destination, members)
 
 
 def _export_git_file(git: GitInfo, path: Path, destination: Path) -> None:

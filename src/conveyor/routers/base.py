@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from conveyor.analysis.metrics import Histogram
+
+if TYPE_CHECKING:
+    from conveyor.config.models import ServiceConfig
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,19 @@ class RouteSpec:
     path: str = "/"  # path prefix; "/" matches everything
     host: str | None = None
     strip_prefix: bool = False
+
+
+def route_specs(services: Mapping[str, ServiceConfig]) -> list[RouteSpec]:
+    """The route of each service of a config, as the routers take them."""
+    return [
+        RouteSpec(
+            service=name,
+            path=svc.route.path,
+            host=svc.route.host,
+            strip_prefix=svc.route.strip_prefix,
+        )
+        for name, svc in services.items()
+    ]
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,16 @@ from conveyor.routers.caddy_process import atomic_write_text
 from conveyor.routers.traffic import LogPosition, Tally, Window, valid_latency
 
 if TYPE_CHECKING:
+    from conveyor.engine.runtime import Runtime
     from conveyor.routers.base import Router
 
-__all__ = ["CaddyRouter"]
+__all__ = ["CaddyRouter", "build"]
+
+
+def build(rt: Runtime, environment: str) -> CaddyRouter:
+    """The `caddy` plugin (`conveyor.plugins`): one Caddy of the home for every environment."""
+    return CaddyRouter(rt.paths.caddy_admin_socket, rt.paths.caddy_dir)
+
 
 _ADMIN_ATTEMPTS = 4
 ADMIN_LOCK = ".admin.lock"  # serializes config changes across tasks and processes

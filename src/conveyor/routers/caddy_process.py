@@ -58,6 +58,16 @@ def autosave_path(paths: Paths) -> Path:
     return paths.caddy_dir / "config" / "caddy" / "autosave.json"
 
 
+def resumed_listens(paths: Paths) -> list[str]:
+    """The listen addresses a Caddy started now takes from its autosaved config."""
+    try:
+        saved = json.loads(autosave_path(paths).read_text(encoding="utf-8"))
+        servers = saved["apps"]["http"]["servers"]
+        return [str(a) for server in servers.values() for a in server.get("listen") or []]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
 def bootstrap_config(paths: Paths) -> dict[str, Any]:
     """The initial JSON config: admin API on the unix socket, no servers yet."""
     return {

@@ -107,9 +107,17 @@ from conveyor.routers.haproxy_process import (
 from conveyor.routers.traffic import LogPosition, Tally, Window, valid_latency
 
 if TYPE_CHECKING:
+    from conveyor.engine.runtime import Runtime
     from conveyor.routers.base import Router
 
-__all__ = ["HAProxyRouter"]
+__all__ = ["HAProxyRouter", "build"]
+
+
+def build(rt: Runtime, environment: str) -> HAProxyRouter:
+    """The `haproxy` plugin (`conveyor.plugins`): one HAProxy of the home for every
+    environment."""
+    return HAProxyRouter(rt.paths)
+
 
 _TRAFFIC_TAG = TRAFFIC_TAG.encode()
 STATE_LOCK = ".state.lock"  # serializes changes across tasks and processes

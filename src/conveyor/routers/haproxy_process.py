@@ -53,6 +53,7 @@ from conveyor.routers.base import RouteSpec
 from conveyor.routers.caddy_process import atomic_write_text
 
 if TYPE_CHECKING:
+    from conveyor.engine.runtime import Runtime
     from conveyor.targets.supervisor import Supervisor
 
 PROGRAM = "conveyor-haproxy"  # its name under supervisord
@@ -620,6 +621,12 @@ def prepare(paths: Paths) -> None:
     write_config(paths, RouterState.load(state_path(paths)))
 
 
+async def ensure_for(rt: Runtime) -> None:
+    """The `haproxy` plugin's `ensure`: HAProxy runs under the home's supervisord."""
+    await rt.ensure_supervisor()
+    await ensure_haproxy(rt.supervisor, rt.paths)
+
+
 async def ensure_haproxy(supervisor: Supervisor, paths: Paths, *, timeout: float = 15.0) -> None:
     """Start HAProxy under supervisord (program `conveyor-haproxy`) unless it answers already.
 
@@ -629,6 +636,11 @@ async def ensure_haproxy(supervisor: Supervisor, paths: Paths, *, timeout: float
     await asyncio.to_thread(supervisor.ensure_running)
     if await haproxy_answers(paths):
         return
+    from conveyor.routers.exclusive import refuse_other_listeners
+
+    info = await asyncio.to_thread(supervisor.program_info, PROGRAM)
+    listens = [env.listen for env in RouterState.load(state_path(paths)).environments.values()]
+    refuse_other_listeners("haproxy", listens, info.status.pid if info is not None else None)
     await asyncio.to_thread(prepare, paths)
     await asyncio.to_thread(
         supervisor.add_program,

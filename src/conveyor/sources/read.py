@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from conveyor.analysis.custom import (
     parse_source,
 )
 from conveyor.analysis.spec import AnalysisSpec
+from conveyor.concurrently import every
 from conveyor.sources.base import MetricSource, MetricSourceError
 from conveyor.sources.command import CommandSource
 from conveyor.sources.http import HttpSource
@@ -88,5 +88,5 @@ async def read_metrics(
     """
     if isinstance(sources, AnalysisSpec):
         sources = build_sources(sources)
-    readings = await asyncio.gather(*(_read(source) for source in sources.values()))
+    readings = await every(*(_read(source) for source in sources.values()))
     return dict(zip(sources, readings, strict=True))

@@ -19,7 +19,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.errors import ConveyorError, StateError
-from conveyor.redaction import redact_text, redact_url, url_secrets
+from conveyor.redaction import (
+    redact_registered,
+    redact_text,
+    redact_url,
+    registered_secrets,
+    url_secrets,
+)
+from conveyor.store.integrity import check_file, damaged, is_corruption
 
 # Re-exported: defined apart so that `conveyor status` can check it without SQLAlchemy.
 from conveyor.store.revision import HEAD_REVISION as HEAD_REVISION
@@ -83,6 +90,21 @@ def parse_url(url: str) -> URL:
     )
 
 
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite state database; None for PostgreSQL or in-memory SQLite."""
+    if engine.url.get_backend_name() != "sqlite":
+        return None
+    return _sqlite_path(engine.url)
+
+
+def corruption_error(engine: Engine, exc: BaseException) -> StateError | None:
+    """A `StateCorruptError` when `exc` says the SQLite file is damaged, else None."""
+    path = sqlite_file(engine)
+    if path is None or not is_corruption(exc):
+        return None
+    return damaged(path, "is damaged (SQLite cannot read it)")
+
+
 def _sqlite_path(url: URL) -> Path | None:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -111,6 +133,7 @@ def create_store_engine(url: str) -> Engine:
                     f"{exc.strerror or exc}",
                     hint=f"check that {path.parent} can be created and written by this user",
                 ) from None
+            check_file(path)
         engine = create_engine(parsed)
         in_memory = path is None
 
@@ -132,7 +155,7 @@ def create_store_engine(url: str) -> Engine:
             write = conn.get_execution_options().get(_WRITE_OPTION, False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-        return engine
+        return _masking_secrets(engine)
 
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in parsed.query:
@@ -141,13 +164,42 @@ def create_store_engine(url: str) -> Engine:
         connect_args["application_name"] = "conveyor"
     try:
         # The server keeps its pool for days: check connections before use.
-        return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        return _masking_secrets(
+            create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        )
     except ImportError as exc:
         raise StateError(
             f"cannot use the state database {redact_url(url)}: the psycopg driver is missing "
             f"({exc})",
             hint='install it: pip install "conveyor-deploy[postgres]"',
         ) from None
+
+
+def _masking_secrets(engine: Engine) -> Engine:
+    """`engine`, with the resolved secrets (`conveyor.redaction.register_secrets`) masked
+    in every string it writes: one place for the journal, history, notes and errors."""
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _mask(
+        conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> tuple[str, Any]:
+        if registered_secrets():
+            parameters = _masked(parameters)
+        return statement, parameters
+
+    return engine
+
+
+def _masked(value: Any) -> Any:
+    """`value` (a statement's parameters: strings in tuples, lists and dicts) with the
+    registered secrets masked."""
+    if isinstance(value, str):
+        return redact_registered(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_masked(v) for v in value)
+    return value
 
 
 @contextmanager
@@ -180,7 +232,12 @@ def current_revision(engine: Engine, url: str) -> str | None:
     """
     try:
         conn = engine.connect()
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, UnicodeDecodeError) as exc:
+        corrupt = corruption_error(engine, exc)
+        if corrupt is not None:
+            raise corrupt from None
+        if isinstance(exc, UnicodeDecodeError):
+            raise
         raise StateError(
             f"cannot open the state database {redact_url(url)}: {describe_error(exc, url)}",
             hint=_connect_hint(engine),
@@ -188,7 +245,12 @@ def current_revision(engine: Engine, url: str) -> str | None:
     try:
         with conn.begin():
             row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
-    except SQLAlchemyError:
+    except (SQLAlchemyError, UnicodeDecodeError) as exc:
+        corrupt = corruption_error(engine, exc)
+        if corrupt is not None:
+            raise corrupt from None
+        if isinstance(exc, UnicodeDecodeError):
+            raise
         return None  # no version table yet: an empty database
     finally:
         conn.close()

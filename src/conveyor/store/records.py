@@ -1,10 +1,31 @@
-"""Plain records the store returns: detached from any database session."""
+"""Plain records the store returns: detached from any database session.
 
-from __future__ import annotations
+Each record is also the one definition of its table's data columns: the field
+types and `Col` annotations are what `conveyor.store.columns` reads to build
+the table, read rows and write them (see there). The Alembic migrations create
+the same tables; a test compares them.
+"""
 
+# No `from __future__ import annotations` here: `conveyor.store.columns` reads the
+# field types, and evaluated annotations cost `conveyor status` less than strings.
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
+
+from conveyor.store.columns import Col
+
+# Column types a field's type alone does not give (a plain `str` is VARCHAR(255)).
+Text = Annotated[str, Col(text=True)]
+Str32 = Annotated[str, Col(length=32)]
+Str64 = Annotated[str, Col(length=64)]
+Str128 = Annotated[str, Col(length=128)]
+Key = Annotated[str, Col(key=True)]
+UserName = Annotated[str, Col(name="user_name")]  # "user" is reserved in PostgreSQL
+
+
+def _row_counts(tables: dict[str, Any]) -> dict[str, int]:
+    return {str(name): int(count) for name, count in tables.items()}
+
 
 # Deployment statuses.
 PENDING = "pending"
@@ -42,14 +63,14 @@ class ReleaseRecord:
 
     id: str
     service: str
-    path: str
-    digest: str  # sha256 of the built tree
-    source_digest: str  # sha256 of the source tree before build commands ran
+    path: Text
+    digest: Str128  # sha256 of the built tree
+    source_digest: Str128  # sha256 of the source tree before build commands ran
     created_at: datetime
     built_by: str
-    git_commit: str | None = None
+    git_commit: Str64 | None = None
     git_commit_time: datetime | None = None
-    build_log: str | None = None
+    build_log: Text | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,18 +80,18 @@ class DeploymentRecord:
 
     id: str
     environment: str
-    kind: str  # "deploy" | "rollback"
-    status: str
-    strategy: str
+    kind: Str32  # "deploy" | "rollback"
+    status: Str32
+    strategy: Str64
     releases: dict[str, str]  # service -> release id being deployed
     previous: dict[str, str]  # service -> release id that ran before
-    user: str
-    reason: str | None
+    user: UserName
+    reason: Text | None
     started_at: datetime
     finished_at: datetime | None = None
-    error: str | None = None
+    error: Text | None = None
     plan: list[dict[str, Any]] = field(default_factory=list)  # serialized steps
-    request: str | None = None  # pending control request (REQUEST_*)
+    request: Str32 | None = None  # pending control request (REQUEST_*)
     request_by: str | None = None
 
 
@@ -78,14 +99,14 @@ class DeploymentRecord:
 class StepRecord:
     """Journal entry of one plan step."""
 
-    deployment_id: str
-    index: int
-    kind: str
-    description: str
-    status: str
+    deployment_id: Key
+    index: Annotated[int, Col(name="step_index", key=True, autoincrement=False)]
+    kind: Str64
+    description: Text
+    status: Str32
     started_at: datetime
     finished_at: datetime | None = None
-    error: str | None = None
+    error: Text | None = None
     attempt: int = 1
 
 
@@ -93,12 +114,16 @@ class StepRecord:
 class InstanceRecord:
     """An instance Conveyor started (and has not yet forgotten)."""
 
-    name: str
+    name: Key
     environment: str
     service: str
     release_id: str
-    port: int
-    state: str  # "starting" | "ready" | "serving" | "draining" | "stopped"
+    port: int  # the port it listens on, on its host
+    host: Annotated[
+        str, Col(server_default="local")
+    ]  # the name of the host it runs on ("local": the machine Conveyor runs on)
+    address: str  # where the router and the checks reach it, "ip:port" (from its target)
+    state: Str32  # "starting" | "ready" | "serving" | "draining" | "stopped"
     created_at: datetime
     deployment_id: str | None = None
     warm_until: datetime | None = None  # kept warm (no traffic) until then
@@ -123,24 +148,24 @@ class BackupRecord:
 
     id: str
     database: str
-    engine: str  # "postgresql" | "mysql" | "sqlite"
-    url: str  # with the password redacted
-    path: str
-    format: str
-    size: int
-    sha256: str
+    engine: Str32  # "postgresql" | "mysql" | "sqlite"
+    url: Text  # with the password redacted
+    path: Text
+    format: Str64
+    size: Annotated[int, Col(big=True)]  # bytes: backups exceed 2 GiB
+    sha256: Str64
     created_at: datetime
     duration_s: float
     created_by: str
-    tables: dict[str, int] = field(default_factory=dict)
+    tables: Annotated[dict[str, int], Col(decode=_row_counts)] = field(default_factory=dict)
     environment: str | None = None
-    reason: str | None = None
+    reason: Text | None = None
     deployment_id: str | None = None
     server_version: str | None = None
     verified_at: datetime | None = None
-    verify_mode: str | None = None
+    verify_mode: Str32 | None = None
     verify_ok: bool | None = None
-    verify_detail: str | None = None
+    verify_detail: Text | None = None
     verify_duration_s: float | None = None
 
 
@@ -149,10 +174,10 @@ class PipelineRunRecord:
     """One run of the pipeline: where, what came of each job."""
 
     id: str
-    status: str  # "running" | "passed" | "failed"
+    status: Str32  # "running" | "passed" | "failed"
     started_at: datetime
-    user: str
-    git_commit: str | None = None
+    user: UserName
+    git_commit: Str64 | None = None
     dirty: bool = False
     release_id: str | None = None
     finished_at: datetime | None = None
@@ -164,10 +189,10 @@ class ApprovalRecord:
     """An approval or rejection of a deployment."""
 
     deployment_id: str
-    user: str
+    user: UserName
     approve: bool
     at: datetime
-    message: str = ""
+    message: Annotated[str, Col(text=True, nullable=True)] = ""
 
 
 @dataclass(frozen=True)
@@ -175,13 +200,13 @@ class NotificationRecord:
     """One delivery of a deployment event to one target."""
 
     target: str
-    event: str
-    status: str  # "delivered" | "failed"
+    event: Str64
+    status: Str32  # "delivered" | "failed"
     attempts: int
     at: datetime
     deployment_id: str | None = None
     environment: str | None = None
-    error: str | None = None
+    error: Text | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -189,11 +214,11 @@ class NotificationRecord:
 class LockRecord:
     """Who holds an environment's deploy lock."""
 
-    environment: str
+    environment: Key
     holder: str  # user
     acquired_at: datetime
     deployment_id: str | None = None
-    message: str | None = None
+    message: Text | None = None
     pid: int | None = None
     hostname: str | None = None
 
@@ -202,10 +227,10 @@ class LockRecord:
 class EventRecord:
     """Something that happened, for the audit trail and `history`."""
 
-    id: int
+    id: Annotated[int, Col(key=True, autoincrement=True)]
     time: datetime
-    kind: str
-    message: str
+    kind: Str64
+    message: Text
     environment: str | None = None
     deployment_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)

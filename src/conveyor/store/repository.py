@@ -22,13 +22,16 @@ from sqlalchemy.sql.dml import Insert
 
 from conveyor.errors import ConveyorError, LockHeldError, StateError
 from conveyor.redaction import redact_url
-from conveyor.store import rows
+from conveyor.store import rows, space
 from conveyor.store import tables as t
+from conveyor.store.columns import columns_of
 from conveyor.store.db import (
     SQLITE_BUSY_TIMEOUT_MS,
+    corruption_error,
     create_store_engine,
     describe_error,
     ensure_schema,
+    sqlite_file,
     transaction,
 )
 from conveyor.store.records import (
@@ -124,6 +127,10 @@ class Store:
         self._url = url  # kept to scrub its password from driver messages
         self.url = redact_url(url)
         """The state URL with any password replaced by `***`."""
+        self.state_file = sqlite_file(engine)
+        """The SQLite file of the state; None for PostgreSQL (its server keeps its disk)."""
+        self.notes: list[str] = []
+        """Warnings for the user gathered while writing (the disk ran full)."""
 
     @property
     def dialect(self) -> str:
@@ -152,19 +159,47 @@ class Store:
 
     @contextmanager
     def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+        if write:
+            self._keep_writable()
         try:
             with transaction(self._engine, write=write) as conn:
                 yield conn
         except ConveyorError:
             raise
+        except UnicodeDecodeError as exc:
+            raise self._error(what, exc) from None
         except StatementError as exc:
-            if not isinstance(exc, DBAPIError) and isinstance(exc.orig, ValueError | TypeError):
-                raise exc.orig from None  # a bad value from the caller, e.g. a naive datetime
+            # A bad value from the caller (e.g. a naive datetime); not SQLite's garbled text.
+            origin = exc.orig
+            garbled = isinstance(origin, UnicodeDecodeError) or isinstance(exc, DBAPIError)
+            if isinstance(origin, ValueError | TypeError) and not garbled:
+                raise origin from None
             raise self._error(what, exc) from None
         except SQLAlchemyError as exc:
             raise self._error(what, exc) from None
 
-    def _error(self, what: str, exc: SQLAlchemyError) -> StateError:
+    def _keep_writable(self) -> None:
+        """Give the reserve back to the filesystem when it is nearly full, so that this
+        write (and those that end a deployment and free its lock) still fit."""
+        path = self.state_file
+        if path is None or space.free_bytes(path.parent) >= space.LOW_WATER_BYTES:
+            return
+        if space.release_reserve(path):
+            self.notes.append(
+                f"the disk holding {path.parent} is full: Conveyor used its reserve to record "
+                f"this command; {space.PRUNE_HINT.format(home=path.parent)} before the next "
+                "build or deploy"
+            )
+
+    def _error(self, what: str, exc: SQLAlchemyError | UnicodeDecodeError) -> StateError:
+        corrupt = corruption_error(self._engine, exc)
+        if corrupt is not None:
+            return corrupt
+        path = self.state_file
+        if path is not None and space.is_disk_full(exc):
+            space.release_reserve(path)  # so that ending the deployment and its lock still fit
+            error = space.disk_full_error(path.parent, f"{what} (the state)", path.parent)
+            return StateError(error.message, hint=error.hint)
         reason = describe_error(exc, self._url)
         if "database is locked" in reason:
             hint = (
@@ -214,21 +249,7 @@ class Store:
                     f"release {r.id} of service {r.service} is already recorded",
                     hint="releases are immutable: build a new release instead",
                 )
-            conn.execute(
-                insert(t.releases).values(
-                    service=r.service,
-                    id=r.id,
-                    path=r.path,
-                    digest=r.digest,
-                    source_digest=r.source_digest,
-                    created_at=r.created_at,
-                    built_by=r.built_by,
-                    git_commit=r.git_commit,
-                    git_commit_time=r.git_commit_time,
-                    build_log=r.build_log,
-                    manifest=dict(r.manifest),
-                )
-            )
+            conn.execute(insert(t.releases).values(columns_of(r)))
 
     def get_release(self, service: str, release_id: str) -> ReleaseRecord | None:
         """The release `release_id` of `service`, or None."""
@@ -282,23 +303,7 @@ class Store:
                     f"deployment {d.id} is already recorded",
                     hint="deployment ids must be unique; this is a bug in the caller",
                 )
-            conn.execute(
-                insert(t.deployments).values(
-                    id=d.id,
-                    environment=d.environment,
-                    kind=d.kind,
-                    status=d.status,
-                    strategy=d.strategy,
-                    releases=dict(d.releases),
-                    previous=dict(d.previous),
-                    user_name=d.user,
-                    reason=d.reason,
-                    started_at=d.started_at,
-                    finished_at=d.finished_at,
-                    error=d.error,
-                    plan=list(d.plan),
-                )
-            )
+            conn.execute(insert(t.deployments).values(columns_of(d)))
 
     def get_deployment(self, deployment_id: str) -> DeploymentRecord | None:
         """The deployment with this id, or None."""
@@ -434,19 +439,17 @@ class Store:
     ) -> StepRecord:
         """Journal that step `index` starts; a retried step gets `attempt` + 1."""
         s = t.steps
+        started = StepRecord(
+            deployment_id=deployment_id,
+            index=index,
+            kind=kind,
+            description=description,
+            status=STEP_RUNNING,
+            started_at=_now(),
+        )
         stmt = self._upsert(
             s,
-            {
-                "deployment_id": deployment_id,
-                "step_index": index,
-                "kind": kind,
-                "description": description,
-                "status": STEP_RUNNING,
-                "started_at": _now(),
-                "finished_at": None,
-                "error": None,
-                "attempt": 1,
-            },
+            columns_of(started),
             keys=("deployment_id", "step_index"),
             extra={"attempt": s.c.attempt + 1},
         ).returning(*s.c)
@@ -487,21 +490,7 @@ class Store:
 
     def upsert_instance(self, r: InstanceRecord) -> None:
         """Record an instance, replacing what was known about one of the same name."""
-        stmt = self._upsert(
-            t.instances,
-            {
-                "name": r.name,
-                "environment": r.environment,
-                "service": r.service,
-                "release_id": r.release_id,
-                "port": r.port,
-                "state": r.state,
-                "created_at": r.created_at,
-                "deployment_id": r.deployment_id,
-                "warm_until": r.warm_until,
-            },
-            keys=("name",),
-        )
+        stmt = self._upsert(t.instances, columns_of(r), keys=("name",))
         with self._tx(f"record instance {r.name}", write=True) as conn:
             conn.execute(stmt)
 
@@ -593,15 +582,7 @@ class Store:
         """
         stmt = (
             self._insert(t.locks)
-            .values(
-                environment=lock.environment,
-                holder=lock.holder,
-                acquired_at=lock.acquired_at,
-                deployment_id=lock.deployment_id,
-                message=lock.message,
-                pid=lock.pid,
-                hostname=lock.hostname,
-            )
+            .values(columns_of(lock))
             .on_conflict_do_nothing(index_elements=["environment"])
             .returning(*t.locks.c)
         )
@@ -679,17 +660,7 @@ class Store:
     def add_measurement(self, m: MeasurementRecordRow) -> None:
         """Journal one analysis snapshot and its verdict."""
         with self._tx(f"record a measurement of {m.analysis}", write=True) as conn:
-            conn.execute(
-                insert(t.measurements).values(
-                    deployment_id=m.deployment_id,
-                    step_index=m.step_index,
-                    analysis=m.analysis,
-                    run=m.run,
-                    seq=m.seq,
-                    time=m.time,
-                    data=dict(m.data),
-                )
-            )
+            conn.execute(insert(t.measurements).values(columns_of(m)))
 
     def next_measurement_run(self, deployment_id: str, step_index: int) -> int:
         """The number of the next analysis run of a step (1 for the first)."""
@@ -706,47 +677,17 @@ class Store:
         """Every measurement of a deployment, in the order taken."""
         m = t.measurements
         with self._tx(f"read the measurements of {deployment_id}") as conn:
-            rows = conn.execute(
+            found = conn.execute(
                 select(m).where(m.c.deployment_id == deployment_id).order_by(m.c.id)
             )
-            return [
-                MeasurementRecordRow(
-                    deployment_id=row.deployment_id,
-                    step_index=row.step_index,
-                    analysis=row.analysis,
-                    run=row.run,
-                    seq=row.seq,
-                    time=row.time,
-                    data=dict(row.data or {}),
-                )
-                for row in rows
-            ]
+            return [rows.measurement(row._mapping) for row in found]
 
     # -- database backups -----------------------------------------------------
 
     def add_backup(self, b: BackupRecord) -> None:
         """Record a backup file just written."""
         with self._tx(f"record backup {b.id}", write=True) as conn:
-            conn.execute(
-                insert(t.backups).values(
-                    id=b.id,
-                    database=b.database,
-                    environment=b.environment,
-                    engine=b.engine,
-                    url=b.url,
-                    path=b.path,
-                    format=b.format,
-                    size=b.size,
-                    sha256=b.sha256,
-                    created_at=b.created_at,
-                    duration_s=b.duration_s,
-                    created_by=b.created_by,
-                    reason=b.reason,
-                    deployment_id=b.deployment_id,
-                    server_version=b.server_version,
-                    tables=dict(b.tables),
-                )
-            )
+            conn.execute(insert(t.backups).values(columns_of(b)))
 
     def get_backup(self, backup_id: str) -> BackupRecord | None:
         with self._tx(f"read backup {backup_id}") as conn:
@@ -796,19 +737,7 @@ class Store:
 
     def add_notification(self, n: NotificationRecord) -> None:
         with self._tx(f"record a notification to {n.target}", write=True) as conn:
-            conn.execute(
-                insert(t.notifications).values(
-                    deployment_id=n.deployment_id,
-                    environment=n.environment,
-                    target=n.target,
-                    event=n.event,
-                    status=n.status,
-                    attempts=n.attempts,
-                    error=n.error,
-                    at=n.at,
-                    data=dict(n.data),
-                )
-            )
+            conn.execute(insert(t.notifications).values(columns_of(n)))
 
     def list_notifications(
         self,
@@ -827,70 +756,28 @@ class Store:
         if environment is not None:
             query = query.where(n.c.environment == environment)
         with self._tx("read the notifications") as conn:
-            return [
-                NotificationRecord(
-                    target=row.target,
-                    event=row.event,
-                    status=row.status,
-                    attempts=row.attempts,
-                    at=row.at,
-                    deployment_id=row.deployment_id,
-                    environment=row.environment,
-                    error=row.error,
-                    data=dict(row.data or {}),
-                )
-                for row in conn.execute(query)
-            ]
+            return [rows.notification(row._mapping) for row in conn.execute(query)]
 
     # -- approvals ------------------------------------------------------------
 
     def add_approval(self, a: ApprovalRecord) -> None:
         with self._tx(f"record the decision of {a.user} on {a.deployment_id}", write=True) as conn:
-            conn.execute(
-                insert(t.approvals).values(
-                    deployment_id=a.deployment_id,
-                    user_name=a.user,
-                    approve=int(a.approve),
-                    message=a.message,
-                    at=a.at,
-                )
-            )
+            conn.execute(insert(t.approvals).values(columns_of(a)))
 
     def list_approvals(self, deployment_id: str) -> list[ApprovalRecord]:
         """Decisions on a deployment, oldest first."""
         a = t.approvals
         with self._tx(f"read the approvals of {deployment_id}") as conn:
-            rows_ = conn.execute(
+            found = conn.execute(
                 select(a).where(a.c.deployment_id == deployment_id).order_by(a.c.id)
             )
-            return [
-                ApprovalRecord(
-                    deployment_id=row.deployment_id,
-                    user=row.user_name,
-                    approve=bool(row.approve),
-                    at=row.at,
-                    message=row.message or "",
-                )
-                for row in rows_
-            ]
+            return [rows.approval(row._mapping) for row in found]
 
     # -- pipeline runs --------------------------------------------------------
 
     def add_pipeline_run(self, r: PipelineRunRecord) -> None:
         with self._tx(f"record pipeline run {r.id}", write=True) as conn:
-            conn.execute(
-                insert(t.pipeline_runs).values(
-                    id=r.id,
-                    git_commit=r.git_commit,
-                    dirty=int(r.dirty),
-                    release_id=r.release_id,
-                    status=r.status,
-                    started_at=r.started_at,
-                    finished_at=r.finished_at,
-                    user_name=r.user,
-                    jobs=dict(r.jobs),
-                )
-            )
+            conn.execute(insert(t.pipeline_runs).values(columns_of(r)))
 
     def update_pipeline_run(
         self,
@@ -940,17 +827,17 @@ class Store:
     ) -> EventRecord:
         """Append an event to the audit trail, stamped now."""
         with self._tx(f"record a {kind} event", write=True) as conn:
+            new = EventRecord(
+                id=0,  # left out: the database numbers it
+                time=_now(),
+                kind=kind,
+                message=message,
+                environment=environment,
+                deployment_id=deployment_id,
+                data=data or {},
+            )
             row = conn.execute(
-                insert(t.events)
-                .values(
-                    time=_now(),
-                    kind=kind,
-                    message=message,
-                    environment=environment,
-                    deployment_id=deployment_id,
-                    data=dict(data or {}),
-                )
-                .returning(*t.events.c)
+                insert(t.events).values(columns_of(new, leave_out=("id",))).returning(*t.events.c)
             ).one()
         return _event(row)
 
@@ -989,4 +876,7 @@ def open_store(url: str) -> Store:
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, url)
+    store = Store(engine, url)
+    if store.state_file is not None:
+        space.ensure_reserve(store.state_file)
+    return store

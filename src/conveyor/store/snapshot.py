@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from conveyor.store import rows
+from conveyor.store import columns, rows
+from conveyor.store.integrity import check_file
 from conveyor.store.records import (
     UNFINISHED_STATUSES,
     DeploymentRecord,
@@ -33,47 +34,11 @@ from conveyor.store.revision import HEAD_REVISION
 
 __all__ = ["COLUMNS", "SnapshotReader", "SnapshotUnavailable"]
 
-# The columns read, by table; names as in `conveyor.store.tables`.
-_DEPLOYMENT = (
-    "id",
-    "environment",
-    "kind",
-    "status",
-    "strategy",
-    "releases",
-    "previous",
-    "user_name",
-    "reason",
-    "started_at",
-    "finished_at",
-    "error",
-    "plan",
-    "request",
-    "request_by",
-)
-_STEP = (
-    "deployment_id",
-    "step_index",
-    "kind",
-    "description",
-    "status",
-    "started_at",
-    "finished_at",
-    "error",
-    "attempt",
-)
-_INSTANCE = (
-    "name",
-    "environment",
-    "service",
-    "release_id",
-    "port",
-    "state",
-    "created_at",
-    "deployment_id",
-    "warm_until",
-)
-_LOCK = ("environment", "holder", "acquired_at", "deployment_id", "message", "pid", "hostname")
+# The columns read, by table: those of the records (`conveyor.store.columns`).
+_DEPLOYMENT = columns.names(DeploymentRecord)
+_STEP = columns.names(StepRecord)
+_INSTANCE = columns.names(InstanceRecord)
+_LOCK = columns.names(LockRecord)
 _CURRENT = ("environment", "service", "release_id")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -96,8 +61,8 @@ class SnapshotUnavailable(Exception):
     """The database could not be read this way; use `open_store` instead."""
 
 
-def _select(table: str, columns: tuple[str, ...]) -> str:
-    return f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - constant names only
+def _select(table: str, names: tuple[str, ...]) -> str:
+    return f"SELECT {', '.join(names)} FROM {table}"  # noqa: S608 - constant names only
 
 
 def _time(value: Any) -> datetime | None:
@@ -121,37 +86,37 @@ def _json(value: Any) -> Any:
     return None if value is None else json.loads(value)
 
 
-_TIMES = ("started_at", "finished_at", "created_at", "acquired_at", "warm_until")
-_JSON = ("releases", "previous", "plan")
-_REQUIRED_TIMES = ("started_at", "created_at", "acquired_at")
+def _decoder(record: type) -> Callable[[Row], dict[str, Any]]:
+    """A row of `record`'s columns as the shared converters want it: aware times, decoded JSON."""
+    decode: list[Callable[[Any], Any]] = []
+    for stored in columns.stored(record):
+        if stored.kind == "time":
+            decode.append(_time if stored.nullable else _required_time)
+        elif stored.kind == "json":
+            decode.append(_json)
+        else:
+            decode.append(_same)
+    names = columns.names(record)
+
+    def convert(row: Row) -> dict[str, Any]:
+        return {name: f(value) for name, f, value in zip(names, decode, row, strict=True)}
+
+    return convert
 
 
-def _columns(names: tuple[str, ...], row: Row) -> dict[str, Any]:
-    """A row as the shared converters want it: aware datetimes, decoded JSON."""
-    m = dict(zip(names, row, strict=True))
-    for key in _TIMES:
-        if key in m:
-            m[key] = _required_time(m[key]) if key in _REQUIRED_TIMES else _time(m[key])
-    for key in _JSON:
-        if key in m:
-            m[key] = _json(m[key])
-    return m
+def _same(value: Any) -> Any:
+    return value
 
 
-def _deployment(row: Row) -> DeploymentRecord:
-    return rows.deployment(_columns(_DEPLOYMENT, row))
+def _reader(record: type[T], read: Callable[[columns.Columns], T]) -> Callable[[Row], T]:
+    decode = _decoder(record)
+    return lambda row: read(decode(row))
 
 
-def _step(row: Row) -> StepRecord:
-    return rows.step(_columns(_STEP, row))
-
-
-def _instance(row: Row) -> InstanceRecord:
-    return rows.instance(_columns(_INSTANCE, row))
-
-
-def _lock(row: Row) -> LockRecord:
-    return rows.lock(_columns(_LOCK, row))
+_deployment = _reader(DeploymentRecord, rows.deployment)
+_step = _reader(StepRecord, rows.step)
+_instance = _reader(InstanceRecord, rows.instance)
+_lock = _reader(LockRecord, rows.lock)
 
 
 class SnapshotReader:
@@ -170,8 +135,11 @@ class SnapshotReader:
     def open(cls, path: Path) -> SnapshotReader | None:
         """A reader of the database file `path`; None when it is missing or not at the head.
 
-        None means: open it with `open_store`, which creates or migrates it.
+        None means: open it with `open_store`, which creates or migrates it. Raises
+        `StateCorruptError` for a file that is empty or not SQLite, or is missing while
+        its last good copy exists.
         """
+        check_file(path)
         if not path.is_file():
             return None
         uri = f"file:{quote(str(path.resolve()))}?mode=ro"
@@ -182,7 +150,8 @@ class SnapshotReader:
         try:
             conn.execute("BEGIN")
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeDecodeError):
+            # Damage included (its message may not even decode): `open_store` reports it.
             conn.close()
             return None
         if row is None or row[0] != HEAD_REVISION:
@@ -217,7 +186,8 @@ class SnapshotReader:
         try:
             return [convert(row) for row in self._conn.execute(sql, params).fetchall()]
         except (sqlite3.Error, ValueError, TypeError) as exc:
-            # ValueError, TypeError: a value the store would not have written (bad time, JSON).
+            # ValueError, TypeError: a value the store would not have written (bad time, JSON),
+            # or text that does not decode (UnicodeDecodeError): damage `open_store` reports.
             raise SnapshotUnavailable(f"{self.path}: {exc}") from exc
 
     def current_releases(self, environment: str) -> dict[str, str]:

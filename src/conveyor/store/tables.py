@@ -4,6 +4,10 @@ These describe the schema that the Alembic migrations in `migrations/versions`
 create; the product never calls `metadata.create_all`. A test compares the two
 so that they cannot drift apart.
 
+A table's data columns come from its record (`conveyor.store.records`, read by
+`conveyor.store.columns`); what is written here is only what a record does not
+hold: insertion counters (`seq`, `id`), keys between tables, indexes.
+
 Times are stored in UTC and come back as timezone-aware UTC datetimes on every
 backend (SQLite has no time zone support, PostgreSQL uses `timestamptz`).
 """
@@ -19,7 +23,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -29,7 +33,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from conveyor.store import columns, records
 
 # Deterministic constraint names: later migrations can refer to them by name
 # (SQLite's batch mode needs that to drop or alter a constraint).
@@ -78,50 +84,60 @@ def _json() -> JSON:
     return JSON(none_as_null=True)
 
 
+def _type(stored: columns.Stored) -> TypeEngine[Any]:
+    kinds: dict[str, TypeEngine[Any]] = {
+        "string": String(stored.spec.length),
+        "text": Text(),
+        "integer": Integer(),
+        "big_integer": BigInteger(),
+        "float": Float(),
+        "flag": Integer(),  # 1 / 0
+        "time": UTCDateTime(),
+        "json": _json(),
+    }
+    return kinds[stored.kind]
+
+
+def _columns(record: type) -> list[Column[Any]]:
+    """The columns of `record`'s fields (`conveyor.store.columns`)."""
+    return [
+        Column(
+            s.column,
+            _type(s),
+            primary_key=s.spec.key,
+            nullable=s.nullable,
+            autoincrement="auto" if s.spec.autoincrement is None else s.spec.autoincrement,
+            server_default=s.spec.server_default,
+        )
+        for s in columns.stored(record)
+    ]
+
+
+def _cascade_from_deployments() -> ForeignKeyConstraint:
+    """`deployment_id` refers to a deployment; its rows go when the deployment does."""
+    return ForeignKeyConstraint(["deployment_id"], ["deployments.id"], ondelete="CASCADE")
+
+
 # Releases are addressed by (service, id); `seq` records insertion order, the
 # tie-break when two releases share a creation time.
 releases = Table(
     "releases",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("service", String(255), nullable=False),
-    Column("id", String(255), nullable=False),
-    Column("path", Text, nullable=False),
-    Column("digest", String(128), nullable=False),
-    Column("source_digest", String(128), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("built_by", String(255), nullable=False),
-    Column("git_commit", String(64), nullable=True),
-    Column("git_commit_time", UTCDateTime, nullable=True),
-    Column("build_log", Text, nullable=True),
-    Column("manifest", _json(), nullable=False),
+    *_columns(records.ReleaseRecord),
     UniqueConstraint("service", "id"),
     Index(None, "service", "source_digest"),
     Index(None, "service", "created_at"),
 )
 
+# `request`: a control request for the process running the deployment: "pause",
+# "abort", "promote" or "promote_full" (`conveyor pause|abort|promote`).
 deployments = Table(
     "deployments",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(255), nullable=False, unique=True),
-    Column("environment", String(255), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("strategy", String(64), nullable=False),
-    Column("releases", _json(), nullable=False),
-    Column("previous", _json(), nullable=False),
-    # "user" is reserved in PostgreSQL; a plain name keeps ad-hoc SQL simple.
-    Column("user_name", String(255), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("started_at", UTCDateTime, nullable=False),
-    Column("finished_at", UTCDateTime, nullable=True),
-    Column("error", Text, nullable=True),
-    Column("plan", _json(), nullable=False),
-    # A control request for the process running the deployment: "pause",
-    # "abort", "promote" or "promote_full" (`conveyor pause|abort|promote`).
-    Column("request", String(32), nullable=True),
-    Column("request_by", String(255), nullable=True),
+    *_columns(records.DeploymentRecord),
+    UniqueConstraint("id"),
     Index(None, "environment", "started_at"),
     Index(None, "status"),
 )
@@ -130,34 +146,14 @@ deployments = Table(
 steps = Table(
     "steps",
     metadata,
-    Column(
-        "deployment_id",
-        String(255),
-        ForeignKey("deployments.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("step_index", Integer, primary_key=True, autoincrement=False),
-    Column("kind", String(64), nullable=False),
-    Column("description", Text, nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("started_at", UTCDateTime, nullable=False),
-    Column("finished_at", UTCDateTime, nullable=True),
-    Column("error", Text, nullable=True),
-    Column("attempt", Integer, nullable=False),
+    *_columns(records.StepRecord),
+    _cascade_from_deployments(),
 )
 
 instances = Table(
     "instances",
     metadata,
-    Column("name", String(255), primary_key=True),
-    Column("environment", String(255), nullable=False),
-    Column("service", String(255), nullable=False),
-    Column("release_id", String(255), nullable=False),
-    Column("port", Integer, nullable=False),
-    Column("state", String(32), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("deployment_id", String(255), nullable=True),
-    Column("warm_until", UTCDateTime, nullable=True),  # end of its rollback window
+    *_columns(records.InstanceRecord),
     Index(None, "environment", "service"),
 )
 
@@ -168,18 +164,8 @@ measurements = Table(
     "measurements",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "deployment_id",
-        String(255),
-        ForeignKey("deployments.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("step_index", Integer, nullable=False),
-    Column("analysis", String(255), nullable=False),
-    Column("run", Integer, nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("time", UTCDateTime, nullable=False),
-    Column("data", _json(), nullable=False),
+    *_columns(records.MeasurementRecordRow),
+    _cascade_from_deployments(),
     Index(None, "deployment_id", "step_index"),
     sqlite_autoincrement=True,
 )
@@ -195,28 +181,12 @@ current_releases = Table(
 )
 
 # The primary key on `environment` is what makes acquiring a lock atomic.
-locks = Table(
-    "locks",
-    metadata,
-    Column("environment", String(255), primary_key=True),
-    Column("holder", String(255), nullable=False),
-    Column("acquired_at", UTCDateTime, nullable=False),
-    Column("deployment_id", String(255), nullable=True),
-    Column("message", Text, nullable=True),
-    Column("pid", Integer, nullable=True),
-    Column("hostname", String(255), nullable=True),
-)
+locks = Table("locks", metadata, *_columns(records.LockRecord))
 
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("time", UTCDateTime, nullable=False),
-    Column("kind", String(64), nullable=False),
-    Column("message", Text, nullable=False),
-    Column("environment", String(255), nullable=True),
-    Column("deployment_id", String(255), nullable=True),
-    Column("data", _json(), nullable=False),
+    *_columns(records.EventRecord),
     Index(None, "environment", "time"),
     Index(None, "deployment_id"),
     # AUTOINCREMENT: never reuse an id, API clients page through events by id.
@@ -229,27 +199,8 @@ backups = Table(
     "backups",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(255), nullable=False, unique=True),
-    Column("database", String(255), nullable=False),
-    Column("environment", String(255), nullable=True),
-    Column("engine", String(32), nullable=False),
-    Column("url", Text, nullable=False),  # password redacted
-    Column("path", Text, nullable=False),
-    Column("format", String(64), nullable=False),
-    Column("size", BigInteger, nullable=False),  # bytes: backups exceed 2 GiB
-    Column("sha256", String(64), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("duration_s", Float, nullable=False),
-    Column("created_by", String(255), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("deployment_id", String(255), nullable=True),
-    Column("server_version", String(255), nullable=True),
-    Column("tables", _json(), nullable=False),
-    Column("verified_at", UTCDateTime, nullable=True),
-    Column("verify_mode", String(32), nullable=True),  # "read" | "restore"
-    Column("verify_ok", Integer, nullable=True),  # 1 ok, 0 failed, NULL never verified
-    Column("verify_detail", Text, nullable=True),
-    Column("verify_duration_s", Float, nullable=True),
+    *_columns(records.BackupRecord),
+    UniqueConstraint("id"),
     Index(None, "database", "created_at"),
     sqlite_autoincrement=True,
 )
@@ -260,15 +211,8 @@ pipeline_runs = Table(
     "pipeline_runs",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(255), nullable=False, unique=True),
-    Column("git_commit", String(64), nullable=True),
-    Column("dirty", Integer, nullable=False),  # 1: uncommitted changes were tested
-    Column("release_id", String(255), nullable=True),  # --release
-    Column("status", String(32), nullable=False),  # running | passed | failed
-    Column("started_at", UTCDateTime, nullable=False),
-    Column("finished_at", UTCDateTime, nullable=True),
-    Column("user_name", String(255), nullable=False),
-    Column("jobs", _json(), nullable=False),
+    *_columns(records.PipelineRunRecord),
+    UniqueConstraint("id"),
     Index(None, "git_commit", "status"),
     sqlite_autoincrement=True,
 )
@@ -278,16 +222,8 @@ approvals = Table(
     "approvals",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "deployment_id",
-        String(255),
-        ForeignKey("deployments.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("user_name", String(255), nullable=False),
-    Column("approve", Integer, nullable=False),  # 1 approve, 0 reject
-    Column("message", Text, nullable=True),
-    Column("at", UTCDateTime, nullable=False),
+    *_columns(records.ApprovalRecord),
+    _cascade_from_deployments(),
     Index(None, "deployment_id"),
     sqlite_autoincrement=True,
 )
@@ -297,15 +233,7 @@ notifications = Table(
     "notifications",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("deployment_id", String(255), nullable=True),
-    Column("environment", String(255), nullable=True),
-    Column("target", String(255), nullable=False),  # "slack", "github owner/repo", ...
-    Column("event", String(64), nullable=False),
-    Column("status", String(32), nullable=False),  # delivered | failed
-    Column("attempts", Integer, nullable=False),
-    Column("error", Text, nullable=True),
-    Column("at", UTCDateTime, nullable=False),
-    Column("data", _json(), nullable=False),  # e.g. {"github_deployment_id": 42}
+    *_columns(records.NotificationRecord),
     Index(None, "deployment_id"),
     Index(None, "target", "environment"),
     sqlite_autoincrement=True,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from conveyor.runas import RunUser
 
 # Instance states reported by a target.
 STARTING = "starting"
@@ -16,6 +18,33 @@ STOPPED = "stopped"
 EXITED = "exited"
 FATAL = "fatal"  # the supervisor gave up restarting it
 UNKNOWN = "unknown"
+
+LOCAL_HOST = "local"  # the name of the machine Conveyor runs on, as a host of instances
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an instance listens: chosen by its target, on its host, before it starts."""
+
+    host: str  # the host's name ("local", or a name from the environment's hosts)
+    listen: str  # the interface it binds (its $HOST), reachable by the router
+    port: int
+
+    @property
+    def address(self) -> str:
+        """ "ip:port", as routers and health checks reach it."""
+        return join_address(self.listen, self.port)
+
+
+def join_address(host: str, port: int) -> str:
+    """`host:port`, an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """The host and port of `host:port` (IPv6 in brackets)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -32,6 +61,8 @@ class InstanceSpec:
     port: int
     stop_timeout: float  # seconds between SIGTERM and SIGKILL
     log_path: Path  # stdout and stderr of the instance, appended
+    user: RunUser | None = None  # who it runs as; None: Conveyor's own user
+    host: str = LOCAL_HOST  # the host it runs on (its target reserved its port there)
 
 
 @dataclass(frozen=True)
@@ -58,7 +89,27 @@ class CommandResult:
 
 
 class Target(Protocol):
-    """Runs, stops and observes instances. All methods are idempotent."""
+    """Runs, stops and observes instances on its hosts. All methods are idempotent.
+
+    A target is registered by name in `conveyor.plugins` (`target:` in conveyor.yml).
+    """
+
+    name: str  # its registry name ("local")
+    ships_releases: bool  # whether a release must be shipped to a host before it starts there
+
+    def hosts(self, roles: Sequence[str] = ()) -> tuple[str, ...]:
+        """The names of the hosts it runs instances on (placement spreads over them): those
+        that carry one of `roles` (a service's), all of them without roles."""
+        ...
+
+    async def reserve(self, host: str, taken: set[int], ports: range) -> Endpoint:
+        """Pick a free port of `ports` on `host`, not one of `taken` (recorded instances
+        of that host); the caller records the endpoint before the instance starts."""
+        ...
+
+    async def ship(self, host: str, release_dir: Path, digest: str) -> None:
+        """Put the sealed release at `release_dir` on `host` and check its digest there."""
+        ...
 
     async def start(self, spec: InstanceSpec) -> None:
         """Start the instance (no-op if it is already running under this name)."""
@@ -94,15 +145,20 @@ class Target(Protocol):
         env: dict[str, str],
         timeout: float,
         log_path: Path | None = None,
+        user: RunUser | None = None,
     ) -> CommandResult:
-        """Run a one-off command in a release's context (migrations, hooks); its output
-        is also appended to `log_path`."""
+        """Run a one-off command in a release's context (migrations, hooks), as `user`
+        (None: Conveyor's own); its output is also appended to `log_path`."""
         ...
 
     async def run_attached(
-        self, command: builtins.list[str], cwd: Path, env: dict[str, str]
+        self,
+        command: builtins.list[str],
+        cwd: Path,
+        env: dict[str, str],
+        user: RunUser | None = None,
     ) -> int:
-        """Run a one-off command attached to this process's stdin, stdout and stderr
+        """Run a one-off command, as `user`, attached to this process's stdin, stdout and stderr
         (`conveyor run`: interactive on a terminal) and return its exit status, a
         shell's way (128+N when killed by signal N). Raises `CommandNotRunError`
         when the command cannot be started."""

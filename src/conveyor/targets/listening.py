@@ -65,3 +65,64 @@ def all_interfaces(addresses: Iterable[str]) -> list[str]:
     """The wildcard addresses among `addresses` ("0.0.0.0", "::"): listening on every
     interface, not only on loopback."""
     return [a for a in addresses if ipaddress.ip_address(a).is_unspecified]
+
+
+def _listening_inodes(ports: set[int], proc_net: Path) -> dict[int, int]:
+    """Inode -> port of the TCP sockets listening on one of `ports` (IPv4 and IPv6)."""
+    found: dict[int, int] = {}
+    for table in ("tcp", "tcp6"):
+        try:
+            text = (proc_net / table).read_text(encoding="ascii", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _LISTEN or ":" not in fields[1]:
+                continue
+            try:
+                port = int(fields[1].rsplit(":", 1)[1], 16)
+                if port in ports:
+                    found[int(fields[9])] = port
+            except ValueError:
+                continue  # the header line
+    return found
+
+
+def listening_inodes(port: int, proc_net: Path = PROC_NET) -> set[int]:
+    """The inodes of the TCP sockets listening on `port` (any address, IPv4 and IPv6)."""
+    return set(_listening_inodes({port}, proc_net))
+
+
+def listening_pids_by_port(
+    ports: Iterable[int], proc: Path = Path("/proc")
+) -> dict[int, list[int]]:
+    """Port -> the processes holding a socket that listens on it (sorted; none: absent).
+
+    One scan of /proc: every process of this user (all of them as root). A listener
+    of a process this user cannot see is left out.
+    """
+    inodes = _listening_inodes(set(ports), proc / "net")
+    if not inodes:
+        return {}
+    wanted = {f"socket:[{inode}]": port for inode, port in inodes.items()}
+    found: dict[int, set[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue  # gone, or not ours
+        for fd in fds:
+            try:
+                port = wanted.get(str(fd.readlink()))
+            except OSError:
+                continue
+            if port is not None:
+                found.setdefault(port, set()).add(int(entry.name))
+    return {port: sorted(pids) for port, pids in found.items()}
+
+
+def listening_pids(port: int, proc: Path = Path("/proc")) -> list[int]:
+    """The processes holding a socket that listens on TCP `port`, sorted (see above)."""
+    return listening_pids_by_port([port], proc).get(port, [])

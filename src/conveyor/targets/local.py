@@ -24,17 +24,34 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from conveyor.environ import attached_environment, minimal_environment
 from conveyor.errors import CommandNotRunError, TargetError
 from conveyor.paths import Paths
-from conveyor.targets.base import UNKNOWN, CommandResult, InstanceSpec, InstanceStatus
+from conveyor.redaction import LineRedactor
+from conveyor.runas import RunUser
+from conveyor.targets.base import (
+    LOCAL_HOST,
+    UNKNOWN,
+    CommandResult,
+    Endpoint,
+    InstanceSpec,
+    InstanceStatus,
+)
+from conveyor.targets.ports import free_local_port
 from conveyor.targets.supervisor import Supervisor, check_program_name
 
-__all__ = ["INSTANCE_OWNER", "LocalTarget"]
+if TYPE_CHECKING:
+    from conveyor.engine.runtime import Runtime
+    from conveyor.targets.base import Target
+
+__all__ = ["INSTANCE_OWNER", "LOCAL_INTERFACE", "LocalTarget", "build"]
+
+LOCAL_INTERFACE = "127.0.0.1"  # instances listen on loopback: only the router reaches them
 
 INSTANCE_OWNER = "instance"
 FOLLOW_POLL_SECONDS = 0.2
@@ -42,12 +59,47 @@ _OUTPUT_CAP = 1 << 20  # bytes of one-off command output kept (the tail)
 _BLOCK = 64 * 1024
 
 
+def build(rt: Runtime, environment: str) -> LocalTarget:
+    """The `local` plugin (`conveyor.plugins`): the home's supervisord, for every environment."""
+    return LocalTarget(rt.supervisor, rt.paths)
+
+
+async def ensure_running(rt: Runtime) -> None:
+    """The `local` plugin's `ensure`: the home's supervisord runs."""
+    await rt.ensure_supervisor()
+
+
 class LocalTarget:
-    """The `Target` of a single host: supervisord programs of one Conveyor home."""
+    """The `Target` of a single host: supervisord programs of one Conveyor home.
+
+    Its one host is called "local"; instances listen on 127.0.0.1. Releases are
+    built where they run, so nothing is shipped (`ships_releases` is False).
+    """
+
+    name = "local"
+    ships_releases = False
 
     def __init__(self, supervisor: Supervisor, paths: Paths) -> None:
         self.supervisor = supervisor
         self.paths = paths
+
+    def hosts(self, roles: Sequence[str] = ()) -> tuple[str, ...]:
+        return (LOCAL_HOST,)
+
+    async def reserve(self, host: str, taken: set[int], ports: range) -> Endpoint:
+        self._require_local(host)
+        return Endpoint(LOCAL_HOST, LOCAL_INTERFACE, free_local_port(LOCAL_INTERFACE, taken, ports))
+
+    async def ship(self, host: str, release_dir: Path, digest: str) -> None:
+        """Nothing to ship: the release was built and sealed on this machine."""
+        self._require_local(host)
+
+    def _require_local(self, host: str) -> None:
+        if host != LOCAL_HOST:
+            raise TargetError(
+                f'the local target has only the host "{LOCAL_HOST}", not "{host}"',
+                hint="instances on other hosts need an environment with `target: ssh`",
+            )
 
     def log_path_for(self, name: str) -> Path:
         """Where the output of instance `name` goes: `<home>/logs/instances/<name>.log`."""
@@ -67,6 +119,7 @@ class LocalTarget:
         `spec.release_dir` and writes stdout and stderr to `spec.log_path`. A
         spec that differs from the running one replaces it.
         """
+        self._require_local(spec.host)
         if not spec.release_dir.is_dir():
             raise TargetError(
                 f"instance {spec.name}: release directory {spec.release_dir} does not exist",
@@ -81,6 +134,7 @@ class LocalTarget:
             spec.log_path,
             spec.stop_timeout,
             owner=INSTANCE_OWNER,
+            user=spec.user,
         )
 
     async def stop(self, name: str, timeout: float) -> None:
@@ -166,8 +220,9 @@ class LocalTarget:
         env: dict[str, str],
         timeout: float,
         log_path: Path | None = None,
+        user: RunUser | None = None,
     ) -> CommandResult:
-        """Run a one-off command in a release's context (migrations, hooks).
+        """Run a one-off command in a release's context (migrations, hooks), as `user`.
 
         The environment is the instances' minimal one plus `env` (nothing from
         the deployer's shell but PATH, HOME, locale and the like); stdout and
@@ -187,6 +242,7 @@ class LocalTarget:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, killed as one
+                **(user.popen_kwargs() if user else {}),
             )
         except OSError as exc:
             raise TargetError(
@@ -195,12 +251,13 @@ class LocalTarget:
             ) from exc
         output = bytearray()
         log = log_path.open("ab") if log_path is not None else None
+        masked = LineRedactor()  # the log gets the output with the secrets masked
 
         async def pump() -> None:
             assert proc.stdout is not None
             while chunk := await proc.stdout.read(_BLOCK):
                 if log is not None:
-                    log.write(chunk)
+                    log.write(masked.feed(chunk))
                     log.flush()
                 output.extend(chunk)
                 if len(output) > _OUTPUT_CAP:
@@ -229,6 +286,7 @@ class LocalTarget:
                     await reader
         finally:
             if log is not None:
+                log.write(masked.flush())
                 log.close()
         assert proc.returncode is not None
         return CommandResult(
@@ -239,9 +297,14 @@ class LocalTarget:
         )
 
     async def run_attached(
-        self, command: builtins.list[str], cwd: Path, env: dict[str, str]
+        self,
+        command: builtins.list[str],
+        cwd: Path,
+        env: dict[str, str],
+        user: RunUser | None = None,
     ) -> int:
-        """Run a one-off command attached to this process's stdin, stdout and stderr.
+        """Run a one-off command, as `user`, attached to this process's stdin, stdout and
+        stderr.
 
         The child stays in Conveyor's process group, so on a terminal it is in
         the foreground: it reads the keyboard and Ctrl-C (SIGINT, SIGQUIT) goes
@@ -259,7 +322,10 @@ class LocalTarget:
         with _attached_signals() as child:
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *command, cwd=cwd, env={**attached_environment(), **env}
+                    *command,
+                    cwd=cwd,
+                    env={**attached_environment(), **env},
+                    **(user.popen_kwargs() if user else {}),
                 )
             except OSError as exc:
                 raise _not_run(command[0], exc) from None
@@ -378,3 +444,9 @@ def _tail_with_rotation(path: Path, lines: int) -> list[str]:
         older, _ = _tail(path.with_name(path.name + ".1"), lines - len(tail))
         tail = older + tail
     return tail
+
+
+if TYPE_CHECKING:
+
+    def _implements_target(target: LocalTarget) -> Target:
+        return target  # mypy checks that LocalTarget satisfies the protocol

@@ -8,7 +8,7 @@ Layout under `paths.supervisor_dir`:
   The first line is a `; conveyor-meta: {json}` comment holding the owner and
   the log path. Mode 0600: environments hold secrets.
 * `programs/<name>.launch.json` - only for argv/environments that supervisor's
-  config syntax cannot carry losslessly (see `_LAUNCHER`).
+  config syntax cannot carry losslessly (see `conveyor.targets.program_conf.LAUNCHER`).
 * `events/<name>` - one line per exit of the program that nobody asked for,
   appended by the event listener below; its line count is the restart count.
 * `supervisord.log`, `supervisord.pid`, `ensure.lock`.
@@ -17,8 +17,9 @@ The XML-RPC socket is `paths.supervisor_socket` (mode 0700).
 
 Restarts are counted with supervisor's own event mechanism: an
 `[eventlistener:conveyor-events]` (this module run with `-m`) subscribes to
-PROCESS_STATE_EXITED (the process died while RUNNING) and
-PROCESS_STATE_BACKOFF (it died while STARTING). A stop requested through
+PROCESS_STATE and records PROCESS_STATE_EXITED (the process died while
+RUNNING) and PROCESS_STATE_BACKOFF (it died while STARTING). It also wakes
+supervisord as soon as a program exits (see `_wake_on_exits`). A stop requested through
 XML-RPC goes STOPPING -> STOPPED and emits neither, so every line is an exit
 nobody asked for. supervisord buffers events while the listener is busy or
 restarting, so none is missed by polling gaps, and nothing depends on the
@@ -30,13 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import http.client
 import json
-import math
 import os
 import re
-import shlex
+import select
 import shutil
 import signal
 import socket
@@ -45,7 +44,7 @@ import sys
 import threading
 import time
 import xmlrpc.client
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,10 @@ from typing import Any
 from conveyor.environ import minimal_environment
 from conveyor.errors import TargetError
 from conveyor.paths import Paths
+from conveyor.printable import printable
+from conveyor.redaction import redact_registered
+from conveyor.runas import RunUser
+from conveyor.targets import orphans
 from conveyor.targets.base import (
     BACKOFF,
     EXITED,
@@ -62,6 +65,15 @@ from conveyor.targets.base import (
     STOPPED,
     UNKNOWN,
     InstanceStatus,
+)
+from conveyor.targets.program_conf import (
+    ENV_KEY_RE,
+    META_PREFIX,
+    ProgramConf,
+    command_value,
+    path_value,
+    render_environment,
+    render_program,
 )
 
 __all__ = [
@@ -74,9 +86,8 @@ __all__ = [
 
 EVENT_LISTENER = "conveyor-events"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_META_PREFIX = "; conveyor-meta: "
 _POLL = 0.02
+ORPHAN_GRACE = 10.0  # seconds an orphan gets between SIGTERM and SIGKILL
 
 # supervisord state name -> Target state. STOPPING is reported as STOPPED: the
 # process is on its way out and must not be counted as serving.
@@ -91,18 +102,6 @@ _STATES = {
     "UNKNOWN": UNKNOWN,
 }
 _STOPPED_STATES = frozenset({"STOPPED", "EXITED", "FATAL"})
-
-# Runs argv with extra environment from a JSON file, replacing itself (same
-# pid, signals reach the real program). Used only when the argv or environment
-# cannot survive supervisor's config syntax: newlines, " ;" or " #" (inline
-# comments), values with both quote kinds or starting/ending with a quote,
-# non-ASCII (supervisord decodes its config with its own locale).
-_LAUNCHER = (
-    "import json,os,sys;"
-    "f=open(sys.argv[1],encoding='utf-8');s=json.load(f);f.close();"
-    "e=dict(os.environ);e.update(s['env']);"
-    "os.execvpe(s['argv'][0],s['argv'],e)"
-)
 
 
 @dataclass(frozen=True)
@@ -197,6 +196,9 @@ class Supervisor:
         self.start_timeout = start_timeout
         self.rpc_timeout = rpc_timeout
         self._start_lock = threading.Lock()
+        self.orphan_notes: list[str] = []  # what `ensure_running` found a dead one left
+        # Called before supervisord starts (and autostarts its programs); raise to refuse.
+        self.preflight: list[Callable[[], None]] = []
 
     # -- files -------------------------------------------------------------
 
@@ -291,6 +293,9 @@ class Supervisor:
             if self.is_running():
                 return
             self._check_orphan()
+            self._stop_orphans()
+            for check in self.preflight:
+                check()
             self._write_supervisord_conf()
             self._launch()
 
@@ -332,6 +337,37 @@ class Supervisor:
             hint=f"stop it with `kill {pid}` (its programs stop with it), then retry",
         )
 
+    def _stop_orphans(self) -> None:
+        """Stop what a supervisord that died without a shutdown left running.
+
+        Its programs would otherwise keep serving next to the ones the new
+        supervisord starts (two routers on one address, a stopped release still
+        answering). What was stopped is kept in `orphan_notes` for the user.
+        """
+        try:
+            session = int(self.pid_path.read_text().strip())
+            written = self.pid_path.stat().st_mtime
+        except (OSError, ValueError):
+            return
+        if session <= 1 or pid_alive(session):
+            return  # running (see _check_orphan), or the pid is another process's now
+        found = orphans.find_session(session, started_after=written - 2.0)
+        if not found:
+            return
+        left = orphans.stop_all(found, grace=ORPHAN_GRACE)
+        gone = [o for o in found if o not in left]
+        if left:
+            raise TargetError(
+                f"supervisord (pid {session}) of {self.paths.home} died and left processes "
+                f"running that did not stop on SIGTERM nor SIGKILL: {orphans.describe(left)}",
+                hint="stop them by hand (they may serve an old release), then retry",
+            )
+        self.orphan_notes.append(
+            f"supervisord (pid {session}) had died and left {len(gone)} process"
+            f"{'es' * (len(gone) != 1)} running; stopped them before starting another: "
+            f"{orphans.describe(gone)}"
+        )
+
     def _write_supervisord_conf(self) -> None:
         d = self.dir
         listener = [
@@ -340,10 +376,11 @@ class Supervisor:
             "conveyor.targets.supervisor",
             "listen-events",
             str(self.events_dir),
+            str(self.paths.supervisor_socket),
         ]
         package_root = str(Path(__file__).resolve().parents[2])
-        listener_env = _render_environment({"PYTHONPATH": package_root})
-        if listener_env is None or _command_value(listener) is None:
+        listener_env = render_environment({"PYTHONPATH": package_root})
+        if listener_env is None or command_value(listener) is None:
             raise TargetError(
                 f"the paths {sys.executable!r} and {package_root!r} cannot be written "
                 "into a supervisord config file",
@@ -353,36 +390,39 @@ class Supervisor:
         lines = [
             "; Written by Conveyor before each start of supervisord; edits are lost.",
             "[unix_http_server]",
-            f"file={_path_value(sock)}",
+            f"file={path_value(sock)}",
             "chmod=0700",
             "",
             "[supervisord]",
-            f"logfile={_path_value(d / 'supervisord.log')}",
+            f"logfile={path_value(d / 'supervisord.log')}",
             "logfile_maxbytes=10MB",
             "logfile_backups=2",
             "loglevel=info",
-            f"pidfile={_path_value(self.pid_path)}",
-            f"childlogdir={_path_value(d)}",
-            f"directory={_path_value(d)}",
+            f"pidfile={path_value(self.pid_path)}",
+            f"childlogdir={path_value(d)}",
+            f"directory={path_value(d)}",
             "minfds=256",
             "minprocs=64",
+            # Its logs and the instances' (and what the apps write) are their owner's
+            # alone: nobody else on the machine reads them.
+            "umask=077",
             "",
             "[rpcinterface:supervisor]",
             "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
             "",
             "[supervisorctl]",
-            f"serverurl=unix://{_path_value(sock)}",
+            f"serverurl=unix://{path_value(sock)}",
             "",
             f"[eventlistener:{EVENT_LISTENER}]",
-            f"command={_command_value(listener)}",
+            f"command={command_value(listener)}",
             f"environment={listener_env}",
-            "events=PROCESS_STATE_EXITED,PROCESS_STATE_BACKOFF",
+            "events=PROCESS_STATE",
             "buffer_size=1024",
             "autorestart=true",
             "startsecs=0",
             "stopwaitsecs=2",
             "stdout_logfile=NONE",  # stdout is the protocol channel
-            f"stderr_logfile={_path_value(d / 'event-listener.log')}",
+            f"stderr_logfile={path_value(d / 'event-listener.log')}",
             "stderr_logfile_maxbytes=1MB",
             "stderr_logfile_backups=1",
             "",
@@ -480,6 +520,7 @@ class Supervisor:
         startretries: int = 3,
         owner: str = "",
         stop_signal: str = "TERM",
+        user: RunUser | None = None,
     ) -> bool:
         """Add and start a program without touching any other; True if it was (re)added.
 
@@ -488,7 +529,8 @@ class Supervisor:
         same name replaces the program (stop, then add). stderr goes to
         `stdout_log` too; `stop_signal` (SIGTERM unless the program wants
         another, e.g. HAProxy's graceful USR1) reaches the whole process group,
-        SIGKILL follows after `stop_timeout` (rounded up to whole seconds).
+        SIGKILL follows after `stop_timeout` (rounded up to whole seconds). The
+        program runs as `user` (None: supervisord's own user).
         """
         check_program_name(name)
         if stop_signal not in _STOP_SIGNALS:
@@ -498,7 +540,7 @@ class Supervisor:
             )
         if not command:
             raise TargetError(f"program {name}: the command is empty", hint="give an argv list")
-        bad_keys = [k for k in env if not _ENV_KEY_RE.fullmatch(k)]
+        bad_keys = [k for k in env if not ENV_KEY_RE.fullmatch(k)]
         if bad_keys:
             raise TargetError(
                 f"program {name}: invalid environment variable names {bad_keys}",
@@ -526,6 +568,7 @@ class Supervisor:
             startretries=startretries,
             owner=owner,
             stop_signal=stop_signal,
+            user=user,
         )
         self.ensure_running()
         conf_path = self.program_conf_path(name)
@@ -622,6 +665,10 @@ class Supervisor:
         while True:
             current = self._process_info(name)
             if current is None or current["statename"] in _STOPPED_STATES:
+                group = int(info.get("pid") or 0)
+                if group > 0:
+                    limit = timeout if timeout is not None else grace
+                    self._wait_group_gone(name, group, started + limit)
                 return
             elapsed = time.monotonic() - started
             if timeout is not None and elapsed >= timeout and not killed:
@@ -636,6 +683,29 @@ class Supervisor:
                     f"state {current['statename']}",
                     hint=f"kill it by hand and see {self.log_path}",
                 )
+            time.sleep(_POLL)
+
+    def _wait_group_gone(self, name: str, group: int, deadline: float) -> None:
+        """Wait until no process of the program's process group runs any more.
+
+        supervisord says STOPPED once the program's own process has exited; its
+        children (a server under a shell, workers) may still be finishing and
+        holding its port. SIGKILL for the group at `deadline`, an error naming
+        what is left 5 s later.
+        """
+        killed = False
+        while left := orphans.find_group(group):
+            now = time.monotonic()
+            if now >= deadline:
+                if killed:
+                    raise TargetError(
+                        f"program {name} stopped, but processes of its group are still "
+                        f"running: {orphans.describe(left)}",
+                        hint="kill them by hand (`kill -9 PID`); they may still serve",
+                    )
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
+                killed, deadline = True, now + 5.0
             time.sleep(_POLL)
 
     def _process_info(self, name: str) -> dict[str, Any] | None:
@@ -739,9 +809,9 @@ class Supervisor:
                 first = f.readline()
         except FileNotFoundError:
             return None
-        if first.startswith(_META_PREFIX):
+        if first.startswith(META_PREFIX):
             with contextlib.suppress(ValueError):
-                meta = json.loads(first[len(_META_PREFIX) :])
+                meta = json.loads(first[len(META_PREFIX) :])
                 if isinstance(meta, dict):
                     return meta
         return {}
@@ -760,155 +830,44 @@ class Supervisor:
         startretries: int,
         owner: str,
         stop_signal: str,
+        user: RunUser | None,
     ) -> tuple[str, str | None]:
-        """The program conf, and the launch file when argv/env need `_LAUNCHER`."""
-        command_value = _command_value(command)
-        environment = _render_environment(env)
-        launch: str | None = None
-        if command_value is None or environment is None:
-            launch = json.dumps({"argv": command, "env": env}, ensure_ascii=False)
-            launch_argv = [
-                sys.executable,
-                "-I",
-                "-S",
-                "-c",
-                _LAUNCHER,
-                str(self._launch_path(name)),
-            ]
-            command_value = _command_value(launch_argv)
-            environment = ""
-            if command_value is None:
-                raise TargetError(
-                    f"program {name}: the path {self._launch_path(name)} cannot be written "
-                    "into a supervisord config file",
-                    hint="use a Conveyor home path without newlines, ' ;' or ' #'",
-                )
-        meta = {
-            "owner": owner,
-            "log": str(stdout_log),
-            "autorestart": autorestart,
-            "stop_timeout": stop_timeout,
-            # The launch file's digest makes a changed launch file a changed conf.
-            "launch": hashlib.sha256(launch.encode()).hexdigest() if launch else None,
-        }
-        lines = [
-            _META_PREFIX + json.dumps(meta, sort_keys=True),
-            f"[program:{name}]",
-            f"command={command_value}",
-            f"directory={_path_value(cwd)}",
-        ]
-        if environment:
-            lines.append(f"environment={environment}")
-        lines += [
-            "autostart=true",
-            f"autorestart={'true' if autorestart else 'false'}",
-            f"startsecs={int(startsecs)}",
-            f"startretries={int(startretries)}",
-            f"stopsignal={stop_signal}",
-            f"stopwaitsecs={max(0, math.ceil(stop_timeout))}",
-            "stopasgroup=true",
-            "killasgroup=true",
-            "redirect_stderr=true",
-            f"stdout_logfile={_path_value(stdout_log)}",
-            "stdout_logfile_maxbytes=10MB",
-            "stdout_logfile_backups=2",
-            "",
-        ]
-        return "\n".join(lines), launch
-
-
-# -- config-value rendering ------------------------------------------------------
-
-
-def _escape(value: str) -> str:
-    """supervisor expands `%(name)s` in values; `%%` is a literal `%`."""
-    return value.replace("%", "%%")
-
-
-def _plain_ok(value: str) -> bool:
-    """Characters a config line carries unchanged whatever supervisord's locale."""
-    return value.isascii() and "\n" not in value and "\r" not in value and "\0" not in value
-
-
-def _parse_back(option: str, line_value: str) -> str | None:
-    """What supervisor reads back for `option=<line_value>`, before splitting."""
-    from supervisor.options import UnhosedConfigParser
-
-    parser = UnhosedConfigParser()
-    try:
-        parser.read_string(f"[program:x]\n{option}={line_value}\n")
-        # supervisor replaces the text "%(here)s" before expanding, even in "%%(here)s".
-        parser.expand_here("/here")
-        raw = parser.get("program:x", option)
-        from supervisor.options import expand as supervisor_expand
-
-        return str(supervisor_expand(raw, {}, option))
-    except Exception:
-        return None
-
-
-def _command_value(argv: Sequence[str]) -> str | None:
-    """`command=` value that supervisor splits back into exactly `argv`, or None."""
-    if not argv or not all(_plain_ok(a) for a in argv):
-        return None
-    value = _escape(shlex.join(argv))
-    back = _parse_back("command", value)
-    try:
-        ok = back is not None and shlex.split(back) == list(argv)
-    except ValueError:
-        ok = False
-    return value if ok else None
-
-
-def _quote_env_value(value: str) -> str | None:
-    # supervisor tokenizes with a non-POSIX shlex (no escapes) and then strips
-    # every leading/trailing quote character from the value.
-    if value and (value[0] in "'\"" or value[-1] in "'\""):
-        return None
-    if '"' not in value:
-        return f'"{value}"'
-    if "'" not in value:
-        return f"'{value}'"
-    return None
-
-
-def _render_environment(env: Mapping[str, str]) -> str | None:
-    """`environment=` value that supervisor parses back into exactly `env`, or None."""
-    if not env:
-        return ""
-    parts = []
-    for key, value in env.items():
-        quoted = _quote_env_value(value)
-        if quoted is None or not _ENV_KEY_RE.fullmatch(key) or not _plain_ok(value):
-            return None
-        parts.append(f"{key}={quoted}")
-    value = _escape(",".join(parts))
-    back = _parse_back("environment", value)
-    try:
-        from supervisor.datatypes import dict_of_key_value_pairs
-
-        ok = back is not None and dict_of_key_value_pairs(back) == dict(env)
-    except ValueError:
-        ok = False
-    return value if ok else None
-
-
-def _path_value(path: Path) -> str:
-    text = str(path)
-    value = _escape(text)
-    if any(c in text for c in "\n\r\0") or _parse_back("path", value) != text:
-        raise TargetError(
-            f"the path {text!r} cannot be written into a supervisord config file",
-            hint="use paths without newlines, leading/trailing spaces, ' ;' or ' #'",
+        """The program conf, and the launch file when argv/env need `LAUNCHER`."""
+        return render_program(
+            ProgramConf(
+                name=name,
+                command=tuple(command),
+                cwd=cwd,
+                env=env,
+                log=stdout_log,
+                stop_timeout=stop_timeout,
+                python=sys.executable,
+                launch_path=self._launch_path(name),
+                owner=owner,
+                autorestart=autorestart,
+                startsecs=startsecs,
+                startretries=startretries,
+                stop_signal=stop_signal,
+                user_ids=(user.uid, user.gid, *user.groups) if user else None,
+            )
         )
-    return value
+
+
+# Variables Conveyor itself sets: their values (the project, the run user's name, its
+# home, ports) are in paths and messages everywhere and never secret.
+_OWN_VARIABLES = frozenset({"PORT", "HOST", "DATA_DIR", "USER", "LOGNAME", "HOME", "PATH", "LANG"})
 
 
 def _redact(text: str, env: Mapping[str, str]) -> str:
-    for value in sorted(env.values(), key=len, reverse=True):
+    """`text` with the value of every variable of `env` that may be secret masked (all but
+    Conveyor's own: an app's variable may hold a secret whatever its name)."""
+    values = (
+        v for k, v in env.items() if k not in _OWN_VARIABLES and not k.startswith("CONVEYOR_")
+    )
+    for value in sorted(values, key=len, reverse=True):
         if len(value) >= 4:
             text = text.replace(value, "***")
-    return text
+    return redact_registered(text)
 
 
 # -- small helpers -------------------------------------------------------------
@@ -951,16 +910,24 @@ def _tail_text(path: Path, lines: int) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
-    tail = text.splitlines()[-lines:]
+    tail = [printable(line) for line in text.splitlines()[-lines:]]
     return f"--- {path} ---\n" + "\n".join(tail) + "\n" if tail else ""
 
 
 # -- event listener (runs inside supervisord as `python -m ...`) ----------------
 
 
-def _listen_events(events_dir: Path) -> None:
-    """supervisor event-listener protocol: READY, read one event, RESULT; forever."""
+def _listen_events(events_dir: Path, socket_path: Path | None = None) -> None:
+    """supervisor event-listener protocol: READY, read one event, RESULT; forever.
+
+    Exits nobody asked for (EXITED, BACKOFF) are appended to `events/<name>`;
+    every state change also tells the waker thread (see `_wake_on_exits`) to
+    watch the programs' current pids.
+    """
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    changed_r, changed_w = os.pipe()
+    if socket_path is not None and hasattr(os, "pidfd_open"):
+        threading.Thread(target=_wake_on_exits, args=(socket_path, changed_r), daemon=True).start()
     while True:
         stdout.write(b"READY\n")
         stdout.flush()
@@ -972,8 +939,10 @@ def _listen_events(events_dir: Path) -> None:
         first = payload.decode(errors="replace").split("\n", 1)[0]
         fields = dict(tok.split(":", 1) for tok in first.split() if ":" in tok)
         group = fields.get("groupname", "")
-        if _NAME_RE.fullmatch(group) and group != EVENT_LISTENER:
-            state = headers.get("eventname", "").removeprefix("PROCESS_STATE_")
+        state = headers.get("eventname", "").removeprefix("PROCESS_STATE_")
+        with contextlib.suppress(OSError):
+            os.write(changed_w, b".")  # a full pipe already says "look again"
+        if _NAME_RE.fullmatch(group) and group != EVENT_LISTENER and state in _EXITS:
             record = (
                 f"{time.time():.3f} {state} from={fields.get('from_state', '')} "
                 f"pid={fields.get('pid', '')}\n"
@@ -991,8 +960,49 @@ def _listen_events(events_dir: Path) -> None:
         stdout.flush()
 
 
+_EXITS = ("EXITED", "BACKOFF")
+
+
+def _wake_on_exits(socket_path: Path, changed: int) -> None:
+    """Wake supervisord the moment one of its programs exits, so it restarts it at once.
+
+    supervisord reaps children between two polls of its sockets, which wait up
+    to 1 s: a child's closing pipes wake it, but usually an instant before the
+    child can be reaped, so a router killed with SIGKILL stayed down for about
+    a second. This thread holds a pidfd of every running program; when one
+    becomes readable (the process exited) it sends supervisord a request, whose
+    handling wakes its loop and reaps the child. `changed` is readable when a
+    program changed state (the pids are read again).
+    """
+    os.set_blocking(changed, False)
+    while True:
+        pidfds: list[int] = []
+        try:
+            supervisor = xmlrpc.client.ServerProxy(
+                "http://127.0.0.1", transport=_Transport(socket_path, 5.0)
+            )
+            infos: list[dict[str, Any]] = supervisor.supervisor.getAllProcessInfo()  # type: ignore[assignment]
+            for info in infos:
+                if info.get("pid") and info.get("statename") in ("STARTING", "RUNNING"):
+                    with contextlib.suppress(OSError):
+                        pidfds.append(os.pidfd_open(int(info["pid"])))
+            readable, _, _ = select.select([changed, *pidfds], [], [], 60.0)
+            if any(fd in readable for fd in pidfds):
+                supervisor.supervisor.getState()
+                time.sleep(0.01)  # never a busy loop while supervisord catches up
+            if changed in readable:
+                with contextlib.suppress(OSError):
+                    os.read(changed, 4096)
+        except Exception as exc:  # supervisord busy or gone: look again shortly
+            print(f"conveyor-events: waker: {exc}", file=sys.stderr, flush=True)
+            time.sleep(1.0)
+        finally:
+            for fd in pidfds:
+                os.close(fd)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "listen-events":
-        _listen_events(Path(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "listen-events":
+        _listen_events(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None)
     else:
-        sys.exit("usage: python -m conveyor.targets.supervisor listen-events EVENTS_DIR")
+        sys.exit("usage: python -m conveyor.targets.supervisor listen-events EVENTS_DIR [SOCKET]")

@@ -30,7 +30,9 @@ from conveyor.engine.strategies.canary import (
     plan_canary,
 )
 from conveyor.engine.strategies.flip import plan_flip
+from conveyor.engine.strategies.host_batches import plan_host_batches
 from conveyor.engine.strategies.immediate import plan_immediate
+from conveyor.engine.strategies.placement import place, with_shipping
 from conveyor.engine.strategies.recreate import plan_recreate
 from conveyor.engine.strategies.rolling import plan_rolling
 from conveyor.engine.strategies.smoke import with_smoke_tests
@@ -47,12 +49,14 @@ def plan_service(
     phase: str = FORWARD,
     smoke: Sequence[Mapping[str, Any]] = (),
 ) -> list[Step]:
-    """Dispatch to the planner of `strategy` (a config object, or a type name).
+    """Dispatch to the planner of `strategy` (a config object, or a type name), then place
+    the instances it starts on `goal.hosts` (`placement.place`).
 
     `smoke` (the service's smoke tests, as dicts) run on the first healthy
     instance of the new release, before it gets traffic (`with_smoke_tests`).
     """
-    return with_smoke_tests(_plan(strategy, goal, analyses, phase), goal.release, smoke)
+    planned = place(_plan(strategy, goal, analyses, phase), goal)
+    return with_smoke_tests(planned, goal.release, smoke)
 
 
 def _plan(
@@ -74,6 +78,8 @@ def _plan(
         return plan_immediate(goal, phase)
     if strategy.type == "recreate":
         return plan_recreate(goal, phase)
+    if strategy.batch is not None:
+        return plan_host_batches(goal, strategy.batch, phase)
     return plan_rolling(goal, strategy.max_surge, strategy.max_unavailable, phase)
 
 
@@ -124,12 +130,15 @@ __all__ = [
     "ServiceGoal",
     "canary_size",
     "partition",
+    "place",
     "plan_blue_green",
     "plan_canary",
     "plan_flip",
+    "plan_host_batches",
     "plan_immediate",
     "plan_recreate",
     "plan_rolling",
     "plan_service",
+    "with_shipping",
     "with_smoke_tests",
 ]

@@ -23,6 +23,7 @@ class ObservedInstance:
     serving: bool
     state: str = ""
     role: str = ""
+    host: str = "local"  # the host it runs on
 
     @property
     def running(self) -> bool:
@@ -39,6 +40,7 @@ class ServiceGoal:
     replicas: int
     observed: tuple[ObservedInstance, ...] = ()
     name_prefix: str = ""  # new instances are named f"{name_prefix}-{n}"
+    hosts: tuple[str, ...] = ("local",)  # the hosts that carry the service (placement)
 
     def new_name(self, n: int) -> str:
         return f"{self.name_prefix}-{n}"

@@ -1,0 +1,63 @@
+"""One router per listen address: who else listens there, checked before a router starts.
+
+Caddy and HAProxy both listen with SO_REUSEPORT, so a second one on the same
+address starts without an error and the kernel splits the connections between
+them: a stray router (started by hand, or left by an older home) would serve
+a share of the requests with routes Conveyor no longer knows about.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from conveyor.errors import RouterError
+from conveyor.targets.listening import listening_inodes, listening_pids
+
+__all__ = ["listen_port", "refuse_other_listeners"]
+
+
+def listen_port(listen: str) -> int | None:
+    """The port of a `[host]:port` listen address; None when it has none."""
+    _, _, port = listen.rpartition(":")
+    return int(port) if port.isdigit() else None
+
+
+def _command(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") or "?"
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def refuse_other_listeners(router: str, listens: Iterable[str], own: int | None = None) -> None:
+    """Raise RouterError naming every process that listens on one of `listens`.
+
+    `own` is the pid of the router's program when it runs (supervised programs
+    lead their process group): the processes of its group are the router itself.
+    """
+    for listen in sorted(set(listens)):
+        port = listen_port(listen)
+        if port is None or not listening_inodes(port):
+            continue
+        visible = listening_pids(port)
+        holders = [p for p in visible if own is None or _group(p) != own]
+        if visible and not holders:
+            continue  # only the router itself
+        named = ", ".join(f"pid {p} ({_command(p)})" for p in holders)
+        stop = f"stop it (kill {' '.join(map(str, holders))})" if holders else "stop it"
+        raise RouterError(
+            f"{router}: another program already listens on {listen}: "
+            f"{named or 'a process of another user'}; starting the router too would "
+            "split the requests between them",
+            hint=f"{stop} and retry, or change the environment's listen address",
+        )
