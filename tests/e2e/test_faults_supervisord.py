@@ -253,3 +253,64 @@ def test_a_killed_router_listens_again(app: Project) -> None:
         time.sleep(0.005)
     assert listening_inodes(port) - before, "the router did not come back"
     assert get(f"http://{app.env['LISTEN']}/")
+
+
+def test_supervisord_killed_in_the_middle_of_a_rolling_deploy(app: Project, tmp_path: Path) -> None:
+    """The issue's split brain: supervisord killed between a rolling deploy's first start
+    and the rest. Whatever the deploy then decides (finish or roll back), what serves is
+    what the store says, through one router, and `down` leaves the port closed."""
+    app.run("deploy", "staging", "--build")
+    listen = app.env["LISTEN"]
+    url = f"http://{listen}/"
+    v1 = get(url)
+    (app.root / "server.py").write_text(SERVER + "# v2\n")
+    app.commit("v2")
+    app.run("build")
+    plan = app.json("deploy", "staging", "--dry-run")
+    assert isinstance(plan, dict)
+    first_start = next(n for n, s in enumerate(plan["steps"], 1) if s["kind"] == "start")
+    assert first_start < len(plan["steps"])
+    supervisord, programs = platform(app)
+
+    go_on = tmp_path / "go-on"
+    failpoint = f"executor.after_step:{first_start}=wait:{go_on}"
+    deploying = app.start("deploy", "staging", env={"CONVEYOR_FAILPOINTS": failpoint})
+    assert deploying.stderr is not None
+    for line in deploying.stderr:
+        if line.startswith(f"failpoint executor.after_step:{first_start}: waiting"):
+            break
+    os.kill(supervisord, signal.SIGKILL)
+    assert wait_gone(list(programs.values()), 10) == []
+    go_on.touch()
+    out, err = deploying.communicate(timeout=180)
+    assert "Traceback" not in out + err, err
+    assert deploying.returncode in (0, 1), err
+    if deploying.returncode:  # the user is told why the step failed
+        assert f"note: supervisord (pid {supervisord}) had died" in err, err
+
+    history = app.json("history", "staging")
+    assert isinstance(history, list)
+    ended = history[0]["status"]
+    assert ended in ("succeeded", "rolled_back"), (ended, err)
+    # One router on the address: the one the new supervisord runs.
+    _, now = platform(app)
+    router = f"conveyor-{app.env['ROUTER']}"
+    holders = listening_pids(int(listen.rsplit(":", 1)[1]))
+    assert holders and {os.getpgid(p) for p in holders} == {now[router]}
+    # Only the release the store says serves answers, and status sees nothing amiss.
+    answered = answers(url, 40)
+    assert len(answered) == 1, answered
+    [serving] = answered
+    assert (serving != v1) == (ended == "succeeded"), (serving, ended)
+    report = app.json("status", "staging")["environments"][0]  # type: ignore[index]
+    assert report["mismatches"] == []
+    web = next(s for s in report["services"] if s["name"] == "web")
+    assert web["release"] == serving
+    serving_now = [i for i in web["instances"] if i["state"] == "serving"]
+    assert {i["release"] for i in serving_now} == {serving}
+    assert {i["process"] for i in serving_now} <= {"running", "starting"}
+    # `down` means down: the address no longer answers.
+    app.run("down", "staging", "--yes")
+    host, port = listen.rsplit(":", 1)
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=2).close()

@@ -931,6 +931,11 @@ async def _ask_running(
 async def _revert(
     rt: Runtime, deployment: DeploymentRecord, final: str, reason: str, progress: Progress
 ) -> DeploymentRecord:
+    known = len(rt.notes)
+    await rt.recheck_platform(deployment.environment)
+    for note in rt.notes[known:]:  # e.g. supervisord had died: likely why the step failed
+        progress(f"note: {note}")
+    del rt.notes[known:]
     steps = with_settings(
         rt.loaded.config, deployment.environment, await propose_revert(rt, deployment)
     )

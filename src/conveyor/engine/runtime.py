@@ -125,6 +125,13 @@ class Runtime:
         for kind in dict.fromkeys(env.router for env in envs):
             await ROUTERS[kind].ensure_running(self)
 
+    async def recheck_platform(self, environment: str) -> None:
+        """`ensure_platform` again, though this command checked it already: a failed step
+        may have been a platform that died meanwhile (supervisord killed takes the router
+        and the instances with it), and restoring the previous releases needs it back."""
+        self._supervisor_checked = False
+        await self.ensure_platform(environment)
+
     async def ensure_supervisor(self) -> None:
         """Start the home's supervisord unless it runs (once per command)."""
         if self._supervisor_checked:

@@ -353,6 +353,10 @@ class Supervisor:
             return  # running (see _check_orphan), or the pid is another process's now
         found = orphans.find_session(session, started_after=written - 2.0)
         if not found:
+            self.orphan_notes.append(
+                f"supervisord (pid {session}) had died; started it again, and its programs "
+                "with it"
+            )
             return
         left = orphans.stop_all(found, grace=ORPHAN_GRACE)
         gone = [o for o in found if o not in left]
