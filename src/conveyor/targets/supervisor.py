@@ -354,8 +354,7 @@ class Supervisor:
         found = orphans.find_session(session, started_after=written - 2.0)
         if not found:
             self.orphan_notes.append(
-                f"supervisord (pid {session}) had died; started it again, and its programs "
-                "with it"
+                f"supervisord (pid {session}) had died; started it again, and its programs with it"
             )
             return
         left = orphans.stop_all(found, grace=ORPHAN_GRACE)
