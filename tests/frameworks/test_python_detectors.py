@@ -260,3 +260,38 @@ def test_init_writes_explains_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert "Traceback" not in again.stderr
     forced = subprocess.run([*cli, "--force"], capture_output=True, text=True, check=True)
     assert "conveyor deploy staging --build" in forced.stdout
+
+
+def test_fastapi_with_alembic_init_migrates_in_the_release_phase(tmp_path: Path) -> None:
+    root = generators.fastapi_app(tmp_path / "api", requirements="fastapi\nalembic\n")
+    alembic = Path(sys.executable).with_name("alembic")
+    subprocess.run([str(alembic), "init", "alembic"], cwd=root, check=True, capture_output=True)
+    found = detect(root)
+    assert found is not None and found.framework == "FastAPI"
+    assert found.service["migrate"] == {
+        "command": ".venv/bin/alembic upgrade head",
+        "database": "main",
+    }
+    assert found.databases == {"main": {"url": "${DATABASE_URL}"}}
+    assert found.service["env"]["DATABASE_URL"] == "${DATABASE_URL}"
+    # alembic init's env.py reads sqlalchemy.url from the ini: the user is told to change it.
+    assert any("alembic/env.py takes the database from sqlalchemy.url" in n for n in found.notes)
+    assert not any("alembic is not in" in n for n in found.notes)
+    render(found, project="api")
+
+    env_py = root / "alembic" / "env.py"
+    env_py.write_text(
+        env_py.read_text().replace(
+            "config = context.config",
+            'config = context.config\nconfig.set_main_option("sqlalchemy.url", '
+            'os.environ["DATABASE_URL"])',
+        )
+    )
+    found = detect(root)
+    assert found is not None
+    assert not any("env.py takes the database" in n for n in found.notes)
+
+
+def test_no_alembic_ini_no_migration(tmp_path: Path) -> None:
+    found = detect(generators.fastapi_app(tmp_path / "api"))
+    assert found is not None and "migrate" not in found.service and found.databases == {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from conveyor.frameworks import django, express, fastapi, flask, nextjs, procfile
+from conveyor.frameworks import alembic, django, express, fastapi, flask, nextjs, procfile
 from conveyor.frameworks.model import Detected
 
 __all__ = ["DETECTORS", "Detected", "detect"]
@@ -30,5 +30,5 @@ def detect(root: Path) -> Detected | None:
     for detector in DETECTORS:
         found = detector(root)
         if found is not None:
-            return found
+            return alembic.with_alembic(root, found)
     return None
