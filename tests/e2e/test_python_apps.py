@@ -4,7 +4,8 @@
 Django: init, deploy, one-off commands in the release (createsuperuser), a
 rolling redeploy under load with no failed request, a broken release refused
 while the old one keeps serving, and a rollback after the new release served
-traffic. FastAPI: init, deploy, a rolling redeploy under load.
+traffic. FastAPI: init, deploy, a rolling redeploy under load, a broken release
+refused and a rollback.
 
 Builds install from a cached wheelhouse (`PIP_NO_INDEX`, `PIP_FIND_LINKS`
 passed through the environment), see tests/support/generators.py. The one-off
@@ -105,5 +106,17 @@ def test_fastapi_first_steps(app_project: tuple[Path, list[Project]]) -> None:
     main = root / "main.py"
     main.write_text(main.read_text().replace("Hello World", "Hello v2"))
     project.commit("v2")
+    v1 = current_release(project)
     redeploy_under_load(project, "/")
     assert get(project, "/") == (200, '{"message":"Hello v2"}')
+
+    # A release whose app cannot import never gets traffic; v2 keeps serving.
+    main.write_text(main.read_text() + "\nimport a_module_that_is_not_there\n")
+    project.commit("v3: broken import")
+    refused(project, "uvicorn cannot import main:app")
+    assert get(project, "/") == (200, '{"message":"Hello v2"}')
+
+    # Rollback after v2 served traffic: v1 answers again.
+    project.run("rollback", "staging")
+    assert current_release(project) == v1
+    assert get(project, "/") == (200, '{"message":"Hello World"}')
