@@ -74,3 +74,20 @@ def branches_containing(root: Path, commit: str) -> list[str]:
             if len(remote_branch) == 2 and remote_branch[1] != "HEAD":
                 names.add(remote_branch[1])
     return sorted(names)
+
+
+def commits_between(root: Path, old: str | None, new: str) -> list[tuple[str, datetime]] | None:
+    """The commits `new` has that `old` has not (`old..new`), with their committer times,
+    newest first; just `new` when `old` is None. None when git cannot say (no git, not a
+    repository, a commit unknown here such as one from a shallow clone)."""
+    if shutil.which("git") is None:
+        return None
+    spec = [new] if old is None else [f"{old}..{new}"]
+    done = git(["log", "--format=%H %ct", *(["-1"] if old is None else []), *spec, "--"], root)
+    if done.returncode != 0:
+        return None
+    found = []
+    for line in done.stdout.decode().splitlines():
+        commit, epoch = line.split()
+        found.append((commit, datetime.fromtimestamp(int(epoch), UTC)))
+    return found

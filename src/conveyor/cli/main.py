@@ -12,6 +12,7 @@ from conveyor import __version__
 from conveyor.cli import (
     db,
     deploy,
+    dora,
     explain,
     hosts,
     inspect,
@@ -68,6 +69,7 @@ oneoff.register(app)
 explain.register(app)
 shutdown.register(app)
 hosts.register(app)
+dora.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(db.app, name="db")

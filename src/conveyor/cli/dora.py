@@ -1,0 +1,124 @@
+"""`conveyor dora [ENV] [--since 30d] [--json]`: DORA's four keys from the history."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import typer
+
+from conveyor.cli.context import JsonOption, runtime
+from conveyor.cli.output import emit_json, say
+from conveyor.errors import UsageError
+
+_SPAN = re.compile(r"^([0-9]{1,5})([hdw])$")
+_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(dora)
+
+
+def dora(
+    environment: str | None = typer.Argument(
+        None, help='The environment (default: "production", or the last one in conveyor.yml).'
+    ),
+    since: str = typer.Option(
+        "30d", "--since", help='How far back: "30d", "12w", "48h", or a date (2026-11-01).'
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Deployment frequency, lead time for changes, change failure rate and time to
+    restore of an environment, from Conveyor's history and git."""
+    from functools import cache
+
+    from conveyor.dora import four_keys
+    from conveyor.git import commits_between
+
+    rt = runtime(defer_unset=True)
+    names = list(rt.loaded.config.environments)
+    name = environment or ("production" if "production" in names else names[-1])
+    rt.environment(name)  # an unknown name is a usage error that lists the known ones
+    until = datetime.now(UTC)
+    start = _since(since, until)
+    releases = {(r.service, r.id): r for r in rt.store.list_releases()}
+
+    @cache
+    def commits(old: str | None, new: str) -> list[tuple[str, datetime]] | None:
+        return commits_between(rt.loaded.root, old, new)
+
+    report = four_keys(name, rt.store.list_deployments(name), releases, commits, start, until)
+    data = report.to_json()
+    if as_json:
+        emit_json(data)
+        return
+    days = (until - start).total_seconds() / 86400
+    say(
+        f"DORA metrics of {name}, {start:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC "
+        f"({days:g} days)"
+    )
+    frequency, lead = data["deployment_frequency"], data["lead_time"]
+    rate, restore = data["change_failure_rate"], data["time_to_restore"]
+    rows = [
+        (
+            "deployment frequency",
+            f"{frequency['deployments']} deployments, {frequency['per_day']:.2f} a day, "
+            f"{frequency['per_week']:.1f} a week",
+            frequency["band"],
+        ),
+        (
+            "lead time for changes",
+            f"median {_span(lead['median_seconds'])} over {lead['commits']} commits"
+            if lead["commits"]
+            else "no commit reached it",
+            lead["band"],
+        ),
+        (
+            "change failure rate",
+            f"{rate['failed']} of {rate['deployments']} deployments ({rate['rate'] * 100:.1f} %)"
+            if rate["deployments"]
+            else "no deployment",
+            rate["band"],
+        ),
+        (
+            "time to restore",
+            f"median {_span(restore['median_seconds'])} over {restore['restored']} restores"
+            f", {restore['open']} open"
+            if restore["restored"]
+            else f"nothing to restore, {restore['open']} open",
+            restore["band"],
+        ),
+    ]
+    for label, value, band in rows:
+        say(f"  {label:<22} {value:<58} {band or '-'}")
+
+
+def _since(text: str, now: datetime) -> datetime:
+    span = _SPAN.match(text.strip())
+    if span:
+        return now - int(span.group(1)) * _UNIT[span.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f'--since "{text}": expected a span like 30d, 12w or 48h, or a date like 2026-11-01'
+        ) from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment >= now:
+        raise UsageError(f'--since "{text}" is not in the past')
+    return moment
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    text = " ".join(p for p in parts if p)
+    return text or f"{secs}s"
