@@ -110,15 +110,13 @@ def _since(text: str, now: datetime) -> datetime:
 
 
 def _span(seconds: float | None) -> str:
+    """3h 12m, 4m 10s, 2d 5h: the two largest units."""
     if seconds is None:
         return "-"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    parts = [
-        f"{days}d" if days else "",
-        f"{hours}h" if hours else "",
-        f"{minutes}m" if minutes else "",
-    ]
-    text = " ".join(p for p in parts if p)
-    return text or f"{secs}s"
+    left = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        if count or parts:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts[:2]).replace(" 0s", "").replace(" 0m", "").replace(" 0h", "") or "0s"
