@@ -114,7 +114,7 @@ def _span(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     left = round(seconds)
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, left = divmod(left, size)
         if count or parts:
