@@ -272,3 +272,47 @@ def test_every_provider_reaches_the_app_and_nothing_holds_a_value(
         assert path.parent == programs, f"a secret value in {path}"
         assert path.stat().st_mode & 0o777 == 0o600
     assert programs.stat().st_mode & 0o777 == 0o700
+
+
+CHATTY = """\
+import os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+print("starting with token " + os.environ["API_TOKEN"], flush=True)
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def test_conveyor_logs_masks_what_an_app_prints_of_its_secrets(tmp_path: Path) -> None:
+    from tests.support.apps import make_app
+
+    token = "tok-" + "9f3c1a7e5b2d4c6e"
+    config = (
+        "project: chatty\n"
+        "services:\n  web:\n    run: [python3, server.py, $PORT]\n"
+        "    health: {type: http, path: /, interval: 100ms}\n"
+        "environments:\n  staging:\n    listen: ${LISTEN}\n"
+        "    secrets: {API_TOKEN: {env: CHATTY_TOKEN}}\n"
+    )
+    app = make_app(tmp_path, config, {"server.py": CHATTY})
+    app.env["CHATTY_TOKEN"] = token
+    try:
+        app.run("deploy", "staging", "--build")
+        shown = app.run("logs", "staging", "web")
+        assert "starting with token ***" in shown.stdout, shown.stdout
+        assert token not in shown.stdout + shown.stderr
+        # Where the secret cannot be resolved, the user is told the output is not masked.
+        del app.env["CHATTY_TOKEN"]
+        unmasked = app.run("logs", "staging", "web")
+        assert "cannot be resolved here, so the output below is not masked" in unmasked.stderr
+    finally:
+        app.shutdown()

@@ -221,6 +221,21 @@ def notification_json(n: Any) -> dict[str, Any]:
     }
 
 
+def _mask_secrets(rt: Any, environment: str, warn: Any) -> None:
+    """Resolve the environment's secrets so that the apps' own output shows them masked
+    (every output of Conveyor masks the values it knows); a secret that cannot be
+    resolved here (no key on this machine) is warned about, not fatal."""
+    from conveyor.errors import ConveyorError
+
+    try:
+        rt.secrets(environment)
+    except ConveyorError as exc:
+        warn(
+            f"the secrets of {environment} cannot be resolved here, so the output below is "
+            f"not masked: {exc.message}"
+        )
+
+
 def logs(
     environment: str = typer.Argument(..., help="Environment."),
     service: str = typer.Argument(..., help="Service."),
@@ -257,6 +272,7 @@ def logs(
         sys.stdout.flush()
         err_console().print(f"[yellow]warning:[/yellow] {escape(message)}")
 
+    _mask_secrets(rt, environment, warn)
     target = rt.target_for(environment)
     reader = instance_logs.follow if follow else instance_logs.tail
     try:
