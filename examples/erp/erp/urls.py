@@ -6,8 +6,8 @@ from django.urls import path
 from orders import views
 
 urlpatterns = [
-    path('admin/', admin.site.urls),
-    path('health/', views.health),
-    path('orders/', views.create_order),
-    path('orders/stats/', views.stats),
+    path("admin/", admin.site.urls),
+    path("health/", views.health),
+    path("orders/", views.create_order),
+    path("orders/stats/", views.stats),
 ]

@@ -13,24 +13,24 @@ from .tasks import process_order
 @require_GET
 def health(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
-        cursor.execute('SELECT 1')
-    return HttpResponse('ok')
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok")
 
 
 @csrf_exempt
 @require_POST
 def create_order(request: HttpRequest) -> JsonResponse:
-    body = json.loads(request.body or b'{}')
-    order = Order.objects.create(reference=str(body['reference']))
-    process_order.delay(order.pk, float(body.get('work_seconds', 0.2)))
-    return JsonResponse({'id': order.pk, 'reference': order.reference}, status=201)
+    body = json.loads(request.body or b"{}")
+    order = Order.objects.create(reference=str(body["reference"]))
+    process_order.delay(order.pk, float(body.get("work_seconds", 0.2)))
+    return JsonResponse({"id": order.pk, "reference": order.reference}, status=201)
 
 
 @require_GET
 def stats(request: HttpRequest) -> JsonResponse:
     counts = Order.objects.aggregate(
-        orders=Count('id'),
-        processed=Count('id', filter=Q(times_processed__gte=1)),
-        twice=Count('id', filter=Q(times_processed__gte=2)),
+        orders=Count("id"),
+        processed=Count("id", filter=Q(times_processed__gte=1)),
+        twice=Count("id", filter=Q(times_processed__gte=2)),
     )
-    return JsonResponse({**counts, 'heartbeats': Heartbeat.objects.count()})
+    return JsonResponse({**counts, "heartbeats": Heartbeat.objects.count()})
