@@ -126,11 +126,14 @@ class Runtime:
             await ROUTERS[kind].ensure_running(self)
 
     async def recheck_platform(self, environment: str) -> None:
-        """`ensure_platform` again, though this command checked it already: a failed step
-        may have been a platform that died meanwhile (supervisord killed takes the router
-        and the instances with it), and restoring the previous releases needs it back."""
+        """This machine's supervisord and the environment's router again, though this
+        command checked them already: a failed step may have been supervisord killed
+        meanwhile (the router and local instances die with it), and restoring the previous
+        releases needs them back. Remote hosts' supervisords are restarted where a call
+        finds them gone (the SSH target does it)."""
         self._supervisor_checked = False
-        await self.ensure_platform(environment)
+        await self.ensure_supervisor()
+        await ROUTERS[self.environment(environment).router].ensure_running(self)
 
     async def ensure_supervisor(self) -> None:
         """Start the home's supervisord unless it runs (once per command)."""
