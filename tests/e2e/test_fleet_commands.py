@@ -243,6 +243,13 @@ def test_rollback_covers_every_host_and_explain_names_them(fleet: Fleet) -> None
     project.commit("v2")
     deployed = project.run("deploy", "fleet", "--build", timeout=300)
     assert fleet.status()["services"][0]["release"] != before["release"]
+    # history says where each deployment went
+    history = json.loads(project.run("history", "fleet", "--json").stdout)
+    latest = next(d for d in history if d.get("kind") == "deploy")
+    assert latest["hosts"] == list(HOSTS)
+    assert re.search(
+        r"deploy +succeeded .*host1,host2,host3", project.run("history", "fleet").stdout
+    )
     # The progress lines of steps on instances name their hosts.
     assert re.search(
         r"\[api\] wait until fleet-api-\S+(, fleet-api-\S+)* healthy on host\d", deployed.stderr

@@ -12,7 +12,7 @@ from typing import Any
 from conveyor.engine.hosts_view import observe_hosts
 from conveyor.engine.instance_logs import follow, prefix, tail
 from conveyor.engine.serving import mismatches
-from conveyor.engine.step_hosts import instance_hosts, step_hosts, where
+from conveyor.engine.step_hosts import instance_hosts, plan_hosts, step_hosts, where
 from conveyor.errors import TargetError
 from conveyor.store.records import InstanceRecord
 from conveyor.targets.base import RUNNING, InstanceStatus
@@ -68,6 +68,17 @@ def test_steps_that_name_their_own_hosts_or_run_here_get_none() -> None:
     assert step_hosts({"kind": "stop", "instances": ["web-9"]}, hosts) == []
     assert step_hosts({"kind": "stop", "instances": ["unknown"]}, hosts) == []
     assert step_hosts({"kind": "set_weights", "weights": [["web-1", 1]]}, hosts) == []
+
+
+def test_a_deployment_lists_the_hosts_it_shipped_to_or_started_on() -> None:
+    assert plan_hosts(PLANS[1]) == ["h3"]
+    assert plan_hosts([*PLANS[0], {"kind": "ship", "host": "h0", "release": "r1"}]) == [
+        "h0",
+        "h1",
+        "h2",
+    ]
+    assert plan_hosts([{"kind": "start", "instances": ["a"], "hosts": ["local"]}]) == []
+    assert plan_hosts([{"kind": "set_weights", "weights": []}]) == []
 
 
 def test_a_steps_line_gets_its_hosts_appended() -> None:

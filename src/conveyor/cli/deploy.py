@@ -477,6 +477,8 @@ def show_deployment(record: Any, as_json: bool, url: str) -> None:
 
 
 def deployment_json(d: Any) -> dict[str, Any]:
+    from conveyor.engine.step_hosts import plan_hosts
+
     duration = None
     if d.finished_at is not None:
         duration = round((d.finished_at - d.started_at).total_seconds(), 3)
@@ -494,4 +496,5 @@ def deployment_json(d: Any) -> dict[str, Any]:
         "started_at": iso(d.started_at),
         "finished_at": iso(d.finished_at),
         "duration_s": duration,
+        "hosts": plan_hosts(d.plan),
     }

@@ -150,27 +150,21 @@ def history(
         print_runs(runs)
         return
     table = Table(box=None, pad_edge=False)
-    for column in (
-        "ID",
-        "KIND",
-        "STATUS",
-        "STRATEGY",
-        "RELEASES",
-        "USER",
-        "STARTED",
-        "TOOK",
-        "REASON",
-    ):
+    rows = [deployment_json(d) for d in records]
+    on_hosts = any(row["hosts"] for row in rows)  # a fleet's deployments say where
+    columns = ["ID", "KIND", "STATUS", "STRATEGY", "RELEASES", *(["HOSTS"] * on_hosts)]
+    for column in (*columns, "USER", "STARTED", "TOOK", "REASON"):
         # The id (to copy) and the reason (one line) stay whole; releases and times wrap.
         table.add_column(column, no_wrap=column in ("ID", "KIND", "STATUS", "REASON"))
-    for d in records:
-        took = deployment_json(d)["duration_s"]
+    for d, row in zip(records, rows, strict=True):
+        took = row["duration_s"]
         table.add_row(
             d.id,
             d.kind,
             d.status,
             d.strategy,
             " ".join(f"{s}={r}" for s, r in sorted(d.releases.items())) or "-",
+            *([",".join(row["hosts"]) or "-"] * on_hosts),
             d.user,
             local_time(d.started_at),
             f"{took:.1f}s" if took is not None else "-",

@@ -35,6 +35,18 @@ def instance_hosts(plans: Iterable[list[dict[str, Any]]]) -> dict[str, str]:
     return found
 
 
+def plan_hosts(plan: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The hosts a deployment shipped releases to or started instances on, sorted (none on
+    this machine only): what `conveyor history` lists per deployment."""
+    found: set[str] = set()
+    for step in plan:
+        if step.get("kind") == "ship" and step.get("host"):
+            found.add(str(step["host"]))
+        elif step.get("kind") == "start":
+            found.update(str(h) for h in step.get("hosts") or ())
+    return [] if found <= {LOCAL_HOST} else sorted(found)
+
+
 def step_hosts(step: Mapping[str, Any], hosts: Mapping[str, str]) -> list[str]:
     """The hosts a step acts on, in the order of its instances; none for a step that names
     its own, acts on no instance, or runs on this machine only."""
