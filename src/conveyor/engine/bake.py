@@ -27,6 +27,7 @@ from conveyor.checks.base import Check
 from conveyor.checks.command import CommandCheck
 from conveyor.checks.http import HttpCheck
 from conveyor.config.models import SmokeTest, command_argv
+from conveyor.engine import failpoints
 from conveyor.engine.analysis_run import AnalysisRun, _stats
 from conveyor.engine.handlers.base import StepContext
 from conveyor.engine.hooks import hook_env
@@ -172,6 +173,7 @@ class Bake:
             details.append(result.detail)
         self.rounds += 1
         self.smoke = "; ".join(details)
+        failpoints.hit(f"verify.after_round:{self.rounds}")
 
     def _check(self, task: asyncio.Task[Verdict] | None) -> None:
         """Raise when the analysis failed (or broke) before the bake's end."""
