@@ -32,19 +32,20 @@ def configure(
     strategy: object = "rolling",
     analysis: dict[str, Any] | None = None,
     notify: list[dict[str, Any]] | None = None,
+    environment: str = "staging",
 ) -> None:
-    """Give staging `strategy` and `verify`; add analyses and notify targets."""
+    """Give `environment` `strategy` and `verify`; add analyses and notify targets."""
     path = shop.root / "conveyor.yml"
     config = yaml.safe_load(path.read_text())
-    staging = config["environments"]["staging"]
-    staging["strategy"] = strategy
-    staging["verify"] = verify
+    settings = config["environments"][environment]
+    settings["strategy"] = strategy
+    settings["verify"] = verify
     if analysis:
         config["analysis"] = {**config.get("analysis", {}), **analysis}
     if notify is not None:
         config["notify"] = notify
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    shop.commit(f"staging: verify {verify}")
+    shop.commit(f"{environment}: verify {verify}")
 
 
 def last(shop: Project) -> dict[str, Any]:
