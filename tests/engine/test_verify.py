@@ -7,6 +7,7 @@ tests (tests/e2e/test_verify.py) run the same against real Caddy and supervisord
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import textwrap
 import time
@@ -102,8 +103,6 @@ def test_a_deploy_plan_ends_with_the_bake_and_it_survives_the_journal(
             deploy_plan = (await deployments.propose(rt, ENV, {"api": "r1"}, migrate=True)).plan
             back = (await deployments.propose(rt, ENV, {"api": "r1"})).plan  # a rollback's
             return deploy_plan, back
-
-        import asyncio
 
         deploy_plan, rollback_plan = asyncio.run(plans())
     finally:
@@ -236,3 +235,55 @@ async def test_a_bake_cut_short_goes_on_for_what_was_left_of_it_on_resume(
     [going_on] = [p for p in progress if "the bake goes on after an interruption: " in p]
     assert float(going_on.rsplit(": ", 1)[1].removesuffix("s left")) <= 0.5, going_on
     rt.close()
+
+
+@run_async
+async def test_promote_ends_a_bake_and_abort_stops_one_and_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = runtime(tmp_path, monkeypatch, "{bake: 1m, interval: 100ms, smoke: [{command: 'true'}]}")
+    # From "another terminal": the deploys run in this process, the requests reach them.
+    first = asyncio.create_task(deploy(rt, "r1"))
+    await _until_baking(rt)
+    await deployments.promote(rt, ENV)
+    assert (await first).status == SUCCEEDED
+    _, status, note = verify_journal(rt, latest(rt).id)
+    assert status == "skipped" and note is not None and "promoted by tester" in note
+
+    second = asyncio.create_task(deploy(rt, "r2"))
+    await _until_baking(rt)
+    aborted = await deployments.abort(rt, ENV, "looks wrong")
+    assert aborted.status == "aborted" and aborted.error == "looks wrong"
+    assert (await second).status == "aborted"
+    assert sorted(serving_releases(rt).values()) == ["r1", "r1"]
+    rt.close()
+
+
+@run_async
+async def test_promote_full_skips_the_rollout_but_not_the_bake_to_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = config(
+        "{bake: 300ms, interval: 100ms, smoke: [{command: 'true'}]}",
+        "{type: canary, steps: [{set_weight: 50}, {pause: {}}], rollback_window: 1m}",
+    ).replace("ON_INCONCLUSIVE", "pause")
+    rt = open_runtime(tmp_path, monkeypatch, text)
+    await deploy(rt, "r1")
+    paused = await deploy(rt, "r2")
+    assert paused.status == PAUSED
+    promoted = await deployments.promote(rt, ENV, full=True)
+    assert promoted.status == SUCCEEDED
+    steps = rt.store.list_steps(promoted.id)
+    verifies = [(s.status, s.error or "") for s in steps if s.kind == "verify"]
+    assert [status for status, _ in verifies] == ["skipped", "done"], verifies
+    assert verifies[1][1].startswith("baked 0.3s: ")
+    rt.close()
+
+
+async def _until_baking(rt: Runtime) -> None:
+    for _ in range(400):
+        steps = rt.store.list_steps(latest(rt).id) if rt.store.list_deployments(ENV) else []
+        if any(s.kind == "verify" and s.status == "running" for s in steps):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the bake never started")

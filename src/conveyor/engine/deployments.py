@@ -583,8 +583,9 @@ async def promote(
     continues in this process.
     """
     request = REQUEST_PROMOTE_FULL if full else REQUEST_PROMOTE
+    asked = _unfinished(rt, environment)  # it may finish as soon as it took the request
     if await _ask_running(rt, environment, request):
-        return _reload(rt, _unfinished(rt, environment).id)
+        return _reload(rt, asked.id)
     deployment = _take_over(rt, environment)
     try:
         await rt.ensure_platform(environment)
