@@ -265,7 +265,7 @@ async def test_promote_full_skips_the_rollout_but_not_the_bake_to_come(
 ) -> None:
     text = config(
         "{bake: 300ms, interval: 100ms, smoke: [{command: 'true'}]}",
-        "{type: canary, steps: [{set_weight: 50}, {pause: {}}], rollback_window: 1m}",
+        "{type: canary, steps: [{set_weight: 50}, {pause: {}}], rollback_window: 0s}",
     ).replace("ON_INCONCLUSIVE", "pause")
     rt = open_runtime(tmp_path, monkeypatch, text)
     await deploy(rt, "r1")
