@@ -287,3 +287,41 @@ async def _until_baking(rt: Runtime) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the bake never started")
+
+
+@pytest.mark.parametrize("window", ["1m", "300ms"], ids=["inside-the-window", "past-it"])
+@run_async
+async def test_a_bake_failing_inside_the_rollback_window_flips_back_past_it_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    from conveyor.engine import warm
+
+    monkeypatch.setattr(warm, "schedule", lambda rt, environment: None)  # no timer process
+    broken = tmp_path / "broken"
+    text = config(
+        f"{{bake: 30s, interval: 100ms, smoke: [{{command: 'test ! -e {broken}'}}]}}",
+        f"{{type: blue_green, rollback_window: {window}}}",
+    ).replace("ON_INCONCLUSIVE", "pause")
+    rt = open_runtime(tmp_path, monkeypatch, text)
+    first = asyncio.create_task(deploy(rt, "r1"))
+    await _until_baking(rt)
+    await deployments.promote(rt, ENV)  # accept r1 without its bake
+    await first
+    before = serving_releases(rt)
+
+    second = asyncio.create_task(deploy(rt, "r2"))
+    await _until_baking(rt)
+    await asyncio.sleep(0.5)  # well inside a window of 1m, past one of 300ms
+    broken.touch()
+    with pytest.raises(DeployError):
+        await second
+    record = latest(rt)
+    assert record.status == ROLLED_BACK and record.error is not None
+    assert "smoke test command test ! -e" in record.error
+    after = serving_releases(rt)
+    assert sorted(after.values()) == ["r1", "r1"]
+    if window == "1m":  # the warm r1 instances serve again
+        assert after == before
+    else:  # they were past their window: r1 started again
+        assert set(after).isdisjoint(before)
+    rt.close()
