@@ -13,6 +13,7 @@ import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -324,4 +325,40 @@ async def test_a_bake_failing_inside_the_rollback_window_flips_back_past_it_star
         assert after == before
     else:  # they were past their window: r1 started again
         assert set(after).isdisjoint(before)
+    rt.close()
+
+
+@run_async
+async def test_an_analysis_failing_during_the_bake_rolls_back_with_the_metric_and_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.routers.base import TrafficStats
+    from tests.support.fakes import FakeRouter
+
+    seen: dict[str, int] = {}
+
+    async def traffic(router: FakeRouter, environment: str, service: str) -> dict[str, Any]:
+        # Every backend has had 10 more requests at each look, 3 of them answered 5xx.
+        out = {}
+        for address in router.backends.get((environment, service), {}):
+            seen[address] = seen.get(address, 0) + 10
+            out[address] = TrafficStats(address, seen[address], status_5xx=3 * seen[address] // 10)
+        return out
+
+    monkeypatch.setattr(FakeRouter, "traffic_stats", traffic)
+    rt = runtime(tmp_path, monkeypatch, "{bake: 30s, interval: 100ms, analysis: errors}")
+    clock = time.monotonic()
+    with pytest.raises(DeployError):
+        await deploy(rt, "r1")
+    assert time.monotonic() - clock < 20  # at once, not at the end of the bake
+    record = latest(rt)
+    assert record.status == ROLLED_BACK and record.error is not None
+    assert record.error.startswith("verify failed "), record.error
+    assert "analysis errors: FAIL after " in record.error
+    assert "5xx rate 30% (" in record.error and "threshold error_rate < 1%" in record.error
+    # Its measurements are kept for explain, under the verify step.
+    index, _, _ = verify_journal(rt, record.id)
+    rows = rt.store.list_measurements(record.id)
+    assert rows and {r.step_index for r in rows} == {index}
+    assert rows[-1].data["verdict"]["decision"] == "FAIL"
     rt.close()
