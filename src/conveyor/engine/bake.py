@@ -148,7 +148,7 @@ class Bake:
                 left = end - self.elapsed()
                 if left <= 0:
                     break
-                if task is not None:
+                if task is not None and not task.done():  # its failure ends the wait
                     await asyncio.wait({task}, timeout=min(step.interval, left))
                 else:
                     await asyncio.sleep(min(step.interval, left))
