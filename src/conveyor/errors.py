@@ -131,6 +131,11 @@ class AnalysisFailedError(ConveyorError):
     """An analysis judged the new release worse than allowed: the rollout is aborted."""
 
 
+class VerifyFailedError(ConveyorError):
+    """A check of `verify:` failed while the new releases had all the traffic (a smoke test
+    at the environment's URL, or its analysis): the deploy is rolled back."""
+
+
 class DatabaseError(ConveyorError):
     """A database, or one of its tools (pg_dump, mariadb-dump, ...), failed to do what was asked."""
 

@@ -61,10 +61,17 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
 
 @pytest.fixture
 def rt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    runtime = open_runtime(tmp_path, monkeypatch, CONFIG)
+    yield runtime
+    runtime.close()
+
+
+def open_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str) -> Runtime:
+    """A runtime on the fakes for `config`, with releases r1 and r2 of its service api."""
     use_fakes(monkeypatch)
     monkeypatch.delenv("CONVEYOR_FAILPOINTS", raising=False)
     monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
-    (tmp_path / "conveyor.yml").write_text(CONFIG)
+    (tmp_path / "conveyor.yml").write_text(config)
     runtime = Runtime.open(load_config(tmp_path / "conveyor.yml", environ={}), "tester")
     for release in ("r1", "r2"):
         path = tmp_path / "releases" / release
@@ -80,8 +87,7 @@ def rt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
                 built_by="tester",
             )
         )
-    yield runtime
-    runtime.close()
+    return runtime
 
 
 def fakes(rt: Runtime) -> tuple[FakeTarget, FakeRouter]:

@@ -22,6 +22,8 @@ def test_what_a_request_may_interrupt_or_promote_skip() -> None:
         "smoke",
         "backup",
         "await_approval",
+        "verify",
     }
-    # `conveyor promote` ends a pause or an analysis, not the start of a background one.
-    assert {k for k, h in HANDLERS.items() if h.skippable} == {"pause", "analyze"}
+    # `conveyor promote` ends a pause, an analysis or a bake, not the start of a background
+    # analysis.
+    assert {k for k, h in HANDLERS.items() if h.skippable} == {"pause", "analyze", "verify"}

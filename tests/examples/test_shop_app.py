@@ -276,6 +276,15 @@ def test_fault_error_rate(shop):
         assert b"error_rate" in body
 
 
+def test_fault_fail_after_requests(shop):
+    api = shop(faults={"fail_after_requests": 2}).start()
+    assert [api.request("GET", "/version")[0] for _ in range(2)] == [200, 200]
+    assert api.request("GET", "/health")[0] == 200  # health checks do not count
+    status, body, _ = api.request("GET", "/version")
+    assert status == 500 and b"fail_after_requests" in body
+    assert api.request("GET", "/health")[0] == 200
+
+
 def test_fault_latency(shop):
     api = shop(faults={"latency_ms": 300}).start()
     start = time.monotonic()

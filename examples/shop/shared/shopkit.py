@@ -50,6 +50,7 @@ class Faults:
     error_rate: float = 0.0  # fraction of non-health requests answered 500
     latency_ms: float = 0.0  # added to every non-health request
     crash: bool = False  # exit 1 right after start
+    fail_after_requests: int = 0  # non-health requests after the first N answer 500 (0: never)
 
     @classmethod
     def load(cls, path: Path = Path("faults.json")) -> Faults:
@@ -69,6 +70,7 @@ class Faults:
                 error_rate=float(data.get("error_rate", 0.0)),
                 latency_ms=float(data.get("latency_ms", 0.0)),
                 crash=data.get("crash", False),
+                fail_after_requests=int(data.get("fail_after_requests", 0)),
             )
             if not isinstance(faults.crash, bool):
                 raise ValueError("crash must be true or false")
@@ -76,6 +78,8 @@ class Faults:
                 raise ValueError('health must be "ok" or "fail"')
             if not 0.0 <= faults.error_rate <= 1.0:
                 raise ValueError("error_rate must be between 0 and 1")
+            if faults.fail_after_requests < 0:
+                raise ValueError("fail_after_requests must be 0 or more")
         except (ValueError, TypeError) as exc:
             sys.stderr.write(f"{path.resolve()}: invalid faults file: {exc}\n")
             sys.exit(2)
@@ -179,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(faults.latency_ms / 1000)
         if faults.error_rate and random.random() < faults.error_rate:
             return 500, text, b"injected error (faults.json: error_rate)\n"
+        if faults.fail_after_requests and self.server.count() > faults.fail_after_requests:
+            return 500, text, b"injected error (faults.json: fail_after_requests)\n"
         if path == "/version" and method == "GET":
             return 200, "application/json", json.dumps(self.version()).encode()
         if path == "/slow" and method == "GET":
@@ -260,6 +266,13 @@ class Server(ThreadingHTTPServer):
         self.draining = False
         self._cond = threading.Condition()
         self._busy: dict[socket.socket, bool] = {}
+        self._served = 0  # non-health requests so far (faults.json: fail_after_requests)
+
+    def count(self) -> int:
+        """Count one more non-health request; how many there were, this one included."""
+        with self._cond:
+            self._served += 1
+            return self._served
 
     def server_bind(self) -> None:
         # HTTPServer's own asks DNS for the name of the bound address (socket.getfqdn), which

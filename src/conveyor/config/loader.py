@@ -613,6 +613,7 @@ def _cross_field_issues(config: Config) -> list[str]:
                 )
 
         issues.extend(_policy_issues(config, name, environment))
+        issues.extend(_verify_issues(config, name, environment))
         strategy = environment.strategy
         issues.extend(_progressive_issues(config, name, strategy, listeners))
         if (
@@ -669,6 +670,18 @@ def _policy_issues(config: Config, name: str, environment: Any) -> list[str]:
             "deploy could ever be approved"
         )
     return issues
+
+
+def _verify_issues(config: Config, name: str, environment: Any) -> list[str]:
+    """`verify/analysis` names an analysis of the file."""
+    verify = environment.verify
+    if verify is None or verify.analysis is None or verify.analysis in config.analysis:
+        return []
+    known = ", ".join(sorted(config.analysis)) or "none defined"
+    return [
+        f'environments/{name}/verify/analysis: unknown analysis "{verify.analysis}" '
+        f"(analyses: {known})"
+    ]
 
 
 def _promotion_cycle(config: Config) -> list[str]:

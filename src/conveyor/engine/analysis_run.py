@@ -67,6 +67,7 @@ class AnalysisRun:
         self.progress = progress
         self.spec = AnalysisSpec.from_dict(step.spec)
         self.sources = self._sources()
+        self.latest: Verdict | None = None  # the verdict of the latest snapshot
 
     def _sources(self) -> dict[str, MetricSource]:
         """The custom metrics' sources, from the config: the journaled spec has its
@@ -117,6 +118,7 @@ class AnalysisRun:
             snapshot = await self.snapshot()
             values = await read_metrics(self.sources) if self.sources else None
             verdict = analysis.observe(wall + (time.monotonic() - mono), snapshot, values)
+            self.latest = verdict
             record = analysis.records[-1]
             store.add_measurement(
                 MeasurementRecordRow(

@@ -45,6 +45,7 @@ from conveyor.engine.plan import (
     StartInstances,
     Step,
     StopAnalysis,
+    Verify,
     VerifyRelease,
     refuses,
     steps_from_json,
@@ -67,6 +68,7 @@ from conveyor.engine.strategies import (
     with_smoke_tests,
 )
 from conveyor.engine.strategies.release_phase import Migration, plan_release_phase
+from conveyor.engine.strategies.verify import plan_verify
 from conveyor.engine.unfinished import describe_unfinished, next_commands, process_alive
 from conveyor.errors import (
     AnalysisFailedError,
@@ -77,6 +79,7 @@ from conveyor.errors import (
     LockHeldError,
     UnfinishedDeploymentError,
     UsageError,
+    VerifyFailedError,
 )
 from conveyor.store.records import (
     ABORTED,
@@ -278,6 +281,10 @@ async def propose(
     if migrate:
         steps = [*_release_phase(rt, current, target, strategy.type, allowed_by), *steps]
     steps = with_shipping(steps, target_of.ships_releases, run_hosts(rt, environment))
+    if migrate and steps:  # a deploy ends with its check after traffic
+        first_service = next(iter(config.services))
+        url = env_config.effective_url
+        steps.extend(plan_verify(env_config.verify, url, first_service, config.analysis))
     if migrate:
         first_service = next(iter(config.services))
         if steps and commands(rt, "pre_deploy", environment):
@@ -576,8 +583,9 @@ async def promote(
     continues in this process.
     """
     request = REQUEST_PROMOTE_FULL if full else REQUEST_PROMOTE
+    asked = _unfinished(rt, environment)  # it may finish as soon as it took the request
     if await _ask_running(rt, environment, request):
-        return _reload(rt, _unfinished(rt, environment).id)
+        return _reload(rt, asked.id)
     deployment = _take_over(rt, environment)
     try:
         await rt.ensure_platform(environment)
@@ -597,7 +605,7 @@ async def promote(
             return await _promote_full(rt, deployment, _first_incomplete(rt, deployment), progress)
         first = _first_incomplete(rt, deployment)
         steps = steps_from_json(deployment.plan)
-        if first <= len(steps) and isinstance(steps[first - 1], Pause | Analyze):
+        if first <= len(steps) and isinstance(steps[first - 1], Pause | Analyze | Verify):
             step = steps[first - 1]
             if not isinstance(step, StartAnalysis):
                 rt.store.step_started(deployment.id, first, step.kind, step.describe())
@@ -748,8 +756,12 @@ async def _run_forward(
         status, final = (ABORTING, ABORTED) if analysis else (ROLLING_BACK, ROLLED_BACK)
         if isinstance(failure.cause, ApprovalRejectedError):
             status, final, reason = ABORTING, REJECTED, failure.cause.message
+        if isinstance(failure.cause, VerifyFailedError):  # it names its step's check itself
+            reason = failure.cause.message
         rt.store.update_deployment(deployment.id, status=status, error=reason)
         rt.store.add_event("failed", f"{deployment.id}: {reason}", env, deployment.id)
+        if isinstance(failure.cause, VerifyFailedError):
+            rt.notifications.publish("verify_failed", _reload(rt, deployment.id))
         # The detail is printed once, in the error that ends the command.
         progress(
             f"step {failure.index} ({failure.step.describe()}) failed: "
@@ -839,11 +851,14 @@ async def _continue(
 async def _promote_full(
     rt: Runtime, deployment: DeploymentRecord, first: int, progress: Progress
 ) -> DeploymentRecord:
-    """Replace the steps from `first` on by an immediate promotion, and run it."""
+    """Replace the steps from `first` on by an immediate promotion, and run it. A check
+    after traffic (`Verify`) still to come follows the promotion; one under way ends."""
     steps = with_settings(
         rt.loaded.config, deployment.environment, await propose_full_promotion(rt, deployment)
     )
     current = _reload(rt, deployment.id)
+    later = steps_from_json(current.plan[first:])
+    steps.extend(s for s in later if isinstance(s, Verify) and s.phase == FORWARD)
     for index in range(first, len(current.plan) + 1):
         step = steps_from_json([current.plan[index - 1]])[0]
         rt.store.step_started(deployment.id, index, step.kind, step.describe())

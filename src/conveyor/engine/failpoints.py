@@ -6,10 +6,12 @@ Names in use: `executor.before_step:N` (step N journaled as started, nothing
 done yet), `executor.step_done:N` (step N's side effects done, journal not yet
 updated) and `executor.after_step:N` (step N journaled as done). Steps count
 from 1 within a deployment; `release_phase.before_verify` (a release phase's
-backup is written, not yet verified). Actions: `crash` (SIGKILL this process, as a
-`kill -9` would), `error` (raise an error, as a bug would), `sleep:SECONDS` and
-`wait:PATH` (say so on stderr, then block until the file PATH exists: a test does
-something to the world, e.g. fills the disk, at that exact point, then creates PATH).
+backup is written, not yet verified); `verify.after_round:N` (the Nth round of a
+bake's smoke tests passed, counted from 1 in each run of the step). Actions: `crash`
+(SIGKILL this process, as a `kill -9` would), `error` (raise an error, as a bug
+would), `sleep:SECONDS` and `wait:PATH` (say so on stderr, then block until the file
+PATH exists: a test does something to the world, e.g. fills the disk, at that exact
+point, then creates PATH).
 """
 
 from __future__ import annotations

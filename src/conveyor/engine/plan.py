@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from conveyor.config.durations import format_duration
+
 # Phases of a deployment's plan.
 FORWARD = "forward"  # moving to the new releases
 REVERT = "revert"  # restoring the previous releases (rollback on failure, abort)
@@ -362,6 +364,32 @@ class Preview(Step):
         return f"preview {_names(self.instances)}"
 
 
+@dataclass(frozen=True)
+class Verify(Step):
+    """Check the environment for `bake` seconds after the deploy gave it all the traffic:
+    the smoke `tests` (`SmokeTest` dicts) against `url` every `interval`, and the
+    analysis `analysis` (its `spec` in dict form, thresholds only) of the new releases'
+    traffic. One failure fails the step, which rolls the deploy back."""
+
+    kind: ClassVar[str] = "verify"
+    bake: float = 0.0
+    interval: float = 5.0
+    url: str = ""
+    tests: tuple[dict[str, Any], ...] = ()
+    analysis: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        checks = []
+        if self.tests:
+            count = len(self.tests)
+            every = format_duration(self.interval)
+            checks.append(f"{count} smoke test{'s' * (count != 1)} of {self.url} every {every}")
+        if self.analysis:
+            checks.append(f"analysis {self.analysis}")
+        return f"verify for {format_duration(self.bake)} after traffic: {', '.join(checks)}"
+
+
 STEP_TYPES: dict[str, type[Step]] = {
     cls.kind: cls
     for cls in (
@@ -387,6 +415,7 @@ STEP_TYPES: dict[str, type[Step]] = {
         StopAnalysis,
         KeepWarm,
         Preview,
+        Verify,
     )
 }
 

@@ -16,6 +16,7 @@ TITLES = {  # of each of config.models.NotifyEvent
     "rolled_back": "failed and was rolled back",
     "rejected": "was rejected",
     "refused": "was refused",
+    "verify_failed": "failed its check after traffic (verify) and is rolled back",
 }
 
 

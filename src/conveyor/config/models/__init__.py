@@ -121,6 +121,7 @@ from conveyor.config.models.values import (
     Step,
     command_argv,
 )
+from conveyor.config.models.verify import VerifyConfig
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -200,6 +201,7 @@ __all__ = [
     "TargetName",
     "TcpHealth",
     "TimeZone",
+    "VerifyConfig",
     "WebhookTarget",
     "WindowConfig",
     "command_argv",

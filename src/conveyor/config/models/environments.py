@@ -27,6 +27,7 @@ from conveyor.config.models.values import (
     ServiceName,
     _int_validator,
 )
+from conveyor.config.models.verify import VerifyConfig
 from conveyor.plugins import DEFAULT_ROUTER, DEFAULT_TARGET, ROUTERS, TARGETS
 
 DEFAULT_PARALLEL = 8  # hosts acted on at once (`parallel:`)
@@ -136,6 +137,11 @@ class EnvironmentConfig(_Model):
     )
     hooks: HooksConfig | None = Field(
         None, description="This environment's hooks, run after the project's."
+    )
+    verify: VerifyConfig | None = Field(
+        None,
+        description="Checks that go on for a bake time after a deploy gave the new releases "
+        "all the traffic; a failure rolls the deploy back.",
     )
     hosts: on_hosts.HostsSpec | None = on_hosts.hosts_field()
     router_host: on_hosts.RouterHost = on_hosts.router_host_field()

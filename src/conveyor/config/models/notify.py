@@ -20,6 +20,7 @@ NotifyEvent = Literal[
     "rolled_back",
     "rejected",
     "refused",
+    "verify_failed",
 ]
 
 

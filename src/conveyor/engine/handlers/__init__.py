@@ -37,6 +37,7 @@ from conveyor.engine.handlers.release_phase import (
     PendingMigrationsHandler,
     RestoreDatabaseHandler,
 )
+from conveyor.engine.handlers.verify import VerifyHandler
 from conveyor.engine.plan import Step
 
 HANDLERS: dict[str, StepHandler[Any]] = {
@@ -64,6 +65,7 @@ HANDLERS: dict[str, StepHandler[Any]] = {
         StopAnalysisHandler(),
         KeepWarmHandler(),
         PreviewHandler(),
+        VerifyHandler(),
     )
 }
 
