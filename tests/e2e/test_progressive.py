@@ -155,8 +155,8 @@ def test_good_canary_is_promoted_and_its_analysis_can_be_replayed(shop: Project)
             "type": "canary",
             "steps": [{"set_weight": 50}, {"analysis": "quick"}],
             # Long enough that `status` still sees the warm instances on a loaded machine
-            # (a CLI start takes a second there), short enough to watch it end.
-            "rollback_window": "10s",
+            # (a CLI start takes seconds there), short enough to watch it end.
+            "rollback_window": "20s",
         },
         {"quick": {**QUICK, "duration": "4s"}},
     )
@@ -167,15 +167,16 @@ def test_good_canary_is_promoted_and_its_analysis_can_be_replayed(shop: Project)
     with traffic(url(shop), clients=4) as load:
         shop.run("deploy", "staging")
         result = load.stop()
+    # Read first, while the rollback window still runs on a loaded machine.
+    assert sorted(api_states(shop).values()) == sorted(
+        [(v2, "serving"), (v2, "serving"), (v1, "warm"), (v1, "warm")]
+    )
     assert result.failures == 0, result.summary()
     record = last_deployment(shop)
     assert record["status"] == "succeeded"
     assert get_json(url(shop))["release"] == v2
-    assert sorted(api_states(shop).values()) == sorted(
-        [(v2, "serving"), (v2, "serving"), (v1, "warm"), (v1, "warm")]
-    )
     # When the rollback window ends, supervisord's timer stops the warm ones.
-    _wait_for(lambda: len(api_states(shop)) == 2, 30)
+    _wait_for(lambda: len(api_states(shop)) == 2, 60)
     from tests.e2e.test_recovery import recorded_instances, supervised_programs
 
     assert supervised_programs(shop) == recorded_instances(status(shop))
