@@ -207,7 +207,9 @@ def test_a_bad_canary_across_hosts_is_aborted_by_its_analysis(fleet: Project) ->
         {
             "type": "canary",
             "analysis": "background",
-            "steps": [{"set_weight": 25}, {"pause": "60s"}],
+            # A pause the deploy cannot wait out within the run's timeout: only the
+            # analysis can end it (an abort), however loaded the machine is.
+            "steps": [{"set_weight": 25}, {"pause": "10m"}],
         },
         {"background": {"interval": "500ms", "duration": "5m", "min_requests": 50}},
     )
@@ -218,15 +220,12 @@ def test_a_bad_canary_across_hosts_is_aborted_by_its_analysis(fleet: Project) ->
         change_api(fleet, f"bad {time.time()}")
         bad = build(fleet)["api"]
         with traffic(fleet_url(fleet), clients=4) as load:
-            started = time.monotonic()
             aborted = fleet.run("deploy", ENV, *only_api(bad, fleet), check=False, timeout=300)
-            took = time.monotonic() - started
             result = load.stop()
     finally:
         fleet.clear_faults()
     assert aborted.returncode == 1, aborted.stdout + aborted.stderr
     assert "was aborted" in aborted.stderr and "background analysis" in aborted.stderr
-    assert took < 60, took
     (record,) = history(fleet)
     assert record["status"] == "aborted"
     assert serving(fleet) == stable
