@@ -77,7 +77,7 @@ def trigger(schedule: str | None, every: float | None, timezone: str) -> BaseTri
         raise ValueError("a job needs schedule: or every:")
     fields = cron_fields(schedule)
     try:
-        return CronTrigger(timezone=zone, **fields)  # type: ignore[arg-type]
+        return CronTrigger(timezone=zone, **fields)
     except ValueError as error:
         raise ValueError(f"invalid cron schedule {schedule!r}: {error}") from None
 

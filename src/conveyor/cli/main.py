@@ -15,6 +15,7 @@ from conveyor.cli import (
     explain,
     hosts,
     inspect,
+    jobs,
     lock,
     oneoff,
     pipeline,
@@ -68,6 +69,7 @@ oneoff.register(app)
 explain.register(app)
 shutdown.register(app)
 hosts.register(app)
+jobs.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(db.app, name="db")

@@ -54,7 +54,8 @@ class ScheduledJob(_Model):
         "03:00 every day; weekdays 0 and 7 are Sunday), or 6 fields with the seconds first.",
     )
     every: Duration | None = Field(
-        None, description='Instead of schedule: every so long ("30s", "1h"), from the agent\'s start.'
+        None,
+        description='Instead of schedule: every so long ("30s", "1h"), from the agent\'s start.',
     )
     timezone: TimeZone = Field("UTC", description='IANA time zone of the schedule, "Europe/Paris".')
     service: ServiceName | None = Field(

@@ -20,6 +20,7 @@ NotifyEvent = Literal[
     "rolled_back",
     "rejected",
     "refused",
+    "job_failed",  # a scheduled job (jobs:) failed
 ]
 
 
