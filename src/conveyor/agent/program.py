@@ -80,6 +80,7 @@ def sync(rt: Runtime, environment: str, progress: Callable[[str], None]) -> None
         "agent",
         environment,
     ]
+    existed = rt.supervisor.program_conf_path(program_name(environment)).exists()
     added = rt.supervisor.add_program(
         program_name(environment),
         command,
@@ -92,7 +93,8 @@ def sync(rt: Runtime, environment: str, progress: Callable[[str], None]) -> None
     )
     count = len(rt.loaded.config.jobs_for(environment))
     if added:
-        progress(f"started the agent of {environment} ({count} scheduled job{'s' * (count != 1)})")
+        what = "restarted" if existed else "started"
+        progress(f"{what} the agent of {environment} ({count} scheduled job{'s' * (count != 1)})")
 
 
 def stop(rt: Runtime, environment: str, progress: Callable[[str], None]) -> None:

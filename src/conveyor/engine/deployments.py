@@ -796,11 +796,11 @@ async def _run_forward(
     )
     _prune_releases(rt, progress)
     if done.kind != "down":
-        _sync_agent(rt, env, progress)
+        sync_agent(rt, env, progress)
     return done
 
 
-def _sync_agent(rt: Runtime, environment: str, progress: Progress) -> None:
+def sync_agent(rt: Runtime, environment: str, progress: Progress) -> None:
     """Start, replace or stop the environment's agent (its scheduled jobs) to match the
     config just deployed; a failure is a warning, the deployment stays succeeded."""
     from conveyor.agent import program
