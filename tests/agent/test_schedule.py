@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conveyor.agent.schedule import cron_fields, next_run
+from conveyor.agent.schedule import cron_fields, missed, next_run
 
 # A Sunday evening, UTC.
 NOW = datetime(2026, 12, 6, 20, 0, 30, tzinfo=UTC)
@@ -64,3 +64,31 @@ def test_crontab_weekday_numbers_become_names(weekdays: str, expected: str) -> N
 def test_a_backwards_range_is_refused() -> None:
     with pytest.raises(ValueError, match="ends before it starts"):
         cron_fields("0 3 * * 5-1")
+
+
+@pytest.mark.parametrize(
+    ("now", "last_start", "expected"),
+    [
+        # Due at 03:00, the agent back at 03:05 with no run since: run it now.
+        (datetime(2026, 12, 7, 3, 5, tzinfo=UTC), None, True),
+        (datetime(2026, 12, 7, 3, 5, tzinfo=UTC), datetime(2026, 12, 6, 3, 0, tzinfo=UTC), True),
+        # It ran at 03:00: nothing missed.
+        (
+            datetime(2026, 12, 7, 3, 5, tzinfo=UTC),
+            datetime(2026, 12, 7, 3, 0, 1, tzinfo=UTC),
+            False,
+        ),
+        # Back after the grace (10 min): not made up, as cron would not.
+        (datetime(2026, 12, 7, 3, 11, tzinfo=UTC), None, False),
+        # Nothing was due in the last 10 minutes.
+        (datetime(2026, 12, 7, 2, 59, tzinfo=UTC), None, False),
+    ],
+)
+def test_a_run_missed_while_the_agent_was_down(
+    now: datetime, last_start: datetime | None, expected: bool
+) -> None:
+    assert missed("0 3 * * *", None, "UTC", now, 600.0, last_start) is expected
+
+
+def test_an_interval_is_never_made_up() -> None:
+    assert not missed(None, 60.0, "UTC", NOW, 600.0, None)

@@ -193,7 +193,8 @@ def test_jobs_json_shows_the_last_and_next_runs(shop: Project) -> None:
     fails = next(j for j in data["jobs"] if j["name"] == "fails")
     assert fails["every"] == 2.0 and fails["last_run"]["status"] == "failed"
     human = shop.run("jobs", "staging").stdout
-    assert "agent of staging: running" in human and "failed exit 3" in human
+    assert "agent of staging: running" in human
+    assert "every 2s" in human and "backup of database main" in human
 
 
 def test_jobs_run_runs_one_now(shop: Project) -> None:
@@ -240,6 +241,17 @@ def test_down_stops_the_agent(shop: Project) -> None:
     time.sleep(2.5)  # what would have been 2 runs
     assert len(runs(shop, "tick")) == count
     assert "not running" in shop.run("jobs", "staging").stdout
+
+
+def test_shutdown_stops_the_agent(shop: Project) -> None:
+    assert "started the agent of staging (2 scheduled jobs)" in shop.run("deploy", "staging").stderr
+    pid = report(shop)["agent"]["pid"]
+    done: Any = json.loads(shop.run("shutdown", "--yes", "--json").stdout)
+    agents = [s for s in done["stopped"] if s["kind"] == "agent"]
+    assert agents == [
+        {"kind": "agent", "name": "conveyor-agent-staging", "pid": pid, "gone": True}
+    ], done
+    assert not report(shop)["agent"]["running"]
 
 
 def _epoch(run: dict[str, Any]) -> float:

@@ -15,14 +15,19 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from conveyor.config.cache import RecordingEnviron
 from conveyor.engine.runtime import Runtime
+from conveyor.errors import TargetError
+from conveyor.printable import printable
+from conveyor.redaction import redact_registered
 
 OWNER = "agent"
 SECRETS_VARIABLE = "CONVEYOR_AGENT_SECRETS"
+START_TIMEOUT_S = 10.0  # supervisord calls it RUNNING after its first second
 STOP_TIMEOUT_S = 15.0  # runs under way are cancelled and recorded before it exits
 PASSED_ON = ("CONVEYOR_STATE_URL", "PYTHONPATH")
 
@@ -93,8 +98,32 @@ def sync(rt: Runtime, environment: str, progress: Callable[[str], None]) -> None
     )
     count = len(rt.loaded.config.jobs_for(environment))
     if added:
+        _wait_running(rt, environment)
         what = "restarted" if existed else "started"
         progress(f"{what} the agent of {environment} ({count} scheduled job{'s' * (count != 1)})")
+
+
+def _wait_running(rt: Runtime, environment: str) -> None:
+    """Return once supervisord has the agent RUNNING (alive for its first second); raise
+    `TargetError` with the end of its log when it exits instead (a config it cannot load)."""
+    from conveyor.targets.base import BACKOFF, EXITED, FATAL, RUNNING
+
+    name = program_name(environment)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = rt.supervisor.program_info(name)
+        state = info.status.state if info is not None else None
+        if state == RUNNING:
+            return
+        if state in (BACKOFF, EXITED, FATAL):
+            path = log_path(rt, environment)
+            lines = path.read_text(errors="replace").splitlines()[-5:] if path.exists() else []
+            said = redact_registered(printable(" / ".join(lines)))
+            raise TargetError(
+                f"it exited at start ({said or 'no output'})",
+                hint=f"see {path}; `conveyor jobs {environment}` shows whether it runs",
+            )
+        time.sleep(0.1)
 
 
 def stop(rt: Runtime, environment: str, progress: Callable[[str], None]) -> None:

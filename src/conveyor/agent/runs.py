@@ -16,9 +16,9 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.config.durations import format_duration
 from conveyor.config.models import ScheduledJob, command_argv
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 SCHEDULE = "schedule"  # started by the agent's scheduler
 MANUAL = "manual"  # `conveyor jobs run`
 TAIL_LINES = 20  # lines of output a run keeps
+KEEP_RUNS = 1000  # runs kept per job (a job every minute: the last 16 hours)
 TAIL_CHARS = 4000
 STOPPED = "the agent stopped while it ran"
 
@@ -88,24 +89,28 @@ def live_runs(rt: Runtime, environment: str, job: str) -> list[JobRunRecord]:
     return live
 
 
+def _new_run(
+    environment: str, name: str, status: str, scheduled_at: datetime | None, **fields: Any
+) -> JobRunRecord:
+    """A run to record, starting now (its id is the store's to give)."""
+    trigger = SCHEDULE if scheduled_at is not None else MANUAL
+    return JobRunRecord(
+        id=0,
+        environment=environment,
+        job=name,
+        status=status,
+        trigger=trigger,
+        started_at=datetime.now(UTC),
+        scheduled_at=scheduled_at,
+        **fields,
+    )
+
+
 def record_skipped(
     rt: Runtime, environment: str, name: str, scheduled_at: datetime | None, detail: str
 ) -> JobRunRecord:
-    now = datetime.now(UTC)
-    return rt.store.add_job_run(
-        JobRunRecord(
-            id=0,
-            environment=environment,
-            job=name,
-            status=JOB_SKIPPED,
-            trigger=SCHEDULE if scheduled_at is not None else MANUAL,
-            started_at=now,
-            scheduled_at=scheduled_at,
-            finished_at=now,
-            duration_s=0.0,
-            detail=detail,
-        )
-    )
+    run = _new_run(environment, name, JOB_SKIPPED, scheduled_at, duration_s=0.0, detail=detail)
+    return rt.store.add_job_run(replace(run, finished_at=run.started_at))
 
 
 @dataclass
@@ -140,16 +145,12 @@ async def run_job(
             scheduled_at,
             f"run {other.id} (started {other.started_at:%Y-%m-%d %H:%M:%S} UTC) is still going",
         )
-    started_at = datetime.now(UTC)
     run = rt.store.add_job_run(
-        JobRunRecord(
-            id=0,
-            environment=environment,
-            job=name,
-            status=JOB_RUNNING,
-            trigger=SCHEDULE if scheduled_at is not None else MANUAL,
-            started_at=started_at,
-            scheduled_at=scheduled_at,
+        _new_run(
+            environment,
+            name,
+            JOB_RUNNING,
+            scheduled_at,
             service=job.service,
             pid=os.getpid(),
             hostname=socket.gethostname(),
@@ -195,7 +196,10 @@ def _finish(
         "output": tail(outcome.output, outcome.secrets) or None,
     }
     rt.store.finish_job_run(run.id, **values)
-    return next(r for r in rt.store.list_job_runs(run.environment, run.job) if r.id == run.id)
+    rt.store.prune_job_runs(run.environment, run.job, KEEP_RUNS)
+    done = rt.store.get_job_run(run.id)
+    assert done is not None
+    return done
 
 
 async def _command(

@@ -82,6 +82,33 @@ def trigger(schedule: str | None, every: float | None, timezone: str) -> BaseTri
         raise ValueError(f"invalid cron schedule {schedule!r}: {error}") from None
 
 
+def missed(
+    schedule: str | None,
+    every: float | None,
+    timezone: str,
+    now: datetime,
+    grace: float,
+    last_start: datetime | None,
+) -> bool:
+    """Whether a run was due in the `grace` seconds before `now` and none started since
+    (the agent was down then): a cron schedule's only; an interval counts from the start.
+
+    >>> from datetime import UTC
+    >>> at = datetime(2026, 12, 7, 3, 5, tzinfo=UTC)
+    >>> missed("0 3 * * *", None, "UTC", at, 600.0, None)
+    True
+    >>> missed("0 3 * * *", None, "UTC", at, 600.0, at.replace(minute=0, second=1))
+    False
+    >>> missed("0 3 * * *", None, "UTC", at.replace(minute=20), 600.0, None)
+    False
+    """
+    if every is not None:
+        return False
+    since = now - timedelta(seconds=grace)
+    due = trigger(schedule, None, timezone).get_next_fire_time(None, since)
+    return due is not None and due <= now and (last_start is None or last_start < due)
+
+
 def check_schedule(text: str) -> None:
     """Raise `ValueError` when `text` is not a cron schedule APScheduler can run."""
     trigger(text, None, "UTC")

@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.agent import runs
-from conveyor.agent.schedule import trigger
+from conveyor.agent.schedule import missed, trigger
 
 if TYPE_CHECKING:
     from apscheduler.events import JobExecutionEvent, JobSubmissionEvent
@@ -80,18 +80,13 @@ class JobScheduler:
             await asyncio.wait(set(self._running), timeout=10.0)
 
     def _missed_while_down(self, now: datetime) -> list[str]:
-        missed = []
-        since = now - timedelta(seconds=MISFIRE_GRACE_S)
+        found = []
         for name, job in self.jobs.items():
-            if job.every is not None:
-                continue
-            due = trigger(job.schedule, None, job.timezone).get_next_fire_time(None, since)
-            if due is None or due > now:
-                continue
             last = self.rt.store.list_job_runs(self.environment, name, limit=1)
-            if not last or last[0].started_at < due:
-                missed.append(name)
-        return missed
+            start = last[0].started_at if last else None
+            if missed(job.schedule, job.every, job.timezone, now, MISFIRE_GRACE_S, start):
+                found.append(name)
+        return found
 
     async def _due(self, name: str) -> None:
         task = asyncio.current_task()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperGroup
 
 from conveyor.cli.context import JsonOption, run, runtime
+from conveyor.cli.groups import DefaultCommandGroup
 from conveyor.cli.output import emit_json, iso, local_time, say
 
 if TYPE_CHECKING:
@@ -18,13 +18,10 @@ if TYPE_CHECKING:
     from conveyor.store.records import JobRunRecord
 
 
-class _ListByDefault(TyperGroup):
+class _ListByDefault(DefaultCommandGroup):
     """`conveyor jobs ENV` is `conveyor jobs list ENV`."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
-            args = ["list", *args]
-        return super().parse_args(ctx, args)
+    default = "list"
 
 
 app = typer.Typer(

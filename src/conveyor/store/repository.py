@@ -774,6 +774,23 @@ class Store:
         with self._tx(f"record the end of job run {run_id}", write=True) as conn:
             conn.execute(update(t.job_runs).where(t.job_runs.c.id == run_id).values(**values))
 
+    def get_job_run(self, run_id: int) -> JobRunRecord | None:
+        with self._tx(f"read job run {run_id}") as conn:
+            row = conn.execute(select(t.job_runs).where(t.job_runs.c.id == run_id)).first()
+        return None if row is None else rows.job_run(row._mapping)
+
+    def prune_job_runs(self, environment: str, job: str, keep: int) -> int:
+        """Forget the runs of `job` but the newest `keep`; returns how many went."""
+        j = t.job_runs
+        mine = and_(j.c.environment == environment, j.c.job == job)
+        with self._tx(f"forget old runs of job {job}", write=True) as conn:
+            newest = conn.execute(
+                select(j.c.id).where(mine).order_by(j.c.id.desc()).offset(keep).limit(1)
+            ).scalar()
+            if newest is None:
+                return 0
+            return int(conn.execute(delete(j).where(mine, j.c.id <= newest)).rowcount)
+
     def list_job_runs(
         self,
         environment: str,
