@@ -78,6 +78,7 @@ class JobScheduler:
             task.cancel()
         if self._running:
             await asyncio.wait(set(self._running), timeout=10.0)
+        await self.rt.notifications.drain(timeout=3.0)
 
     def _missed_while_down(self, now: datetime) -> list[str]:
         found = []
@@ -93,10 +94,11 @@ class JobScheduler:
         assert task is not None
         self._running.add(task)
         try:
+            # Its notification goes out in the background: a slow receiver must not
+            # hold the job (its next runs would be skipped as overlapping).
             await runs.run_job(
                 self.rt, self.environment, name, scheduled_at=datetime.now(UTC), log=self.log
             )
-            await self.rt.notifications.drain()
         except Exception as error:  # one job's trouble must not stop the others
             self.log(f"job {name}: {type(error).__name__}: {error}")
         finally:
