@@ -55,6 +55,13 @@ JOBS = {
     },
     "fails": {"every": "2s", "service": "api", "command": "echo about to fail; exit 3"},
     "slow": {"schedule": "* * * * * *", "service": "api", "command": "sleep 2.5"},
+    "hangs": {
+        "every": "2s",
+        "service": "api",
+        "command": "echo waiting; sleep 60",
+        "timeout": "1s",
+        "environments": ["staging"],
+    },
     "backup-main": {"schedule": "*/2 * * * * *", "backup": "main", "keep": 2},
     "elsewhere": {
         "schedule": "* * * * * *",
@@ -135,22 +142,37 @@ def test_the_agent_runs_jobs_and_records_their_exit_codes(shop: Project) -> None
     assert "token=***" in log.read_text() and SECRET not in log.read_text()
     failed = [r for r in runs(shop, "fails") if r["status"] == "failed"]
     assert all(r["exit_code"] == 3 and r["output"] == "about to fail" for r in failed)
+    # One that outlives its timeout is killed.
+    ended = wait_until(
+        "a run of hangs", lambda: [r for r in runs(shop, "hangs") if r["finished_at"]]
+    )
+    hung = ended[0]
+    assert hung["status"] == "failed"
+    assert hung["detail"] == "timed out after 1s: killed" and hung["output"] == "waiting"
+    assert hung["duration_s"] < 10
     # A job of another environment does not run here.
     assert runs(shop, "elsewhere") == []
-    assert [j["name"] for j in report(shop)["jobs"]] == ["tick", "fails", "slow", "backup-main"]
+    names = ["tick", "fails", "slow", "hangs", "backup-main"]
+    assert [j["name"] for j in report(shop)["jobs"]] == names
 
 
 def test_a_failed_run_notifies(shop: Project, http: Receiver) -> None:
-    told = wait_until(
-        "a job_failed webhook",
-        lambda: [r for r in http.received if r.headers.get("x-conveyor-event") == "job_failed"],
-    )
-    body = told[0].json()
-    assert body["event"] == "job_failed" and body["job"] == "fails"
-    assert body["environment"] == "staging" and body["kind"] == "job"
+    def told(job: str) -> list[dict[str, Any]]:
+        return [
+            r.json()
+            for r in list(http.received)
+            if r.headers.get("x-conveyor-event") == "job_failed" and r.json()["job"] == job
+        ]
+
+    body = wait_until("a job_failed webhook for fails", lambda: told("fails"))[0]
+    assert body["event"] == "job_failed" and body["environment"] == "staging"
+    assert body["kind"] == "job" and body["deployment"].startswith("job-run-")
     assert body["error"].startswith("exit 3") and "about to fail" in body["error"]
     assert body["reason"] == "api: echo about to fail; exit 3"
-    assert all(r.json()["job"] == "fails" for r in told)  # tick succeeds: never notified
+    hung = wait_until("one for hangs", lambda: told("hangs"))[0]
+    assert "timed out after 1s: killed" in hung["error"]
+    jobs = {r.json()["job"] for r in list(http.received)}
+    assert jobs == {"fails", "hangs"}  # tick succeeds: never notified
 
 
 def test_a_run_due_while_the_last_one_goes_is_skipped(shop: Project) -> None:
@@ -195,6 +217,9 @@ def test_jobs_json_shows_the_last_and_next_runs(shop: Project) -> None:
     human = shop.run("jobs", "staging").stdout
     assert "agent of staging: running" in human
     assert "every 2s" in human and "backup of database main" in human
+    # One agent per environment: a second one, started by hand, refuses to run.
+    second = shop.run("agent", "staging", check=False, timeout=60)
+    assert second.returncode == 1 and "the agent of staging runs already" in second.stderr
 
 
 def test_jobs_run_runs_one_now(shop: Project) -> None:
@@ -217,7 +242,7 @@ def test_a_deploy_restarts_the_agent_with_the_new_jobs(shop: Project) -> None:
 
     def change(config: dict[str, Any]) -> None:
         jobs = config["jobs"]
-        del jobs["slow"], jobs["backup-main"], jobs["fails"]
+        del jobs["slow"], jobs["backup-main"], jobs["fails"], jobs["hangs"]
         jobs["hello"] = {"every": "1s", "service": "api", "command": "echo hello"}
 
     edit(shop, change, "other jobs")

@@ -166,6 +166,8 @@ async def run_job(
             await _command(rt, environment, name, job, outcome)
     except ConveyorError as error:
         outcome.detail = error.message
+    except Exception as error:  # recorded as this run's failure: the next runs go on
+        outcome.detail = f"{type(error).__name__}: {error}"
     except BaseException:  # cancelled: the agent is stopping
         _finish(rt, run, outcome, time.monotonic() - started, STOPPED)
         raise

@@ -15,13 +15,16 @@ their interval from the agent's start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from conveyor.agent import runs
 from conveyor.agent.schedule import missed, trigger
+from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
     from apscheduler.events import JobExecutionEvent, JobSubmissionEvent
@@ -121,8 +124,29 @@ def _utc(when: datetime | None) -> str:
     return "never" if when is None else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+@contextlib.contextmanager
+def only_agent(rt: Runtime, environment: str) -> Iterator[None]:
+    """Hold the environment's agent lock (an `flock` the kernel drops when the process
+    ends): a second agent of the environment, started by hand, refuses to run."""
+    path = rt.paths.home / f"agent-{environment}.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConveyorError(
+                f"the agent of {environment} runs already",
+                hint=f"conveyor jobs {environment} shows it; deploys start and stop it",
+            ) from None
+        yield
+
+
 async def serve(rt: Runtime, environment: str, log: Callable[[str], None]) -> None:
     """The agent's main loop: schedule the jobs, and return after SIGTERM or SIGINT."""
+    with only_agent(rt, environment):
+        await _serve(rt, environment, log)
+
+
+async def _serve(rt: Runtime, environment: str, log: Callable[[str], None]) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
