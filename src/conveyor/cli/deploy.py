@@ -81,7 +81,8 @@ def deploy(
         proposal = await deployments.propose(
             rt, environment, target, migrate=True, allowed_by=allowed_by
         )
-        if not proposal.plan.steps:
+        if not proposal.plan.steps:  # the releases run already; the jobs may have changed
+            deployments.sync_agent(rt, environment, progress if not as_json else _silent)
             return proposal
         return await deployments.deploy(
             rt,

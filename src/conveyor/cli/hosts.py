@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
-from typer.core import TyperGroup
 
 from conveyor.cli.context import JsonOption, YesOption, load, run
+from conveyor.cli.groups import DefaultCommandGroup
 from conveyor.cli.output import confirm, emit_json, say
 
 if TYPE_CHECKING:
@@ -21,13 +21,10 @@ if TYPE_CHECKING:
     from conveyor.ssh.trust import OfferedKey
 
 
-class _CheckByDefault(TyperGroup):
+class _CheckByDefault(DefaultCommandGroup):
     """`conveyor hosts ENV` is `conveyor hosts check ENV`."""
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] != "--help" and not any(a in self.commands for a in args):
-            args = ["check", *args]
-        return super().parse_args(ctx, args)
+    default = "check"
 
 
 app = typer.Typer(

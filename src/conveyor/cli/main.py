@@ -16,6 +16,7 @@ from conveyor.cli import (
     explain,
     hosts,
     inspect,
+    jobs,
     lock,
     oneoff,
     pipeline,
@@ -70,6 +71,7 @@ explain.register(app)
 shutdown.register(app)
 hosts.register(app)
 dora.register(app)
+jobs.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(db.app, name="db")

@@ -586,6 +586,8 @@ def _cross_field_issues(config: Config) -> list[str]:
                 f"(databases: {databases})"
             )
 
+    issues.extend(_job_issues(config))
+
     listeners: list[tuple[str, str, int]] = []
     known = ", ".join(sorted(config.services))
     for name, environment in config.environments.items():
@@ -627,6 +629,29 @@ def _cross_field_issues(config: Config) -> list[str]:
                 "so a rolling deploy could never replace an instance (set max_surge to 1)"
             )
     issues.extend(_promotion_cycle(config))
+    return issues
+
+
+def _job_issues(config: Config) -> list[str]:
+    """`jobs:` that name a service, database or environment the file does not have."""
+    issues = []
+    services = ", ".join(sorted(config.services))
+    databases = ", ".join(sorted(config.databases)) or "none defined"
+    environments = ", ".join(sorted(config.environments))
+    for name, job in config.jobs.items():
+        if job.service is not None and job.service not in config.services:
+            issues.append(
+                f'jobs/{name}/service: unknown service "{job.service}" (services are: {services})'
+            )
+        if job.backup is not None and job.backup not in config.databases:
+            issues.append(
+                f'jobs/{name}/backup: unknown database "{job.backup}" (databases: {databases})'
+            )
+        for unknown in sorted(set(job.environments) - set(config.environments)):
+            issues.append(
+                f'jobs/{name}/environments: unknown environment "{unknown}" '
+                f"(environments: {environments})"
+            )
     return issues
 
 

@@ -15,7 +15,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -212,13 +212,23 @@ async def _verify(record: BackupRecord, database: Database, mode: str) -> str:
     )
 
 
-def prune_backups(store: Store, target: BackupTarget, keep_ids: set[str]) -> list[str]:
-    """Delete the oldest backups of the database (in this environment) beyond `keep`.
+def prune_backups(
+    store: Store,
+    target: BackupTarget,
+    keep_ids: set[str],
+    only: Callable[[BackupRecord], bool] = lambda _: True,
+) -> list[str]:
+    """Delete the oldest backups of the database (in this environment, those `only`
+    accepts) beyond `keep`.
 
     Never deletes one in `keep_ids` (the one just taken, one a deployment needs).
     Returns the ids deleted.
     """
-    mine = [b for b in store.list_backups(target.name) if b.environment == target.environment]
+    mine = [
+        b
+        for b in store.list_backups(target.name)
+        if b.environment == target.environment and only(b)
+    ]
     deleted = []
     for record in mine[target.keep :]:
         if record.id in keep_ids:
@@ -227,6 +237,19 @@ def prune_backups(store: Store, target: BackupTarget, keep_ids: set[str]) -> lis
         store.delete_backup(record.id)
         deleted.append(record.id)
     return deleted
+
+
+def prune_job_backups(
+    store: Store, target: BackupTarget, created_by: str, keep: int, keep_ids: set[str]
+) -> list[str]:
+    """Delete the oldest backups a scheduled job took (`created_by` it, of the database in
+    this environment) beyond its `keep`; never one in `keep_ids`. Returns the ids deleted."""
+    return prune_backups(
+        store,
+        replace(target, keep=keep),
+        keep_ids,
+        only=lambda record: record.created_by == created_by,
+    )
 
 
 async def restore_backup(

@@ -698,12 +698,20 @@ async def down(
     if not steps:
         await rt.router_for(environment).remove_environment(environment)
         await _check_closed(rt, environment)
+        _stop_agent(rt, environment, progress)
         return None
     proposal = Proposal(environment, "immediate", {}, current, Plan(environment, tuple(steps)))
     record = await deploy(rt, proposal, kind="down", reason=reason, progress=progress)
     await rt.router_for(environment).remove_environment(environment)
     await _check_closed(rt, environment)
+    _stop_agent(rt, environment, progress)
     return record
+
+
+def _stop_agent(rt: Runtime, environment: str, progress: Progress) -> None:
+    from conveyor.agent import program
+
+    program.stop(rt, environment, progress)
 
 
 CLOSE_TIMEOUT = 5.0  # seconds the router gets to close the listen address of a stopped one
@@ -799,7 +807,20 @@ async def _run_forward(
         rt, done, "on_rollback" if done.kind == "rollback" else "post_deploy", progress
     )
     _prune_releases(rt, progress)
+    if done.kind != "down":
+        sync_agent(rt, env, progress)
     return done
+
+
+def sync_agent(rt: Runtime, environment: str, progress: Progress) -> None:
+    """Start, replace or stop the environment's agent (its scheduled jobs) to match the
+    config just deployed; a failure is a warning, the deployment stays succeeded."""
+    from conveyor.agent import program
+
+    try:
+        program.sync(rt, environment, progress)
+    except ConveyorError as error:
+        progress(f"warning: the agent of {environment} (scheduled jobs): {error.message}")
 
 
 async def _refuse(

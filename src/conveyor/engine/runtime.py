@@ -66,6 +66,11 @@ class Runtime:
             self._secrets[environment] = resolve(self.loaded, environment)
         return self._secrets[environment]
 
+    def use_secrets(self, environment: str, values: dict[str, str]) -> None:
+        """Take `values` as the environment's resolved secrets (the agent gets them from
+        the deploy that started it; the caller registered them for masking)."""
+        self._secrets[environment] = dict(values)
+
     @cached_property
     def notifications(self) -> NotificationHub:
         from conveyor.notify.hub import NotificationHub

@@ -17,6 +17,7 @@ TITLES = {  # of each of config.models.NotifyEvent
     "rejected": "was rejected",
     "refused": "was refused",
     "verify_failed": "failed its check after traffic (verify) and is rolled back",
+    "job_failed": "failed",
 }
 
 
@@ -38,6 +39,7 @@ class DeployEvent:
     approval_required: bool = False  # the deploy waits for `conveyor approve` first
     reason: str | None = None
     error: str | None = None
+    job: str | None = None  # the scheduled job of a job_failed event (its run is `deployment`)
     time: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,6 +47,8 @@ class DeployEvent:
 
     def headline(self) -> str:
         """`shop: deploy 20261201-... of staging succeeded`."""
+        if self.job is not None:
+            return f"{self.project}: job {self.job} of {self.environment} {TITLES[self.event]}"
         return (
             f"{self.project}: {self.kind} {self.deployment} of {self.environment} "
             f"{TITLES.get(self.event, self.event)}"

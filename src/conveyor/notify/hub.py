@@ -29,6 +29,7 @@ from conveyor.store.records import DeploymentRecord, NotificationRecord
 if TYPE_CHECKING:
     from conveyor.engine.runtime import Runtime
 
+JOB_FAILED = "job_failed"
 BACKOFF_S = (0.5, 1.0, 2.0)  # waits between the attempts: 4 attempts in all
 DRAIN_TIMEOUT_S = 30.0
 
@@ -88,15 +89,21 @@ class NotificationHub:
 
     def publish(self, kind: str, deployment: DeploymentRecord) -> None:
         """Send `kind` about `deployment` to every matching target, in the background."""
-        targets = [
+        if self._targets(kind, deployment.environment):
+            self.publish_event(self.event(kind, deployment))
+
+    def _targets(self, kind: str, environment: str) -> list[tuple[int, NotifyConfig]]:
+        return [
             (index, target)
             for index, target in enumerate(self.rt.loaded.config.notify)
-            if matches(target, kind, deployment.environment)
+            if matches(target, kind, environment)
+            # GitHub deployments are about releases, not about a job's runs
+            and not (target.github is not None and kind == JOB_FAILED)
         ]
-        if not targets:
-            return
-        event = self.event(kind, deployment)
-        for index, target in targets:
+
+    def publish_event(self, event: DeployEvent) -> None:
+        """Send `event` to every target whose filters match it, in the background."""
+        for index, target in self._targets(event.event, event.environment):
             previous = self._last.get(index)
             task = asyncio.create_task(self._deliver(target, target_name(target), event, previous))
             self._last[index] = task

@@ -234,3 +234,33 @@ class EventRecord:
     environment: str | None = None
     deployment_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+
+# Job run statuses (`JobRunRecord.status`).
+JOB_RUNNING = "running"
+JOB_SUCCEEDED = "succeeded"
+JOB_FAILED = "failed"
+JOB_SKIPPED = "skipped"  # due while the previous run was still going
+
+
+@dataclass(frozen=True)
+class JobRunRecord:
+    """One run of a scheduled job (`jobs:`), or one skipped because the last still ran."""
+
+    id: Annotated[int, Col(key=True, autoincrement=True)]
+    environment: str
+    job: str
+    status: Str32  # running | succeeded | failed | skipped
+    trigger: Str32  # schedule | manual
+    started_at: datetime
+    scheduled_at: datetime | None = None  # when the schedule had it due
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    service: str | None = None
+    release_id: str | None = None
+    host: str | None = None  # where the command ran ("local": this machine)
+    pid: int | None = None  # the process that runs it (stale when gone)
+    hostname: str | None = None  # the machine of that process
+    detail: Text | None = None  # why it failed or was skipped; a backup's id
+    output: Text | None = None  # the output's last lines, secrets masked

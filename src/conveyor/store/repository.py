@@ -43,6 +43,7 @@ from conveyor.store.records import (
     DeploymentRecord,
     EventRecord,
     InstanceRecord,
+    JobRunRecord,
     LockRecord,
     MeasurementRecordRow,
     NotificationRecord,
@@ -757,6 +758,58 @@ class Store:
             query = query.where(n.c.environment == environment)
         with self._tx("read the notifications") as conn:
             return [rows.notification(row._mapping) for row in conn.execute(query)]
+
+    # -- scheduled job runs ---------------------------------------------------
+
+    def add_job_run(self, r: JobRunRecord) -> JobRunRecord:
+        """Record a run (its `id` is left to the database); returns it as stored."""
+        with self._tx(f"record a run of job {r.job}", write=True) as conn:
+            row = conn.execute(
+                insert(t.job_runs).values(columns_of(r, leave_out=("id",))).returning(*t.job_runs.c)
+            ).one()
+        return rows.job_run(row._mapping)
+
+    def finish_job_run(self, run_id: int, **values: Any) -> None:
+        """Set the outcome of run `run_id` (status, finished_at, exit_code, output, ...)."""
+        with self._tx(f"record the end of job run {run_id}", write=True) as conn:
+            conn.execute(update(t.job_runs).where(t.job_runs.c.id == run_id).values(**values))
+
+    def get_job_run(self, run_id: int) -> JobRunRecord | None:
+        with self._tx(f"read job run {run_id}") as conn:
+            row = conn.execute(select(t.job_runs).where(t.job_runs.c.id == run_id)).first()
+        return None if row is None else rows.job_run(row._mapping)
+
+    def prune_job_runs(self, environment: str, job: str, keep: int) -> int:
+        """Forget the runs of `job` but the newest `keep`; returns how many went."""
+        j = t.job_runs
+        mine = and_(j.c.environment == environment, j.c.job == job)
+        with self._tx(f"forget old runs of job {job}", write=True) as conn:
+            newest = conn.execute(
+                select(j.c.id).where(mine).order_by(j.c.id.desc()).offset(keep).limit(1)
+            ).scalar()
+            if newest is None:
+                return 0
+            return int(conn.execute(delete(j).where(mine, j.c.id <= newest)).rowcount)
+
+    def list_job_runs(
+        self,
+        environment: str,
+        job: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[JobRunRecord]:
+        """Runs of the environment's jobs (of `job`, with `status`), newest first."""
+        j = t.job_runs
+        query = select(j).where(j.c.environment == environment).order_by(j.c.id.desc())
+        if job is not None:
+            query = query.where(j.c.job == job)
+        if status is not None:
+            query = query.where(j.c.status == status)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._tx(f"read the job runs of {environment}") as conn:
+            return [rows.job_run(row._mapping) for row in conn.execute(query)]
 
     # -- approvals ------------------------------------------------------------
 

@@ -19,6 +19,7 @@ __all__ = [
     "deployment",
     "event",
     "instance",
+    "job_run",
     "lock",
     "measurement",
     "notification",
@@ -38,3 +39,4 @@ pipeline_run = reader(records.PipelineRunRecord)
 measurement = reader(records.MeasurementRecordRow)
 approval = reader(records.ApprovalRecord)
 notification = reader(records.NotificationRecord)
+job_run = reader(records.JobRunRecord)

@@ -238,3 +238,12 @@ notifications = Table(
     Index(None, "target", "environment"),
     sqlite_autoincrement=True,
 )
+
+# Runs of scheduled jobs (`conveyor agent`, `conveyor jobs run`), newest last.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    *_columns(records.JobRunRecord),
+    Index(None, "environment", "job", "started_at"),
+    sqlite_autoincrement=True,
+)

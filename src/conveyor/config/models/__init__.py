@@ -49,6 +49,10 @@ from conveyor.config.models.health import (
 from conveyor.config.models.hooks import (
     HooksConfig,
 )
+from conveyor.config.models.jobs import (
+    ScheduledJob,
+    ScheduledJobName,
+)
 from conveyor.config.models.notify import (
     EmailTarget,
     GithubTarget,
@@ -185,6 +189,8 @@ __all__ = [
     "RouteConfig",
     "RouterName",
     "SarifReport",
+    "ScheduledJob",
+    "ScheduledJobName",
     "ServiceConfig",
     "ServiceName",
     "ServiceOverride",

@@ -21,6 +21,7 @@ NotifyEvent = Literal[
     "rejected",
     "refused",
     "verify_failed",
+    "job_failed",  # a scheduled job (jobs:) failed
 ]
 
 

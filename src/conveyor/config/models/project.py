@@ -11,6 +11,7 @@ from conveyor.config.models.base import _Model
 from conveyor.config.models.databases import DatabaseConfig, DatabaseName
 from conveyor.config.models.environments import EnvironmentConfig
 from conveyor.config.models.hooks import HooksConfig
+from conveyor.config.models.jobs import ScheduledJob, ScheduledJobName
 from conveyor.config.models.notify import NotifyConfig
 from conveyor.config.models.pipeline import PipelineConfig
 from conveyor.config.models.secrets import Secrets, SecretSource
@@ -91,6 +92,11 @@ class Config(_Model):
         default_factory=list,
         description="Where deployment events go: webhook, slack, email, github.",
     )
+    jobs: dict[ScheduledJobName, ScheduledJob] = Field(
+        default_factory=dict,
+        description="Commands and backups on a schedule, run by `conveyor agent ENV` under "
+        "supervisord (started by deploys of environments that have jobs).",
+    )
 
     @field_validator("services")
     @classmethod
@@ -144,6 +150,10 @@ class Config(_Model):
     def secrets_for(self, environment: str) -> dict[str, SecretSource]:
         """The secrets of `environment`: the project's, with the environment's over them."""
         return {**self.secrets, **self.environment(environment).secrets}
+
+    def jobs_for(self, environment: str) -> dict[str, ScheduledJob]:
+        """The scheduled jobs that run in `environment`, by name."""
+        return {name: job for name, job in self.jobs.items() if job.runs_in(environment)}
 
     def service_for(self, environment: str, service: str) -> ServiceConfig:
         """The service as it runs in `environment`.
