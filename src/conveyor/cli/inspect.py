@@ -107,6 +107,13 @@ def _print_status(report: dict[str, Any]) -> None:
                 f"    {escape(inst['name'])}  {inst['release']}  {where}:{inst['port']}  "
                 f"{inst['state']}  process={inst['process']}{extra}"
             )
+    for acc in report.get("accessories", []):
+        where = "" if acc["host"] == "local" else escape(acc["host"])
+        pid = f" pid={acc['pid']}" if acc["pid"] else ""
+        out.print(
+            f"  [bold]{escape(acc['name'])}[/bold] accessory  {where}:{acc['port']}  "
+            f"process={acc['process']}{pid}"
+        )
     out.print()
 
 

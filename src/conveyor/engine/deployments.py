@@ -41,6 +41,7 @@ from conveyor.engine.plan import (
     Preview,
     RestoreDatabase,
     RunHook,
+    StartAccessory,
     StartAnalysis,
     StartInstances,
     Step,
@@ -285,8 +286,36 @@ async def propose(
         if env_config.approvals is not None and steps:
             steps = [AwaitApproval(first_service), *steps]
     steps = [*verifications, *steps]
+    if phase == FORWARD:
+        steps = with_accessories(steps, await missing_accessories(rt, environment))
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
+
+
+async def missing_accessories(rt: Runtime, environment: str) -> list[Step]:
+    """A start step for each accessory of the environment that does not run (asked without
+    starting anything: a dry run asks too)."""
+    from conveyor.engine import accessories
+
+    steps: list[Step] = []
+    for name in accessories.names(rt, environment):
+        state = await accessories.status(rt, environment, name)
+        if state.state not in ("running", "starting", "backoff"):
+            record = rt.store.get_accessory(environment, name)
+            accessory = rt.loaded.config.accessories_for(environment)[name]
+            host = accessory.host or (record.host if record else "")
+            steps.append(
+                StartAccessory(name, host=host if rt.target_for(environment).ships_releases else "")
+            )
+    return steps
+
+
+def with_accessories(steps: list[Step], starts: list[Step]) -> list[Step]:
+    """`steps` with the accessories' `starts` after the checks that change nothing (so that a
+    refusal still changes nothing) and before anything else: migrations and instances
+    find them running."""
+    at = next((i for i, s in enumerate(steps) if not (s.gate or s.changes_nothing)), len(steps))
+    return [*steps[:at], *starts, *steps[at:]]
 
 
 def run_hosts(rt: Runtime, environment: str) -> dict[str, str]:

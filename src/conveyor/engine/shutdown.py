@@ -25,14 +25,20 @@ Progress = Callable[[str], None]
 
 EXIT_WAIT_S = 10.0  # how long a stopped process may take to be gone from the process table
 # What each owner of a supervisord program is, for people.
-KINDS = {"instance": "instance", "caddy": "router", "haproxy": "router", "timer": "timer"}
+KINDS = {
+    "instance": "instance",
+    "accessory": "accessory",
+    "caddy": "router",
+    "haproxy": "router",
+    "timer": "timer",
+}
 
 
 @dataclass(frozen=True)
 class Stopped:
     """One process that was stopped."""
 
-    kind: str  # instance | router | timer | supervisord | program
+    kind: str  # instance | accessory | router | timer | supervisord | program
     name: str
     pid: int | None
     gone: bool = True  # no longer in the process table afterwards

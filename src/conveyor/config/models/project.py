@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, field_validator
 
 from conveyor.config.durations import problem
+from conveyor.config.models.accessories import AccessoryConfig, AccessoryName
 from conveyor.config.models.addresses import DEFAULT_PORTS, PortRange, parse_port_range
 from conveyor.config.models.analysis import AnalysisTemplate
 from conveyor.config.models.base import _Model
@@ -73,6 +74,13 @@ class Config(_Model):
     databases: dict[DatabaseName, DatabaseConfig] = Field(
         default_factory=dict,
         description="Databases the services use, by name: backups and migrations.",
+    )
+    accessories: dict[AccessoryName, AccessoryConfig] = Field(
+        default_factory=dict,
+        description="Long-lived backing services (Redis, a search engine, a mail catcher), by "
+        "name: started once per environment, kept across deploys, their address given to "
+        "services as ${accessories.NAME.url}, ${accessories.NAME.host} and "
+        "${accessories.NAME.port}.",
     )
     pipeline: PipelineConfig | None = Field(
         None, description="The CI pipeline (`conveyor pipeline run`, `conveyor ci export`)."
@@ -144,6 +152,24 @@ class Config(_Model):
     def secrets_for(self, environment: str) -> dict[str, SecretSource]:
         """The secrets of `environment`: the project's, with the environment's over them."""
         return {**self.secrets, **self.environment(environment).secrets}
+
+    def accessories_for(self, environment: str) -> dict[str, AccessoryConfig]:
+        """The accessories of `environment`, its overrides applied (port, host, env merged
+        over the accessory's), without those it disables."""
+        overrides = self.environment(environment).accessories
+        found: dict[str, AccessoryConfig] = {}
+        for name, accessory in self.accessories.items():
+            override = overrides.get(name)
+            if override is None:
+                found[name] = accessory
+            elif override.enabled:
+                update: dict[str, object] = {"env": {**accessory.env, **override.env}}
+                if override.port is not None:
+                    update["port"] = override.port
+                if override.host is not None:
+                    update["host"] = override.host
+                found[name] = accessory.model_copy(update=update, deep=True)
+        return found
 
     def service_for(self, environment: str, service: str) -> ServiceConfig:
         """The service as it runs in `environment`.
