@@ -74,22 +74,24 @@ def misplaced(body: str) -> str:
     )
 
 
-def _written(config: Config) -> Iterator[tuple[str, str, str | None, str]]:
-    """(key path, text, service it belongs to or None for all, environment or None) of
-    every value where references may be written."""
+def _written(config: Config) -> Iterator[tuple[str, str, list[str]]]:
+    """(key path, text, environments where it is in effect) of every value where references
+    may be written (a service's env value an environment overrides is not in effect there)."""
+    everywhere = list(config.environments)
     for name, service in config.services.items():
         run = service.run if isinstance(service.run, list) else [service.run]
         for index, part in enumerate(run):
             suffix = f"/{index}" if isinstance(service.run, list) else ""
-            yield f"services/{name}/run{suffix}", part, name, ""
+            yield f"services/{name}/run{suffix}", part, everywhere
         for key, value in service.env.items():
-            yield f"services/{name}/env/{key}", value, name, ""
+            used = [e for e in everywhere if config.service_for(e, name).env.get(key) == value]
+            yield f"services/{name}/env/{key}", value, used
     for env_name, environment in config.environments.items():
         for key, value in environment.env.items():
-            yield f"environments/{env_name}/env/{key}", value, None, env_name
+            yield f"environments/{env_name}/env/{key}", value, [env_name]
         for name, override in environment.services.items():
             for key, value in override.env.items():
-                yield f"environments/{env_name}/services/{name}/env/{key}", value, name, env_name
+                yield f"environments/{env_name}/services/{name}/env/{key}", value, [env_name]
 
 
 def issues(config: Config) -> list[str]:
@@ -113,7 +115,7 @@ def issues(config: Config) -> list[str]:
                     "local), which has no other hosts"
                 )
         found.extend(_host_issues(config, env_name))
-    for where, text, _, only in _written(config):
+    for where, text, environments in _written(config):
         for name, key in references(text):
             shown = describe_value("${accessories." + name + "." + key + "}")
             if name not in config.accessories:
@@ -123,7 +125,7 @@ def issues(config: Config) -> list[str]:
             elif key not in KEYS:
                 found.append(f"{where}: {shown} has no value: use {', '.join(KEYS)}")
             else:
-                for env_name in [only] if only else config.environments:
+                for env_name in environments:
                     if name not in config.accessories_for(env_name):
                         found.append(
                             f'{where}: environment "{env_name}" has no accessory "{name}" '
