@@ -58,10 +58,11 @@ def _status_report(environment: str | None) -> dict[str, Any]:
 
 
 def _on_hosts(config: Any, reader: Any, names: list[str]) -> bool:
-    """Whether one of the environments has instances on other hosts (the full runtime
-    then asks them)."""
+    """Whether one of the environments has instances or accessories on other hosts (the
+    full runtime then asks them)."""
     return any(
-        config.environments[n].target != "local" and reader.list_instances(environment=n)
+        config.environments[n].target != "local"
+        and (reader.list_instances(environment=n) or reader.list_accessories(n))
         for n in names
     )
 

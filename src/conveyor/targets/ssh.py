@@ -270,6 +270,15 @@ class SshTarget:
             out[key] = str(remote) if remote is not None else value
         return out
 
+    def remote_argv(self, home: PurePosixPath, argv: Sequence[str]) -> list[str]:
+        """`argv` with its arguments that are the deployer's release and data paths (a list
+        `run:` with `$DATA_DIR` filled in) made the host's."""
+        out = []
+        for arg in argv:
+            remote = self.remote_path(home, arg) if arg.startswith("/") else None
+            out.append(str(remote) if remote is not None else arg)
+        return out
+
     def log_path(self, home: PurePosixPath, name: str) -> PurePosixPath:
         check_program_name(name)
         return home / self.layout.instance_logs / f"{name}.log"
@@ -397,7 +406,7 @@ class SshTarget:
         programs = home / self.layout.programs_dir
         program = ssh_programs.render_program(
             spec.name,
-            spec.command,
+            self.remote_argv(home, spec.command),
             release,
             env,
             self.log_path(home, spec.name),
