@@ -121,12 +121,13 @@ def logs(
     accessories.configured(rt, environment, name)
 
     async def tail() -> None:
-        if follow:
-            async for line in accessories.follow(rt, environment, name, lines):
+        if not follow:
+            for line in await accessories.logs(rt, environment, name, lines):
                 sys.stdout.write(line + "\n")
-                sys.stdout.flush()
-        for line in await accessories.logs(rt, environment, name, lines):
+            return
+        async for line in accessories.follow(rt, environment, name, lines):
             sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     try:
         run(tail())

@@ -46,6 +46,7 @@ from conveyor.targets.base import (
 if TYPE_CHECKING:
     from conveyor.config.models import AccessoryConfig
     from conveyor.engine.runtime import Runtime
+    from conveyor.targets.ssh import SshTarget
 
 Progress = Callable[[str], None]
 
@@ -115,7 +116,7 @@ def names(rt: Runtime, environment: str) -> list[str]:
     return list(rt.loaded.config.accessories_for(environment))
 
 
-def _host(rt: Runtime, environment: str, name: str, accessory: AccessoryConfig) -> str:
+def host_of(rt: Runtime, environment: str, name: str, accessory: AccessoryConfig) -> str:
     """Where it runs: this machine on the local target; else its `host:`, else where it
     ran before, else the environment's first host."""
     target = rt.target_for(environment)
@@ -251,17 +252,26 @@ async def _ensure_target(rt: Runtime, environment: str) -> None:
     await TARGETS[rt.environment(environment).target].ensure_running(rt)
 
 
+def _remote(rt: Runtime, environment: str, name: str) -> tuple[SshTarget, str] | None:
+    """The SSH target and the host the accessory was started on, when it runs on one (its
+    commands then go to that host only)."""
+    from conveyor.targets.ssh import SshTarget
+
+    target = rt.target_for(environment)
+    record = rt.store.get_accessory(environment, name)
+    if record is None or record.host == LOCAL_HOST or not isinstance(target, SshTarget):
+        return None
+    return target, record.host
+
+
 async def status(rt: Runtime, environment: str, name: str) -> InstanceStatus:
     """The state of its program (UNKNOWN: not on its host)."""
-    target = rt.target_for(environment)
     program = accessory_program(environment, name)
-    record = rt.store.get_accessory(environment, name)
-    if record is not None and record.host != LOCAL_HOST:
-        from conveyor.targets.ssh import SshTarget
-
-        if isinstance(target, SshTarget):
-            return await target.status(program, host=target.host(record.host))
-    return await target.status(program)
+    remote = _remote(rt, environment, name)
+    if remote is not None:
+        target, host = remote
+        return await target.status(program, host=target.host(host))
+    return await rt.target_for(environment).status(program)
 
 
 def _running(state: InstanceStatus) -> bool:
@@ -282,7 +292,7 @@ async def start(
     if not ensured:
         await _ensure_target(rt, environment)
     target = rt.target_for(environment)
-    host = _host(rt, environment, name, accessory)
+    host = host_of(rt, environment, name, accessory)
     before = await status(rt, environment, name)
     record = rt.store.get_accessory(environment, name)
     if _running(before) and record is not None:
@@ -377,15 +387,11 @@ async def restart(
 
 
 async def _log_lines(rt: Runtime, environment: str, name: str, lines: int) -> list[str]:
-    target = rt.target_for(environment)
     program = accessory_program(environment, name)
-    record = rt.store.get_accessory(environment, name)
-    if record is not None and record.host != LOCAL_HOST:
-        from conveyor.targets.ssh import SshTarget
-
-        if isinstance(target, SshTarget):
-            return await target.logs(program, lines, host=record.host)
-    return await target.logs(program, lines)
+    remote = _remote(rt, environment, name)
+    if remote is not None:
+        return await remote[0].logs(program, lines, host=remote[1])
+    return await rt.target_for(environment).logs(program, lines)
 
 
 async def logs(rt: Runtime, environment: str, name: str, lines: int) -> list[str]:
@@ -397,15 +403,11 @@ async def logs(rt: Runtime, environment: str, name: str, lines: int) -> list[str
 def follow(rt: Runtime, environment: str, name: str, lines: int) -> AsyncIterator[str]:
     """The last `lines` lines of its output, then each new one."""
     configured(rt, environment, name)
-    target = rt.target_for(environment)
     program = accessory_program(environment, name)
-    record = rt.store.get_accessory(environment, name)
-    if record is not None and record.host != LOCAL_HOST:
-        from conveyor.targets.ssh import SshTarget
-
-        if isinstance(target, SshTarget):
-            return target.follow(program, lines, host=record.host)
-    return target.follow(program, lines)
+    remote = _remote(rt, environment, name)
+    if remote is not None:
+        return remote[0].follow(program, lines, host=remote[1])
+    return rt.target_for(environment).follow(program, lines)
 
 
 def address(record: AccessoryRecord, accessory: AccessoryConfig) -> AccessoryAddress:
@@ -495,6 +497,7 @@ __all__ = [
     "data_dir",
     "entry",
     "follow",
+    "host_of",
     "logs",
     "names",
     "report",

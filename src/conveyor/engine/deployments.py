@@ -298,15 +298,11 @@ async def missing_accessories(rt: Runtime, environment: str) -> list[Step]:
     from conveyor.engine import accessories
 
     steps: list[Step] = []
-    for name in accessories.names(rt, environment):
+    for name, accessory in rt.loaded.config.accessories_for(environment).items():
         state = await accessories.status(rt, environment, name)
         if state.state not in ("running", "starting", "backoff"):
-            record = rt.store.get_accessory(environment, name)
-            accessory = rt.loaded.config.accessories_for(environment)[name]
-            host = accessory.host or (record.host if record else "")
-            steps.append(
-                StartAccessory(name, host=host if rt.target_for(environment).ships_releases else "")
-            )
+            host = accessories.host_of(rt, environment, name, accessory)
+            steps.append(StartAccessory(name, host=host))
     return steps
 
 

@@ -118,6 +118,23 @@ def _unfinished_report(
     }
 
 
+def _process(
+    processes: dict[str, InstanceStatus] | None,
+    program: str,
+    host: str,
+    unreachable: frozenset[str],
+    absent: str,
+) -> tuple[InstanceStatus | None, str]:
+    """The live status of `program` on `host` and its process state as status shows it
+    (`absent` when its supervisord has no such program)."""
+    live = processes.get(program) if processes is not None else None
+    if live is not None:
+        return live, live.state
+    if host in unreachable:
+        return None, "unreachable"
+    return None, "unknown" if processes is None else absent
+
+
 def environment_status(
     reader: StatusReader,
     config: ConfigSummary,
@@ -140,13 +157,7 @@ def environment_status(
     for service, replicas in env.replicas.items():
         instances = []
         for inst in reader.list_instances(environment=name, service=service):
-            live = processes.get(inst.name) if processes is not None else None
-            if live is not None:
-                process = live.state
-            elif inst.host in unreachable:
-                process = "unreachable"
-            else:
-                process = "unknown" if processes is None else "missing"
+            live, process = _process(processes, inst.name, inst.host, unreachable, "missing")
             instances.append(
                 {
                     "name": inst.name,
@@ -180,13 +191,8 @@ def environment_status(
     last = latest[0] if latest else None
     accessories = []
     for acc in reader.list_accessories(name):
-        live = processes.get(accessory_program(name, acc.name)) if processes is not None else None
-        if live is not None:
-            process = live.state
-        elif acc.host in unreachable:
-            process = "unreachable"
-        else:
-            process = "unknown" if processes is None else "stopped"
+        program = accessory_program(name, acc.name)
+        live, process = _process(processes, program, acc.host, unreachable, "stopped")
         accessories.append(
             {
                 "name": acc.name,
