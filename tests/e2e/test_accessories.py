@@ -155,6 +155,8 @@ def test_a_deploy_starts_it_before_the_service(project: Project) -> None:
     assert "blocked" not in plan and "broken" not in plan  # staging leaves them out
 
     project.run("deploy", "staging")
+    deployment = project.json("history", "staging")[0]["id"]  # type: ignore[index]
+    assert "start accessory redis (not running)" in project.run("explain", deployment).stdout
     found = accessory(project)
     assert found["process"] == "running"
     assert found["port"] == port
@@ -272,3 +274,24 @@ def test_down_leaves_it_running(project: Project) -> None:
     status = json.loads(project.run("status", "staging", "--json").stdout)["environments"][0]
     assert status["accessories"][0]["process"] == "running"
     assert not status["services"][0]["instances"]
+
+
+def test_shutdown_stops_it_and_keeps_its_data(project: Project) -> None:
+    port = PORTS["redis"]
+    pid = redis_pid(port)
+    data = Path(accessory(project)["data_dir"])
+    report = json.loads(project.run("shutdown", "--yes", "--json").stdout)
+    assert {"kind": "accessory", "name": "accessory.staging.redis", "pid": pid, "gone": True} in (
+        report["stopped"]
+    )
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert (data / "appendonlydir").is_dir()
+    project.run("accessory", "start", "staging", "redis")
+    assert redis_pid(port) != pid
+    assert (
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "GET", "greeting"], capture_output=True, text=True
+        ).stdout.strip()
+        == "hello"
+    )
