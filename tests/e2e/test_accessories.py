@@ -199,6 +199,10 @@ def test_a_changed_config_is_reported_not_applied_until_restart(project: Project
     original = path.read_text()
     path.write_text(original.replace('--save, "60 1"]', '--save, "30 1"]'))
     project.commit("redis saves more often")
+    deployed = project.run("deploy", "staging")  # nothing else changed: nothing to start
+    assert "with a config other than conveyor.yml's" in deployed.stderr
+    assert "start accessory" not in deployed.stdout + deployed.stderr
+    assert redis_pid(port) == pid
     again = project.run("accessory", "start", "staging", "redis")
     assert "with a config other than conveyor.yml's" in again.stderr
     assert "conveyor accessory restart staging redis" in again.stderr

@@ -296,9 +296,7 @@ async def start(
     before = await status(rt, environment, name)
     record = rt.store.get_accessory(environment, name)
     if _running(before) and record is not None:
-        endpoint = Endpoint(record.host, split_address(record.address)[0], record.port)
-        spec = spec_for(rt, environment, name, accessory, endpoint)
-        same = config_digest(spec) == record.config_digest and record.host == host
+        same = not _changed(rt, environment, name, accessory, record)
         return StartResult(name, ALREADY_RUNNING if same else DIFFERS, record, before.pid)
     endpoint = await _reserve(rt, environment, name, accessory, host)
     spec = spec_for(rt, environment, name, accessory, endpoint)
@@ -318,6 +316,36 @@ async def start(
     await _wait_healthy(rt, environment, name, accessory, spec, endpoint)
     after = await status(rt, environment, name)
     return StartResult(name, STARTED, record, after.pid)
+
+
+def _changed(
+    rt: Runtime, environment: str, name: str, accessory: AccessoryConfig, record: AccessoryRecord
+) -> bool:
+    """Whether conveyor.yml now says other than what the running accessory started with."""
+    if record.host != host_of(rt, environment, name, accessory):
+        return True
+    endpoint = Endpoint(record.host, split_address(record.address)[0], record.port)
+    spec = spec_for(rt, environment, name, accessory, endpoint)
+    return config_digest(spec) != record.config_digest or accessory.port not in (
+        None,
+        record.port,
+    )
+
+
+async def planned(rt: Runtime, environment: str, compare: bool) -> tuple[list[str], list[str]]:
+    """The accessories of `environment` that do not run (a deploy starts them), and with
+    `compare` (the config's variables and secrets at hand) a note for each running one
+    whose config changed since it started (a deploy never restarts it)."""
+    missing: list[str] = []
+    notes: list[str] = []
+    for name, accessory in rt.loaded.config.accessories_for(environment).items():
+        state = await status(rt, environment, name)
+        record = rt.store.get_accessory(environment, name)
+        if not _running(state) or record is None:
+            missing.append(name)
+        elif compare and _changed(rt, environment, name, accessory, record):
+            notes.append(StartResult(name, DIFFERS, record, state.pid).describe(environment))
+    return missing, notes
 
 
 async def _wait_healthy(
@@ -500,6 +528,7 @@ __all__ = [
     "host_of",
     "logs",
     "names",
+    "planned",
     "report",
     "restart",
     "spec_for",

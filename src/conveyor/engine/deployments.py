@@ -287,23 +287,25 @@ async def propose(
             steps = [AwaitApproval(first_service), *steps]
     steps = [*verifications, *steps]
     if phase == FORWARD:
-        steps = with_accessories(steps, await missing_accessories(rt, environment))
+        starts = await missing_accessories(rt, environment, compare=observe_live)
+        steps = with_accessories(steps, starts)
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
 
 
-async def missing_accessories(rt: Runtime, environment: str) -> list[Step]:
+async def missing_accessories(rt: Runtime, environment: str, compare: bool) -> list[Step]:
     """A start step for each accessory of the environment that does not run (asked without
-    starting anything: a dry run asks too)."""
+    starting anything: a dry run asks too); with `compare`, a note in `rt.notes` for each
+    running one whose config changed (a deploy never restarts it)."""
     from conveyor.engine import accessories
 
-    steps: list[Step] = []
-    for name, accessory in rt.loaded.config.accessories_for(environment).items():
-        state = await accessories.status(rt, environment, name)
-        if state.state not in ("running", "starting", "backoff"):
-            host = accessories.host_of(rt, environment, name, accessory)
-            steps.append(StartAccessory(name, host=host))
-    return steps
+    missing, notes = await accessories.planned(rt, environment, compare)
+    rt.notes.extend(notes)
+    config = rt.loaded.config.accessories_for(environment)
+    return [
+        StartAccessory(name, host=accessories.host_of(rt, environment, name, config[name]))
+        for name in missing
+    ]
 
 
 def with_accessories(steps: list[Step], starts: list[Step]) -> list[Step]:
