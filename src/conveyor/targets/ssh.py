@@ -264,20 +264,16 @@ class SshTarget:
 
     def remote_env(self, home: PurePosixPath, env: dict[str, str]) -> dict[str, str]:
         """`env` with the deployer's release and data paths made the host's."""
-        out = {}
-        for key, value in env.items():
-            remote = self.remote_path(home, value) if value.startswith("/") else None
-            out[key] = str(remote) if remote is not None else value
-        return out
+        return {key: self._remote_value(home, value) for key, value in env.items()}
 
     def remote_argv(self, home: PurePosixPath, argv: Sequence[str]) -> list[str]:
         """`argv` with its arguments that are the deployer's release and data paths (a list
         `run:` with `$DATA_DIR` filled in) made the host's."""
-        out = []
-        for arg in argv:
-            remote = self.remote_path(home, arg) if arg.startswith("/") else None
-            out.append(str(remote) if remote is not None else arg)
-        return out
+        return [self._remote_value(home, arg) for arg in argv]
+
+    def _remote_value(self, home: PurePosixPath, value: str) -> str:
+        remote = self.remote_path(home, value) if value.startswith("/") else None
+        return str(remote) if remote is not None else value
 
     def log_path(self, home: PurePosixPath, name: str) -> PurePosixPath:
         check_program_name(name)
