@@ -58,10 +58,11 @@ def _status_report(environment: str | None) -> dict[str, Any]:
 
 
 def _on_hosts(config: Any, reader: Any, names: list[str]) -> bool:
-    """Whether one of the environments has instances on other hosts (the full runtime
-    then asks them)."""
+    """Whether one of the environments has instances or accessories on other hosts (the
+    full runtime then asks them)."""
     return any(
-        config.environments[n].target != "local" and reader.list_instances(environment=n)
+        config.environments[n].target != "local"
+        and (reader.list_instances(environment=n) or reader.list_accessories(n))
         for n in names
     )
 
@@ -107,6 +108,13 @@ def _print_status(report: dict[str, Any]) -> None:
                 f"    {escape(inst['name'])}  {inst['release']}  {where}:{inst['port']}  "
                 f"{inst['state']}  process={inst['process']}{extra}"
             )
+    for acc in report.get("accessories", []):
+        where = "" if acc["host"] == "local" else escape(acc["host"])
+        pid = f" pid={acc['pid']}" if acc["pid"] else ""
+        out.print(
+            f"  [bold]{escape(acc['name'])}[/bold] accessory  {where}:{acc['port']}  "
+            f"process={acc['process']}{pid}"
+        )
     out.print()
 
 

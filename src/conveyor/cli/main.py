@@ -10,6 +10,7 @@ import typer
 
 from conveyor import __version__
 from conveyor.cli import (
+    accessory,
     db,
     deploy,
     dora,
@@ -75,6 +76,7 @@ jobs.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(db.app, name="db")
+app.add_typer(accessory.app, name="accessory")
 app.add_typer(state.app, name="state")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(pipeline.ci_app, name="ci")

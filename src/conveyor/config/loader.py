@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, Tag, ValidationError
 from pydantic_core import ErrorDetails
 
-from conveyor.config import hosts
+from conveyor.config import accessories, hosts
 from conveyor.config.cache import RecordingEnviron, remember
 from conveyor.config.durations import ERROR_TYPE, FROM_FILE, describe_value
 from conveyor.config.limits import shape_issue
@@ -282,6 +282,7 @@ def interpolate(
     environ: Mapping[str, str],
     deferred: Collection[str] = (),
     kept: list[str] | None = None,
+    accessory_references: bool = False,
 ) -> tuple[str, list[str]]:
     """Expand `${VAR}`, `${VAR:-default}` and `$$` in `text`; returns (result, problems).
 
@@ -289,7 +290,9 @@ def interpolate(
     shell. A `$` not followed by `{` or `$` stays as it is, and so do the
     references to the `deferred` names (filled in later, at instance start).
     With `kept`, an unset VAR without a default is no problem: its reference
-    stays as written and its name is appended to `kept`.
+    stays as written and its name is appended to `kept`. With `accessory_references`,
+    `${accessories.NAME.KEY}` stays as written (filled in at start); without, it is a
+    problem.
     """
     problems: list[str] = []
 
@@ -300,6 +303,10 @@ def interpolate(
             problems.append('unclosed "${" (write $$ for a literal "$")')
             return ""
         body = match.group("body")
+        if body.startswith(accessories.PREFIX):
+            if not accessory_references:
+                problems.append(accessories.misplaced(body))
+            return match.group(0)
         parsed = _BODY.fullmatch(body)
         if parsed is None:
             problems.append(
@@ -346,7 +353,7 @@ def _deferred(where: KeyPath, value: str, environ: Mapping[str, str]) -> Collect
     `env` value, those the deployer's environment does not set, so that
     `${DATA_DIR}/db.sqlite3` works and a config-time `${HOST}` keeps working.
     """
-    if len(where) >= 3 and where[0] == "services":
+    if len(where) >= 3 and where[0] in ("services", "accessories"):
         key = where[2]
         if (
             key == "run"
@@ -356,7 +363,9 @@ def _deferred(where: KeyPath, value: str, environ: Mapping[str, str]) -> Collect
             return INSTANCE_VARIABLES
         in_env = key == "env"
     elif len(where) >= 3 and where[0] == "environments":
-        in_env = where[2] == "env" or (where[2] == "services" and where[4:5] == ["env"])
+        in_env = where[2] == "env" or (
+            where[2] in ("services", "accessories") and where[4:5] == ["env"]
+        )
     else:
         in_env = False
     # Only the names the value mentions are looked up: each lookup joins the cache key.
@@ -373,7 +382,9 @@ def _interpolate(
     if isinstance(value, str):
         deferred = _deferred(where, value, environ) if "$" in value else ()
         names: list[str] | None = [] if kept is not None else None
-        result, problems = interpolate(value, environ, deferred, names)
+        result, problems = interpolate(
+            value, environ, deferred, names, accessory_references=accessories.allowed_at(where)
+        )
         issues.extend((where, p) for p in problems)
         if kept is not None and names:
             kept.extend((where, n) for n in names)
@@ -554,6 +565,7 @@ def _route_key(service: ServiceConfig) -> tuple[str, str]:
 
 def _cross_field_issues(config: Config) -> list[str]:
     issues: list[str] = hosts.config_issues(config)
+    issues.extend(accessories.issues(config))
 
     routes: dict[tuple[str, str], str] = {}
     for name, service in config.services.items():

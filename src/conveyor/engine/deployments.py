@@ -41,6 +41,7 @@ from conveyor.engine.plan import (
     Preview,
     RestoreDatabase,
     RunHook,
+    StartAccessory,
     StartAnalysis,
     StartInstances,
     Step,
@@ -292,8 +293,34 @@ async def propose(
         if env_config.approvals is not None and steps:
             steps = [AwaitApproval(first_service), *steps]
     steps = [*verifications, *steps]
+    if phase == FORWARD:
+        starts = await missing_accessories(rt, environment, compare=observe_live)
+        steps = with_accessories(steps, starts)
     kind = "flip" if flip else strategy.type
     return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
+
+
+async def missing_accessories(rt: Runtime, environment: str, compare: bool) -> list[Step]:
+    """A start step for each accessory of the environment that does not run (asked without
+    starting anything: a dry run asks too); with `compare`, a note in `rt.notes` for each
+    running one whose config changed (a deploy never restarts it)."""
+    from conveyor.engine import accessories
+
+    missing, notes = await accessories.planned(rt, environment, compare)
+    rt.notes.extend(notes)
+    config = rt.loaded.config.accessories_for(environment)
+    return [
+        StartAccessory(name, host=accessories.host_of(rt, environment, name, config[name]))
+        for name in missing
+    ]
+
+
+def with_accessories(steps: list[Step], starts: list[Step]) -> list[Step]:
+    """`steps` with the accessories' `starts` after the checks that change nothing (so that a
+    refusal still changes nothing) and before anything else: migrations and instances
+    find them running."""
+    at = next((i for i, s in enumerate(steps) if not (s.gate or s.changes_nothing)), len(steps))
+    return [*steps[:at], *starts, *steps[at:]]
 
 
 def run_hosts(rt: Runtime, environment: str) -> dict[str, str]:

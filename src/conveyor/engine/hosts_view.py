@@ -57,7 +57,8 @@ async def observe_environments(rt: Runtime, names: list[str]) -> dict[str, Hosts
     for name in names:
         if rt.environment(name).target == "local":
             continue
-        if not rt.store.list_instances(environment=name):
+        recorded = rt.store.list_instances(environment=name) or rt.store.list_accessories(name)
+        if not recorded:
             views[name] = HostsView({})  # nothing recorded there: no host to ask
             continue
         try:

@@ -174,6 +174,19 @@ class RestoreDatabase(Step):
 
 
 @dataclass(frozen=True)
+class StartAccessory(Step):
+    """Start the accessory `service` (its name) on `host` unless it runs, and wait until it
+    is healthy; a running one is never restarted (a changed config is only reported)."""
+
+    kind: ClassVar[str] = "start_accessory"
+    host: str = ""
+
+    def describe(self) -> str:
+        where = f" on {self.host}" if self.host and self.host != "local" else ""
+        return f"start accessory {self.service}{where} (not running)"
+
+
+@dataclass(frozen=True)
 class StartInstances(Step):
     """Start instances of a release and register them with the router at weight 0.
 
@@ -402,6 +415,7 @@ STEP_TYPES: dict[str, type[Step]] = {
         BackupDatabase,
         Migrate,
         RestoreDatabase,
+        StartAccessory,
         StartInstances,
         WaitHealthy,
         SmokeTests,

@@ -43,7 +43,12 @@ def release_env(rt: Runtime, environment: str, service: str, release_id: str) ->
     config, DATA_DIR and CONVEYOR_*, with `${DATA_DIR}` and the like filled in (and
     USER, LOGNAME and HOME when it runs as another user), and the environment's secrets
     (added after the expansion: a secret's value is taken as it is)."""
+    from conveyor.config.accessories import fill
+    from conveyor.engine.accessories import referenced
+
     svc = rt.loaded.config.service_for(environment, service)
+    reached = referenced(rt, environment, list(svc.env.values()))
+    service_env = {k: fill(v, reached) for k, v in svc.env.items()}
     data_dir = rt.paths.data / environment / service
     user = run_user(svc.run_as)
     own_data_dir(data_dir, user)
@@ -59,7 +64,7 @@ def release_env(rt: Runtime, environment: str, service: str, release_id: str) ->
             # them (root ignores the read-only bits) and break their digest.
             "PYTHONDONTWRITEBYTECODE": "1",
             **account,
-            **svc.env,  # the service's env with the environment's merged over it
+            **service_env,  # the service's env with the environment's merged over it
             **searched,
             "DATA_DIR": str(data_dir),
             "CONVEYOR_ENV": environment,

@@ -27,6 +27,7 @@ EXIT_WAIT_S = 10.0  # how long a stopped process may take to be gone from the pr
 # What each owner of a supervisord program is, for people.
 KINDS = {
     "instance": "instance",
+    "accessory": "accessory",
     "caddy": "router",
     "haproxy": "router",
     "timer": "timer",
@@ -38,7 +39,7 @@ KINDS = {
 class Stopped:
     """One process that was stopped."""
 
-    kind: str  # instance | router | timer | agent | supervisord | program
+    kind: str  # instance | accessory | router | timer | agent | supervisord | program
     name: str
     pid: int | None
     gone: bool = True  # no longer in the process table afterwards

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.paths import Paths
-from conveyor.store.records import DeploymentRecord, InstanceRecord, LockRecord, StepRecord
+from conveyor.store.records import (
+    AccessoryRecord,
+    DeploymentRecord,
+    InstanceRecord,
+    LockRecord,
+    StepRecord,
+)
+from conveyor.targets.base import accessory_program
 
 if TYPE_CHECKING:
     from conveyor.config.cache import ConfigSummary
@@ -62,6 +69,10 @@ class StatusReader(Protocol):
         """Instances, oldest first (then by name)."""
         ...
 
+    def list_accessories(self, environment: str | None = None) -> list[AccessoryRecord]:
+        """Accessories started once, by environment and name."""
+        ...
+
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -74,10 +85,10 @@ def live_processes(paths: Paths) -> dict[str, InstanceStatus] | None:
     try:
         from conveyor.targets.supervisor import Supervisor
 
-        programs = Supervisor(paths).all_programs(owner="instance")
+        programs = Supervisor(paths).all_programs()
     except Exception:
         return None
-    return {p.status.name: p.status for p in programs}
+    return {p.status.name: p.status for p in programs if p.owner in ("instance", "accessory")}
 
 
 def _unfinished_report(
@@ -107,6 +118,23 @@ def _unfinished_report(
     }
 
 
+def _process(
+    processes: dict[str, InstanceStatus] | None,
+    program: str,
+    host: str,
+    unreachable: frozenset[str],
+    absent: str,
+) -> tuple[InstanceStatus | None, str]:
+    """The live status of `program` on `host` and its process state as status shows it
+    (`absent` when its supervisord has no such program)."""
+    live = processes.get(program) if processes is not None else None
+    if live is not None:
+        return live, live.state
+    if host in unreachable:
+        return None, "unreachable"
+    return None, "unknown" if processes is None else absent
+
+
 def environment_status(
     reader: StatusReader,
     config: ConfigSummary,
@@ -129,13 +157,7 @@ def environment_status(
     for service, replicas in env.replicas.items():
         instances = []
         for inst in reader.list_instances(environment=name, service=service):
-            live = processes.get(inst.name) if processes is not None else None
-            if live is not None:
-                process = live.state
-            elif inst.host in unreachable:
-                process = "unreachable"
-            else:
-                process = "unknown" if processes is None else "missing"
+            live, process = _process(processes, inst.name, inst.host, unreachable, "missing")
             instances.append(
                 {
                     "name": inst.name,
@@ -167,6 +189,22 @@ def environment_status(
             }
         )
     last = latest[0] if latest else None
+    accessories = []
+    for acc in reader.list_accessories(name):
+        program = accessory_program(name, acc.name)
+        live, process = _process(processes, program, acc.host, unreachable, "stopped")
+        accessories.append(
+            {
+                "name": acc.name,
+                "kind": "accessory",
+                "host": acc.host,
+                "port": acc.port,
+                "address": acc.address,
+                "process": process,
+                "pid": live.pid if live else None,
+                "started_at": _iso(acc.started_at),
+            }
+        )
     return {
         "name": name,
         "url": env.url,
@@ -193,6 +231,7 @@ def environment_status(
             "error": last.error,
         },
         "services": services,
+        "accessories": accessories,
     }
 
 

@@ -130,6 +130,20 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True)
+class AccessoryRecord:
+    """An accessory of an environment that was started once: where it runs, kept so that
+    its port stays the same across starts (and instances never take it)."""
+
+    environment: Key
+    name: Key
+    host: str  # the name of the host it runs on ("local": the machine Conveyor runs on)
+    port: int
+    address: str  # where services reach it, "ip:port" (from its target)
+    config_digest: Str64  # of what it was last started with (secrets masked)
+    started_at: datetime
+
+
+@dataclass(frozen=True)
 class MeasurementRecordRow:
     """One journaled analysis snapshot (`conveyor explain`, `analyze --replay`)."""
 

@@ -38,6 +38,7 @@ from conveyor.store.records import (
     STEP_RUNNING,
     SUCCEEDED,
     UNFINISHED_STATUSES,
+    AccessoryRecord,
     ApprovalRecord,
     BackupRecord,
     DeploymentRecord,
@@ -531,6 +532,31 @@ class Store:
         with self._tx(f"delete instance {name}", write=True) as conn:
             result = conn.execute(delete(t.instances).where(t.instances.c.name == name))
             return result.rowcount > 0
+
+    # -- accessories ----------------------------------------------------------
+
+    def upsert_accessory(self, r: AccessoryRecord) -> None:
+        """Record where an accessory of an environment runs (replacing what was known)."""
+        stmt = self._upsert(t.accessories, columns_of(r), keys=("environment", "name"))
+        with self._tx(f"record accessory {r.name} of {r.environment}", write=True) as conn:
+            conn.execute(stmt)
+
+    def get_accessory(self, environment: str, name: str) -> AccessoryRecord | None:
+        """The accessory `name` of `environment`, or None when it was never started."""
+        query = select(t.accessories).where(
+            t.accessories.c.environment == environment, t.accessories.c.name == name
+        )
+        with self._tx(f"read accessory {name} of {environment}") as conn:
+            row = conn.execute(query).first()
+        return None if row is None else rows.accessory(row._mapping)
+
+    def list_accessories(self, environment: str | None = None) -> list[AccessoryRecord]:
+        """Accessories started once, by environment and name."""
+        query = select(t.accessories).order_by(t.accessories.c.environment, t.accessories.c.name)
+        if environment is not None:
+            query = query.where(t.accessories.c.environment == environment)
+        with self._tx("list accessories") as conn:
+            return [rows.accessory(row._mapping) for row in conn.execute(query)]
 
     # -- current releases -----------------------------------------------------
 

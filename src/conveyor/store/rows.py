@@ -14,6 +14,7 @@ from conveyor.store.columns import Columns, reader
 
 __all__ = [
     "Columns",
+    "accessory",
     "approval",
     "backup",
     "deployment",
@@ -32,6 +33,7 @@ release = reader(records.ReleaseRecord)
 deployment = reader(records.DeploymentRecord)
 step = reader(records.StepRecord)
 instance = reader(records.InstanceRecord)
+accessory = reader(records.AccessoryRecord)
 lock = reader(records.LockRecord)
 event = reader(records.EventRecord)
 backup = reader(records.BackupRecord)

@@ -25,6 +25,7 @@ from conveyor.store import columns, rows
 from conveyor.store.integrity import check_file
 from conveyor.store.records import (
     UNFINISHED_STATUSES,
+    AccessoryRecord,
     DeploymentRecord,
     InstanceRecord,
     LockRecord,
@@ -39,6 +40,7 @@ _DEPLOYMENT = columns.names(DeploymentRecord)
 _STEP = columns.names(StepRecord)
 _INSTANCE = columns.names(InstanceRecord)
 _LOCK = columns.names(LockRecord)
+_ACCESSORY = columns.names(AccessoryRecord)
 _CURRENT = ("environment", "service", "release_id")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -47,6 +49,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "instances": _INSTANCE,
     "locks": _LOCK,
     "current_releases": _CURRENT,
+    "accessories": _ACCESSORY,
 }
 """Every table and column this module refers to."""
 
@@ -116,6 +119,7 @@ def _reader(record: type[T], read: Callable[[columns.Columns], T]) -> Callable[[
 _deployment = _reader(DeploymentRecord, rows.deployment)
 _step = _reader(StepRecord, rows.step)
 _instance = _reader(InstanceRecord, rows.instance)
+_accessory = _reader(AccessoryRecord, rows.accessory)
 _lock = _reader(LockRecord, rows.lock)
 
 
@@ -256,3 +260,12 @@ class SnapshotReader:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at, name"
         return self._read(sql, tuple(params), _instance)
+
+    def list_accessories(self, environment: str | None = None) -> list[AccessoryRecord]:
+        """Accessories started once, by environment and name."""
+        sql = _select("accessories", _ACCESSORY)
+        params: tuple[Any, ...] = ()
+        if environment is not None:
+            sql += " WHERE environment = ?"
+            params = (environment,)
+        return self._read(sql + " ORDER BY environment, name", params, _accessory)

@@ -157,6 +157,9 @@ instances = Table(
     Index(None, "environment", "service"),
 )
 
+# Accessories started once per environment (`conveyor accessory start`, or a deploy).
+accessories = Table("accessories", metadata, *_columns(records.AccessoryRecord))
+
 # What an analysis measured: one row per snapshot (`MeasurementRecord.to_dict`).
 # `run` counts the analyses of one step (a resumed or background analysis
 # starts a new run).

@@ -21,6 +21,11 @@ UNKNOWN = "unknown"
 
 LOCAL_HOST = "local"  # the name of the machine Conveyor runs on, as a host of instances
 
+# Who a supervisord program belongs to (its conf's meta): targets list instances only.
+INSTANCE_OWNER = "instance"
+ACCESSORY_OWNER = "accessory"  # an accessory's program, named `ACCESSORY_PREFIX...`
+ACCESSORY_PREFIX = "accessory."  # environment and service names never hold a "."
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -63,6 +68,17 @@ class InstanceSpec:
     log_path: Path  # stdout and stderr of the instance, appended
     user: RunUser | None = None  # who it runs as; None: Conveyor's own user
     host: str = LOCAL_HOST  # the host it runs on (its target reserved its port there)
+    owner: str = INSTANCE_OWNER  # ACCESSORY_OWNER: an accessory, run the same way
+
+
+def accessory_program(environment: str, name: str) -> str:
+    """The supervisord program of accessory `name` of `environment`."""
+    return f"{ACCESSORY_PREFIX}{environment}.{name}"
+
+
+def is_accessory(name: str) -> bool:
+    """Whether the program `name` is an accessory's, not an instance's."""
+    return name.startswith(ACCESSORY_PREFIX)
 
 
 @dataclass(frozen=True)

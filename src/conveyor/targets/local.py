@@ -35,6 +35,8 @@ from conveyor.paths import Paths
 from conveyor.redaction import LineRedactor
 from conveyor.runas import RunUser
 from conveyor.targets.base import (
+    ACCESSORY_OWNER,
+    INSTANCE_OWNER,
     LOCAL_HOST,
     UNKNOWN,
     CommandResult,
@@ -53,7 +55,7 @@ __all__ = ["INSTANCE_OWNER", "LOCAL_INTERFACE", "LocalTarget", "build"]
 
 LOCAL_INTERFACE = "127.0.0.1"  # instances listen on loopback: only the router reaches them
 
-INSTANCE_OWNER = "instance"
+_OWNERS = (INSTANCE_OWNER, ACCESSORY_OWNER)  # the programs it starts, stops and observes
 FOLLOW_POLL_SECONDS = 0.2
 _OUTPUT_CAP = 1 << 20  # bytes of one-off command output kept (the tail)
 _BLOCK = 64 * 1024
@@ -110,7 +112,7 @@ class LocalTarget:
         return self.supervisor.program_log(name) or self.log_path_for(name)
 
     def _is_ours(self, name: str) -> bool:
-        return self.supervisor.program_owner(name) in (None, INSTANCE_OWNER)
+        return self.supervisor.program_owner(name) in (None, *_OWNERS)
 
     async def start(self, spec: InstanceSpec) -> None:
         """Start the instance (no-op if it is already running under this name).
@@ -133,7 +135,7 @@ class LocalTarget:
             spec.env,
             spec.log_path,
             spec.stop_timeout,
-            owner=INSTANCE_OWNER,
+            owner=spec.owner,
             user=spec.user,
         )
 
@@ -152,12 +154,13 @@ class LocalTarget:
     async def status(self, name: str) -> InstanceStatus:
         """The state of one instance; state UNKNOWN when the target has none."""
         info = await asyncio.to_thread(self.supervisor.program_info, name)
-        if info is None or info.owner != INSTANCE_OWNER:
+        if info is None or info.owner not in _OWNERS:
             return InstanceStatus(name=name, state=UNKNOWN)
         return info.status
 
     async def list(self) -> builtins.list[InstanceStatus]:
-        """Every instance this target runs for the Conveyor home, sorted by name."""
+        """Every instance this target runs for the Conveyor home (not its accessories),
+        sorted by name."""
         infos = await asyncio.to_thread(self.supervisor.all_programs, INSTANCE_OWNER)
         return [info.status for info in infos]
 

@@ -45,7 +45,14 @@ from conveyor.targets import (
     ssh_stop,
     ssh_strays,
 )
-from conveyor.targets.base import UNKNOWN, CommandResult, Endpoint, InstanceSpec, InstanceStatus
+from conveyor.targets.base import (
+    UNKNOWN,
+    CommandResult,
+    Endpoint,
+    InstanceSpec,
+    InstanceStatus,
+    is_accessory,
+)
 from conveyor.targets.host_gate import HostGate
 from conveyor.targets.supervisor import _redact, check_program_name
 
@@ -257,11 +264,16 @@ class SshTarget:
 
     def remote_env(self, home: PurePosixPath, env: dict[str, str]) -> dict[str, str]:
         """`env` with the deployer's release and data paths made the host's."""
-        out = {}
-        for key, value in env.items():
-            remote = self.remote_path(home, value) if value.startswith("/") else None
-            out[key] = str(remote) if remote is not None else value
-        return out
+        return {key: self._remote_value(home, value) for key, value in env.items()}
+
+    def remote_argv(self, home: PurePosixPath, argv: Sequence[str]) -> list[str]:
+        """`argv` with its arguments that are the deployer's release and data paths (a list
+        `run:` with `$DATA_DIR` filled in) made the host's."""
+        return [self._remote_value(home, arg) for arg in argv]
+
+    def _remote_value(self, home: PurePosixPath, value: str) -> str:
+        remote = self.remote_path(home, value) if value.startswith("/") else None
+        return str(remote) if remote is not None else value
 
     def log_path(self, home: PurePosixPath, name: str) -> PurePosixPath:
         check_program_name(name)
@@ -390,12 +402,13 @@ class SshTarget:
         programs = home / self.layout.programs_dir
         program = ssh_programs.render_program(
             spec.name,
-            spec.command,
+            self.remote_argv(home, spec.command),
             release,
             env,
             self.log_path(home, spec.name),
             spec.stop_timeout,
             programs / f"{spec.name}.launch.json",
+            spec.owner,
         )
         conf = programs / f"{spec.name}.conf"
         data = env.get("DATA_DIR", "")
@@ -404,8 +417,8 @@ class SshTarget:
             [
                 "sh",
                 "-c",
-                'test -d "$1" || { echo "missing"; exit 0; }; '
-                '[ -z "$3" ] || { umask 077; mkdir -p "$3"; }; cat "$2" 2>/dev/null',
+                '[ -z "$3" ] || { umask 077; mkdir -p "$3"; }; '
+                'test -d "$1" || { echo "missing"; exit 0; }; cat "$2" 2>/dev/null',
                 "sh",
                 str(release),
                 str(conf),
@@ -518,11 +531,11 @@ class SshTarget:
         return await self._statuses(self.host(host))
 
     async def list(self) -> builtins.list[InstanceStatus]:
-        """Every instance on every host, sorted by name."""
+        """Every instance on every host (not the accessories), sorted by name."""
         per_host = await every(*(self._statuses(h) for h in self._reachable()))
         merged: dict[str, InstanceStatus] = {}
         for found in per_host:
-            merged.update(found)
+            merged.update({n: s for n, s in found.items() if not is_accessory(n)})
         return [merged[n] for n in sorted(merged)]
 
     async def logs(self, name: str, lines: int, *, host: str | None = None) -> builtins.list[str]:

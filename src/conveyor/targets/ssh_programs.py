@@ -18,10 +18,8 @@ from pathlib import PurePosixPath
 
 from conveyor.errors import TargetError
 from conveyor.targets import program_conf
-from conveyor.targets.base import STOPPED, UNKNOWN, InstanceStatus
+from conveyor.targets.base import INSTANCE_OWNER, STOPPED, UNKNOWN, InstanceStatus
 from conveyor.targets.supervisor import _STATES
-
-INSTANCE_OWNER = "instance"
 
 # Which interpreter runs the launcher on the host (supervisord's own, found on PATH).
 REMOTE_PYTHON = "python3"
@@ -43,6 +41,7 @@ def render_program(
     log: PurePosixPath,
     stop_timeout: float,
     launch_path: PurePosixPath,
+    owner: str = INSTANCE_OWNER,
 ) -> Program:
     """The program conf of an instance; every path absolute on the host, the launcher run
     by the host's python3 (it runs as the login user: no user switch)."""
@@ -56,7 +55,7 @@ def render_program(
             stop_timeout=stop_timeout,
             python=REMOTE_PYTHON,
             launch_path=launch_path,
-            owner=INSTANCE_OWNER,
+            owner=owner,
         )
     )
     return Program(conf, launch)

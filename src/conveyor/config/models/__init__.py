@@ -13,6 +13,11 @@ name is importable from here, as it was when this was one module.
 
 from __future__ import annotations
 
+from conveyor.config.models.accessories import (
+    AccessoryConfig,
+    AccessoryName,
+    AccessoryOverride,
+)
 from conveyor.config.models.addresses import (
     DEFAULT_PORTS,
     ListenAddress,
@@ -134,6 +139,9 @@ __all__ = [
     "PROJECT_PATTERN",
     "REPORT_KINDS",
     "STRATEGY_TYPES",
+    "AccessoryConfig",
+    "AccessoryName",
+    "AccessoryOverride",
     "AnalysisName",
     "AnalysisTemplate",
     "ApprovalsConfig",

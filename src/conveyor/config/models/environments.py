@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from conveyor.config import hosts as on_hosts
 from conveyor.config.durations import describe_value, problem
+from conveyor.config.models.accessories import AccessoryName, AccessoryOverrideSpec
 from conveyor.config.models.addresses import ListenAddress, PortRange, parse_listen
 from conveyor.config.models.base import _Model
 from conveyor.config.models.databases import DatabaseName, DatabaseOverride
@@ -108,6 +109,11 @@ class EnvironmentConfig(_Model):
     databases: dict[DatabaseName, DatabaseOverride] = Field(
         default_factory=dict,
         description="Per-database settings for this environment (its URL), by database name.",
+    )
+    accessories: dict[AccessoryName, AccessoryOverrideSpec] = Field(
+        default_factory=dict,
+        description="Per-accessory settings for this environment (port, host, env), by name; "
+        "false: this environment has no such accessory.",
     )
     require_pipeline: bool = Field(
         False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, field_validator
 
 from conveyor.config.durations import problem
+from conveyor.config.models.accessories import AccessoryConfig, AccessoryName
 from conveyor.config.models.addresses import DEFAULT_PORTS, PortRange, parse_port_range
 from conveyor.config.models.analysis import AnalysisTemplate
 from conveyor.config.models.base import _Model
@@ -74,6 +75,13 @@ class Config(_Model):
     databases: dict[DatabaseName, DatabaseConfig] = Field(
         default_factory=dict,
         description="Databases the services use, by name: backups and migrations.",
+    )
+    accessories: dict[AccessoryName, AccessoryConfig] = Field(
+        default_factory=dict,
+        description="Long-lived backing services (Redis, a search engine, a mail catcher), by "
+        "name: started once per environment, kept across deploys, their address given to "
+        "services as ${accessories.NAME.url}, ${accessories.NAME.host} and "
+        "${accessories.NAME.port}.",
     )
     pipeline: PipelineConfig | None = Field(
         None, description="The CI pipeline (`conveyor pipeline run`, `conveyor ci export`)."
@@ -154,6 +162,24 @@ class Config(_Model):
     def jobs_for(self, environment: str) -> dict[str, ScheduledJob]:
         """The scheduled jobs that run in `environment`, by name."""
         return {name: job for name, job in self.jobs.items() if job.runs_in(environment)}
+
+    def accessories_for(self, environment: str) -> dict[str, AccessoryConfig]:
+        """The accessories of `environment`, its overrides applied (port, host, env merged
+        over the accessory's), without those it disables."""
+        overrides = self.environment(environment).accessories
+        found: dict[str, AccessoryConfig] = {}
+        for name, accessory in self.accessories.items():
+            override = overrides.get(name)
+            if override is None:
+                found[name] = accessory
+            elif override.enabled:
+                update: dict[str, object] = {"env": {**accessory.env, **override.env}}
+                if override.port is not None:
+                    update["port"] = override.port
+                if override.host is not None:
+                    update["host"] = override.host
+                found[name] = accessory.model_copy(update=update, deep=True)
+        return found
 
     def service_for(self, environment: str, service: str) -> ServiceConfig:
         """The service as it runs in `environment`.

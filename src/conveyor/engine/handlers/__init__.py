@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.engine.handlers.accessories import StartAccessoryHandler
 from conveyor.engine.handlers.base import StepContext, StepHandler
 from conveyor.engine.handlers.control import (
     AnalyzeHandler,
@@ -52,6 +53,7 @@ HANDLERS: dict[str, StepHandler[Any]] = {
         BackupDatabaseHandler(),
         MigrateHandler(),
         RestoreDatabaseHandler(),
+        StartAccessoryHandler(),
         StartHandler(),
         WaitHealthyHandler(),
         SmokeTestsHandler(),

@@ -16,6 +16,7 @@ from conveyor.checks.command import CommandCheck
 from conveyor.checks.on_host import on_instance_host
 from conveyor.checks.wait import fail_fast_for, host_header, make_check, wait_until_healthy
 from conveyor.concurrently import every
+from conveyor.engine.accessories import filled_command
 from conveyor.engine.analysis_run import preview_environment
 from conveyor.engine.handlers.base import StepContext, StepHandler
 from conveyor.engine.plan import (
@@ -67,6 +68,7 @@ class StartHandler(StepHandler[StartInstances]):
         record = store.get_instance(name)
         if record is None:
             taken = {i.port for i in store.list_instances() if i.host == host}
+            taken |= {a.port for a in store.list_accessories() if a.host == host}
             ports = ctx.rt.loaded.config.ports_for(ctx.environment)
             endpoint = await ctx.target.reserve(host, taken, ports)
             record = InstanceRecord(
@@ -324,7 +326,7 @@ def spec_for(ctx: StepContext, record: InstanceRecord, stop_timeout: float) -> I
             "CONVEYOR_INSTANCE": record.name,
         }
     )
-    argv = instance_argv(svc.run, env)
+    argv = instance_argv(filled_command(rt, environment, svc.run), env)
     if user is not None:
         require_command_runnable(argv, env, user)
     return InstanceSpec(
