@@ -160,6 +160,8 @@ def environment_status(
         services.append(
             {
                 "name": service,
+                # web, worker or singleton (`conveyor.config.kinds`); accessories are not services
+                "kind": env.kind(service),
                 "release": current.get(service),
                 "replicas": replicas,
                 "healthy": healthy,

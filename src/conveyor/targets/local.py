@@ -134,6 +134,7 @@ class LocalTarget:
             spec.log_path,
             spec.stop_timeout,
             owner=INSTANCE_OWNER,
+            stop_signal=spec.stop_signal,
             user=spec.user,
         )
 

@@ -396,6 +396,7 @@ class SshTarget:
             self.log_path(home, spec.name),
             spec.stop_timeout,
             programs / f"{spec.name}.launch.json",
+            spec.stop_signal,
         )
         conf = programs / f"{spec.name}.conf"
         data = env.get("DATA_DIR", "")

@@ -43,6 +43,7 @@ def render_program(
     log: PurePosixPath,
     stop_timeout: float,
     launch_path: PurePosixPath,
+    stop_signal: str = "TERM",
 ) -> Program:
     """The program conf of an instance; every path absolute on the host, the launcher run
     by the host's python3 (it runs as the login user: no user switch)."""
@@ -57,6 +58,7 @@ def render_program(
             python=REMOTE_PYTHON,
             launch_path=launch_path,
             owner=INSTANCE_OWNER,
+            stop_signal=stop_signal,
         )
     )
     return Program(conf, launch)
