@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 WEB = "web"
 WORKER = "worker"
 SINGLETON = "singleton"
-KINDS = (WEB, WORKER, SINGLETON)  # "accessory" is the kind of `accessories:` (not services)
+# The kind `status` gives the entries of `accessories:` (long-lived backing services that
+# deploys do not roll); they are not services, so `service_kind` never returns it.
+ACCESSORY = "accessory"
+KINDS = (WEB, WORKER, SINGLETON, ACCESSORY)
 
 WORKER_MIN_READY = 2.0  # seconds a worker's process must run before it counts as healthy
 

@@ -160,7 +160,8 @@ def environment_status(
         services.append(
             {
                 "name": service,
-                # web, worker or singleton (`conveyor.config.kinds`); accessories are not services
+                # web, worker or singleton (`conveyor.config.kinds`); an accessory, listed
+                # beside the services, has the kind `kinds.ACCESSORY`
                 "kind": env.kind(service),
                 "release": current.get(service),
                 "replicas": replicas,
