@@ -18,7 +18,7 @@ from conveyor.config.kinds import (
     service_kind,
     service_order,
 )
-from conveyor.config.models import Config
+from conveyor.config.models import Config, StrategyConfig
 from conveyor.engine.plan import DrainInstances, SetWeights, StartInstances, StopInstances
 from conveyor.engine.strategies import ObservedInstance, ServiceGoal, plan_service
 from conveyor.engine.strategies.choice import min_ready, service_strategy, without_traffic
@@ -227,3 +227,24 @@ def test_a_workers_rolling_plan_has_no_weights_and_no_drain() -> None:
         ("StartInstances", ("w-new-2",)),
     ]
     assert isinstance(steps[2], StopInstances) and isinstance(steps[3], StartInstances)
+
+
+def test_workers_roll_host_by_host_on_a_fleet() -> None:
+    old = tuple(
+        ObservedInstance(name, "r1", True, host=host)
+        for name, host in (("a", "h1"), ("b", "h2"), ("c", "h3"))
+    )
+    goal = ServiceGoal("jobs", "r2", 3, old, name_prefix="new", hosts=("h1", "h2", "h3"))
+    steps = without_traffic(plan_service(StrategyConfig(type="rolling", batch=1), goal))
+    assert [(s.kind, getattr(s, "hosts", ()) or getattr(s, "instances", ())) for s in steps] == [
+        ("start", ("h1",)),
+        ("wait_healthy", ("new-1",)),
+        ("stop", ("a",)),
+        ("start", ("h2",)),
+        ("wait_healthy", ("new-2",)),
+        ("stop", ("b",)),
+        ("start", ("h3",)),
+        ("wait_healthy", ("new-3",)),
+        ("stop", ("c",)),
+        ("mark_current", ()),
+    ]

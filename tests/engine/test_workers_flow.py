@@ -174,9 +174,10 @@ async def test_a_singleton_never_runs_twice_through_a_rollback(rt: Runtime) -> N
     await target.close()
 
 
+@pytest.mark.parametrize("then", ["resume", "abort"])
 @run_async
-async def test_a_singleton_never_runs_twice_through_a_crash_and_resume(
-    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+async def test_a_singleton_never_runs_twice_through_a_crash_then_resume_or_abort(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
     target, _ = fakes(rt)
     await deploy(rt, "r1")
@@ -190,8 +191,13 @@ async def test_a_singleton_never_runs_twice_through_a_crash_and_resume(
     [interrupted] = rt.store.list_deployments("staging", limit=1)
     assert interrupted.status == RUNNING and running(rt, "beat") == []
     monkeypatch.delenv("CONVEYOR_FAILPOINTS")
-    assert (await deployments.resume(rt, "staging")).status == SUCCEEDED
-    assert running(rt, "beat") == ["r2"] and target.most["beat"] == 1
+    if then == "resume":
+        assert (await deployments.resume(rt, "staging")).status == SUCCEEDED
+        assert running(rt, "beat") == ["r2"]
+    else:
+        assert (await deployments.abort(rt, "staging")).status == ABORTED
+        assert running(rt, "beat") == ["r1"] and running(rt, "worker") == ["r1", "r1"]
+    assert target.most["beat"] == 1
     await target.close()
 
 

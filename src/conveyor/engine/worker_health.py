@@ -54,7 +54,8 @@ async def wait_worker_healthy(
         if status.state not in (STARTING, RUNNING):
             raise HealthCheckError(
                 f"its process is {status.state}, not running"
-                f"{' (' + status.detail + ')' if status.detail else ''}"
+                f"{' (' + status.detail + ')' if status.detail else ''}; a worker must run "
+                f"min_ready ({min_ready:g}s) in a row"
             )
         pid = status.pid if status.pid is not None else pid
         if status.state == RUNNING and since is None:
