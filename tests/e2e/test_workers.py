@@ -185,3 +185,22 @@ def test_beat_never_runs_twice(celery_project: tuple[Project, Redis]) -> None:
     beat = services(project)["beat"]
     assert beat["kind"] == "singleton" and len(beat["instances"]) == 1
     assert list(redis.hash("ticks")) == [beat["instances"][0]["name"]]
+
+
+def test_a_worker_that_crashes_at_boot_fails_the_deploy(
+    celery_project: tuple[Project, Redis],
+) -> None:
+    project, _ = celery_project
+    before = services(project)["worker"]
+    # Up for 1.5 s: supervisord counts it started (startsecs 1), then it exits.
+    project.configure_service(
+        "worker", run="exec .venv/bin/python -c 'import time; time.sleep(1.5)'"
+    )
+    new_version(project, "crashing")
+    failed = project.run("deploy", "staging", "--build", check=False, timeout=300)
+    assert failed.returncode != 0
+    assert "is not healthy" in failed.stderr and "min_ready" in failed.stderr, failed.stderr
+    after = services(project)["worker"]
+    assert after["release"] == before["release"]  # rolled back: the old workers kept working
+    assert [i["name"] for i in after["instances"]] == [i["name"] for i in before["instances"]]
+    assert all(i["process"] == "running" for i in after["instances"])

@@ -148,6 +148,9 @@ async def test_workers_get_no_port_no_route_and_go_after_web(rt: Runtime) -> Non
     specs = [s for s in target.running.values() if s.service != "web"]
     assert specs and all("PORT" not in s.env and "HOST" not in s.env for s in specs)
     assert {s.stop_signal for s in specs if s.service == "worker"} == {"INT"}
+    # A worker's stop signal goes to its own process (Celery's main one), not its group.
+    assert {s.stop_as_group for s in target.running.values()} == {True, False}
+    assert not any(s.stop_as_group for s in specs)
     # The router knows the web service only; nothing was ever routed to a worker.
     assert {service for _, service in router.backends} == {"web"}
     assert all(service == "web" for _, service, _ in router.history)

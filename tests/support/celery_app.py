@@ -42,7 +42,9 @@ from celery import Celery
 BROKER = os.environ["BROKER_URL"]
 app = Celery("tasks", broker=BROKER)
 app.conf.update(
-    task_acks_late=True,  # a task counts as done once it ran (Celery's advice for no loss)
+    # Celery's default acknowledgement (when a task starts): a warm shutdown finishes the
+    # running tasks and gives the reserved ones back. (Acknowledged late, a task that
+    # ends as its worker stops can run twice: at least once, not exactly once.)
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     beat_schedule={"tick": {"task": "tasks.tick", "schedule": 0.5}},

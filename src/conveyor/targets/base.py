@@ -64,6 +64,10 @@ class InstanceSpec:
     user: RunUser | None = None  # who it runs as; None: Conveyor's own user
     host: str = LOCAL_HOST  # the host it runs on (its target reserved its port there)
     stop_signal: str = "TERM"  # what asks it to stop (`stop_signal:`)
+    # The stop signal to the whole process group (True) or to its own process only (a
+    # worker: Celery's main process has its pool finish the running tasks, which a
+    # signal of their own would kill). SIGKILL after `stop_timeout` goes to the group.
+    stop_as_group: bool = True
 
 
 @dataclass(frozen=True)

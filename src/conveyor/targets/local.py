@@ -136,6 +136,7 @@ class LocalTarget:
             owner=INSTANCE_OWNER,
             stop_signal=spec.stop_signal,
             user=spec.user,
+            stop_as_group=spec.stop_as_group,
         )
 
     async def stop(self, name: str, timeout: float) -> None:

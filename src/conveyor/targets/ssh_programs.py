@@ -44,6 +44,7 @@ def render_program(
     stop_timeout: float,
     launch_path: PurePosixPath,
     stop_signal: str = "TERM",
+    stop_as_group: bool = True,
 ) -> Program:
     """The program conf of an instance; every path absolute on the host, the launcher run
     by the host's python3 (it runs as the login user: no user switch)."""
@@ -59,6 +60,7 @@ def render_program(
             launch_path=launch_path,
             owner=INSTANCE_OWNER,
             stop_signal=stop_signal,
+            stop_as_group=stop_as_group,
         )
     )
     return Program(conf, launch)

@@ -398,6 +398,7 @@ def spec_for(
         user=user,
         host=record.host,
         stop_signal=stop_signal,
+        stop_as_group=bool(record.address),  # a worker: to its own process only
     )
 
 
