@@ -29,6 +29,7 @@ def test_full_load_writes_the_summary(project: StatusProject) -> None:
                 listen="127.0.0.1:18080",
                 strategy="rolling",
                 replicas={"api": 2, "web": 1},
+                kinds={"api": "web", "web": "web"},
             ),
             "production": EnvironmentSummary(
                 name="production",
@@ -36,6 +37,7 @@ def test_full_load_writes_the_summary(project: StatusProject) -> None:
                 listen="127.0.0.1:18090",
                 strategy="immediate",
                 replicas={"api": 3, "web": 1},
+                kinds={"api": "web", "web": "web"},
             ),
         },
     )

@@ -61,6 +61,25 @@ def test_a_program_file_runs_the_launcher_with_the_env_and_the_hosts_paths() -> 
     ]
 
 
+def test_a_worker_gets_its_stop_signal_alone_and_sigkill_as_a_group() -> None:
+    # Celery's warm shutdown: the main process has its pool finish the running tasks; a
+    # TERM of their own would kill them mid-task (WorkerLostError, the task lost).
+    program = ssh_programs.render_program(
+        "staging-worker-r1-1",
+        [".venv/bin/celery", "-A", "tasks", "worker"],
+        HOME / ".conveyor/shop/releases/worker/r1",
+        {},
+        HOME / "w.log",
+        600,
+        PROGRAMS / "staging-worker-r1-1.launch.json",
+        stop_signal="INT",
+        stop_as_group=False,
+    )
+    lines = program.conf.splitlines()
+    assert "stopsignal=INT" in lines and "stopwaitsecs=600" in lines
+    assert "stopasgroup=false" in lines and "killasgroup=true" in lines
+
+
 def test_what_supervisor_syntax_cannot_carry_goes_to_a_launch_file() -> None:
     launch = PROGRAMS / "w-1.launch.json"
     program = ssh_programs.render_program(

@@ -445,6 +445,10 @@ def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:
                 "strategy": proposal.strategy,
                 "releases": proposal.releases,
                 "previous": proposal.previous,
+                "services": [
+                    {"name": name, "kind": kind, "strategy": strategy}
+                    for name, kind, strategy in proposal.services
+                ],
                 "steps": [
                     {"index": i + 1, "description": s.describe(), **s.to_dict()}
                     for i, s in enumerate(proposal.plan.steps)
@@ -456,6 +460,9 @@ def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:
         say(f"{proposal.environment} already runs these releases; nothing to do")
         return
     say(f"plan for {proposal.environment} ({proposal.strategy}), nothing changed:")
+    if len(proposal.services) > 1 or any(k != "web" for _, k, _ in proposal.services):
+        order = " -> ".join(f"{n} ({k}, {s})" for n, k, s in proposal.services)
+        say(f"order: {order}")
     for line in proposal.plan.describe():
         say(line)
 

@@ -95,17 +95,20 @@ def _print_status(report: dict[str, Any]) -> None:
         )
     for service in report["services"]:
         release = service["release"] or "not deployed"
+        kind = service.get("kind", "web")
         out.print(
-            f"  [bold]{escape(service['name'])}[/bold] {escape(release)}  "
-            f"{service['healthy']}/{service['replicas']} serving"
+            f"  [bold]{escape(service['name'])}[/bold] ({kind}) {escape(release)}  "
+            f"{service['healthy']}/{service['replicas']} "
+            f"{'serving' if kind == 'web' else 'running'}"
         )
         for inst in service["instances"]:
             extra = f" restarts={inst['restarts']}" if inst["restarts"] else ""
             if inst.get("warm_until"):
                 extra += f" (rollback window until {inst['warm_until']})"
             where = "" if inst["host"] == "local" else escape(inst["host"])
+            port = f"{where}:{inst['port']}" if inst["port"] else where or "-"  # a worker: none
             out.print(
-                f"    {escape(inst['name'])}  {inst['release']}  {where}:{inst['port']}  "
+                f"    {escape(inst['name'])}  {inst['release']}  {port}  "
                 f"{inst['state']}  process={inst['process']}{extra}"
             )
     for acc in report.get("accessories", []):

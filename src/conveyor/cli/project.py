@@ -52,8 +52,12 @@ def validate(
             raise typer.Exit(EXIT_USAGE)
         return
     say(f"{loaded.path}: valid")
+    from conveyor.config.kinds import WEB, service_kind
+
+    kinds = {name: service_kind(svc) for name, svc in config.services.items()}
+    services = ", ".join(n if k == WEB else f"{n} ({k})" for n, k in kinds.items())
     say(
-        f"  project {config.project}: services {', '.join(config.services)}; "
+        f"  project {config.project}: services {services}; "
         f"environments {', '.join(config.environments)}"
     )
     if warnings:

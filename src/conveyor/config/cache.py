@@ -54,7 +54,7 @@ FORMAT = 1
 
 # The modules whose code decides what the summary contains: these, and every module of
 # the `models` package (one per section of the file).
-_INTERPRETERS = ("loader.py", "cache.py", "durations.py", "limits.py")
+_INTERPRETERS = ("loader.py", "cache.py", "durations.py", "limits.py", "kinds.py")
 _INTERPRETER_PACKAGES = ("models",)
 _HERE = Path(__file__).resolve().parent
 
@@ -73,6 +73,11 @@ class EnvironmentSummary:
     """Service -> replicas in this environment (overrides applied), in file order."""
     target: str = "local"
     """Where its instances run (`target:`): status asks the hosts of any other."""
+    kinds: dict[str, str] | None = None
+    """Service -> its kind (`conveyor.config.kinds`: web, worker, singleton); None: web."""
+
+    def kind(self, service: str) -> str:
+        return (self.kinds or {}).get(service, "web")
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,8 @@ class ConfigSummary:
     @classmethod
     def of(cls, config: Config) -> ConfigSummary:
         """The summary of a fully validated config."""
+        from conveyor.config.kinds import service_kind
+
         environments = {
             name: EnvironmentSummary(
                 name=name,
@@ -94,6 +101,7 @@ class ConfigSummary:
                 strategy=env.strategy.type,
                 replicas={s: config.service_for(name, s).replicas for s in config.services},
                 target=env.target,
+                kinds={s: service_kind(svc) for s, svc in config.services.items()},
             )
             for name, env in config.environments.items()
         }
@@ -109,7 +117,9 @@ class ConfigSummary:
                     "listen": e.listen,
                     "strategy": e.strategy,
                     "target": e.target,
-                    "services": [{"name": s, "replicas": n} for s, n in e.replicas.items()],
+                    "services": [
+                        {"name": s, "replicas": n, "kind": e.kind(s)} for s, n in e.replicas.items()
+                    ],
                 }
                 for e in self.environments.values()
             ],
@@ -122,6 +132,7 @@ class ConfigSummary:
             environments = {}
             for e in data["environments"]:
                 replicas = {_text(s["name"]): _count(s["replicas"]) for s in e["services"]}
+                kinds = {_text(s["name"]): _text(s.get("kind", "web")) for s in e["services"]}
                 env = EnvironmentSummary(
                     name=_text(e["name"]),
                     url=_text(e["url"]),
@@ -129,6 +140,7 @@ class ConfigSummary:
                     strategy=_text(e["strategy"]),
                     replicas=replicas,
                     target=_text(e.get("target", "local")),
+                    kinds=kinds,
                 )
                 environments[env.name] = env
             return cls(project=_text(data["project"]), environments=environments)

@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from conveyor.config import accessories, hosts
 from conveyor.config.cache import RecordingEnviron, remember
 from conveyor.config.durations import ERROR_TYPE, FROM_FILE, describe_value
+from conveyor.config.kinds import is_zero_step, kind_issues
 from conveyor.config.limits import shape_issue
 from conveyor.config.locate import CONFIG_NAMES, find_config, locate_config
 from conveyor.config.models import (
@@ -30,7 +31,7 @@ from conveyor.config.models import (
     CanaryStrategy,
     ComparativeConfig,
     Config,
-    ServiceConfig,
+    RouteConfig,
     StrategyConfig,
     StrategySpec,
     parse_listen,
@@ -556,11 +557,11 @@ def _hosts_overlap(a: str, b: str) -> bool:
     return a == b or a in _WILDCARD_HOSTS or b in _WILDCARD_HOSTS
 
 
-def _route_key(service: ServiceConfig) -> tuple[str, str]:
-    path = service.route.path
+def _route_key(route: RouteConfig) -> tuple[str, str]:
+    path = route.path
     if len(path) > 1:
         path = path.rstrip("/") or "/"
-    return service.route.host or "*", path
+    return route.host or "*", path
 
 
 def _cross_field_issues(config: Config) -> list[str]:
@@ -568,8 +569,11 @@ def _cross_field_issues(config: Config) -> list[str]:
     issues.extend(accessories.issues(config))
 
     routes: dict[tuple[str, str], str] = {}
+    issues.extend(kind_issues(config))
     for name, service in config.services.items():
-        key = _route_key(service)
+        if service.route is None:
+            continue  # a worker
+        key = _route_key(service.route)
         if key in routes:
             host, path = key
             issues.append(
@@ -633,8 +637,8 @@ def _cross_field_issues(config: Config) -> list[str]:
         if (
             isinstance(strategy, StrategyConfig)
             and strategy.type == "rolling"
-            and _is_zero(strategy.max_surge)
-            and _is_zero(strategy.max_unavailable)
+            and is_zero_step(strategy.max_surge)
+            and is_zero_step(strategy.max_unavailable)
         ):
             issues.append(
                 f"environments/{name}/strategy: max_surge and max_unavailable are both 0, "
@@ -813,7 +817,3 @@ def _progressive_issues(
                     )
                     break
     return issues
-
-
-def _is_zero(step: int | str) -> bool:
-    return step == 0 or (isinstance(step, str) and step.rstrip("%").lstrip("0") == "")

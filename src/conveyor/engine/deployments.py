@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from conveyor.config.models import BlueGreenStrategy, CanaryStrategy
+from conveyor.config.kinds import ordered_services, service_kind
+from conveyor.config.models import PROGRESSIVE, BlueGreenStrategy, CanaryStrategy
 from conveyor.databases.frameworks import asks_pending
 from conveyor.engine.executor import (
     AbortRequested,
@@ -49,6 +50,7 @@ from conveyor.engine.plan import (
     Verify,
     VerifyRelease,
     refuses,
+    service_sequence,
     steps_from_json,
     steps_to_json,
 )
@@ -68,6 +70,7 @@ from conveyor.engine.strategies import (
     with_shipping,
     with_smoke_tests,
 )
+from conveyor.engine.strategies.choice import service_strategy, without_traffic
 from conveyor.engine.strategies.release_phase import Migration, plan_release_phase
 from conveyor.engine.strategies.verify import plan_verify
 from conveyor.engine.unfinished import describe_unfinished, next_commands, process_alive
@@ -121,6 +124,8 @@ class Proposal:
     releases: dict[str, str]  # every service -> release after the deploy
     previous: dict[str, str]  # every service -> release before (current)
     plan: Plan
+    # (service, kind, strategy) of each service the plan moves, in the plan's order
+    services: tuple[tuple[str, str, str], ...] = ()
 
 
 def new_deployment_id() -> str:
@@ -148,7 +153,8 @@ async def observe(
     records = rt.store.list_instances(environment=environment, service=service)
     if not records:
         return ()
-    if not live:
+    if not live or rt.loaded.config.services[service].route is None:
+        # A worker has no router entry: it is in service once it passed its checks.
         weights = {r.address: int(r.state == "serving") for r in records}
     else:
         weights = await rt.router_for(environment).weights(environment, service)
@@ -157,7 +163,7 @@ async def observe(
         ObservedInstance(
             r.name,
             r.release_id,
-            weights.get(r.address, 0) > 0,
+            weights.get(r.address, 0) > 0 if r.address else r.state == "serving",
             # Past its rollback window a warm instance is not reused: it is stopped.
             state="expired" if r.warm_until is not None and r.warm_until <= now else r.state,
             role=_role(r, deployment),
@@ -248,7 +254,7 @@ async def propose(
         if isinstance(strategy, BlueGreenStrategy | CanaryStrategy)
         else 0.0
     )
-    for service in config.services:
+    for service in ordered_services(config):
         if service not in target:
             continue
         release = target[service]
@@ -267,14 +273,9 @@ async def propose(
         ):
             continue
         smoke = [t.model_dump(mode="json", exclude_none=True) for t in svc.smoke]
-        if flip:
-            service_steps = with_smoke_tests(
-                place(plan_flip(goal, keep_warm=window, phase=phase), goal), release, smoke
-            )
-        else:
-            service_steps = plan_service(
-                strategy, goal, analyses=config.analysis, phase=phase, smoke=smoke
-            )
+        service_steps = _service_steps(
+            rt, environment, goal, phase=phase, flip=flip, keep_warm=window, smoke=smoke
+        )
         if _only_marks(service_steps) and current.get(service) == release:
             continue
         steps.extend(service_steps)
@@ -287,7 +288,7 @@ async def propose(
         url = env_config.effective_url
         steps.extend(plan_verify(env_config.verify, url, first_service, config.analysis))
     if migrate:
-        first_service = next(iter(config.services))
+        first_service = ordered_services(config)[0]
         if steps and commands(rt, "pre_deploy", environment):
             steps = [RunHook(first_service, hook="pre_deploy"), *steps]
         if env_config.approvals is not None and steps:
@@ -297,7 +298,21 @@ async def propose(
         starts = await missing_accessories(rt, environment, compare=observe_live)
         steps = with_accessories(steps, starts)
     kind = "flip" if flip else strategy.type
-    return Proposal(environment, kind, target, current, Plan(environment, tuple(steps)))
+    plan = Plan(environment, tuple(steps))
+    return Proposal(environment, kind, target, current, plan, _services_of(rt, environment, plan))
+
+
+def _services_of(rt: Runtime, environment: str, plan: Plan) -> tuple[tuple[str, str, str], ...]:
+    """(service, kind, strategy) of each service `plan` moves, in its order."""
+    config = rt.loaded.config
+    return tuple(
+        (
+            name,
+            service_kind(config.services[name]),
+            service_strategy(config, environment, name).type,
+        )
+        for name in service_sequence(plan.steps)
+    )
 
 
 async def missing_accessories(rt: Runtime, environment: str, compare: bool) -> list[Step]:
@@ -382,13 +397,12 @@ async def propose_revert(rt: Runtime, deployment: DeploymentRecord) -> list[Step
     """
     config = rt.loaded.config
     env = deployment.environment
-    strategy = rt.environment(env).strategy
     chosen = progressive(rt, env)
     flip = chosen is not None or deployment.strategy in ("blue_green", "canary", "flip")
     delay = chosen.abort_scale_down_delay if chosen is not None else 0.0
     steps: list[Step] = []
     tag = secrets.token_hex(2) + "r"
-    for service in config.services:
+    for service in ordered_services(config):
         release = deployment.previous.get(service)
         observed = await observe(rt, env, service, deployment=deployment)
         if release is None and not observed:
@@ -402,10 +416,7 @@ async def propose_revert(rt: Runtime, deployment: DeploymentRecord) -> list[Step
             name_prefix=f"{env}-{service}-{tag}",
             hosts=rt.target_for(env).hosts(svc.roles),
         )
-        if flip:
-            steps.extend(place(plan_flip(goal, scale_down_delay=delay, phase=REVERT), goal))
-        else:
-            steps.extend(plan_service(strategy, goal, analyses=config.analysis, phase=REVERT))
+        steps.extend(_service_steps(rt, env, goal, phase=REVERT, flip=flip, scale_down_delay=delay))
     if isinstance(chosen, BlueGreenStrategy) and chosen.preview is not None and steps:
         steps.append(Preview(steps[0].service, REVERT, instances=()))
     steps = with_shipping(steps, rt.target_for(env).ships_releases)
@@ -445,7 +456,7 @@ async def propose_full_promotion(rt: Runtime, deployment: DeploymentRecord) -> l
     current = rt.store.current_releases(env)
     steps: list[Step] = []
     tag = secrets.token_hex(2) + "p"
-    for service in config.services:
+    for service in ordered_services(config):
         release = deployment.releases.get(service)
         if release is None or current.get(service) == release:
             continue  # this service is promoted already
@@ -459,8 +470,35 @@ async def propose_full_promotion(rt: Runtime, deployment: DeploymentRecord) -> l
             name_prefix=f"{env}-{service}-{tag}",
             hosts=rt.target_for(env).hosts(svc.roles),
         )
-        steps.extend(place(plan_flip(goal, keep_warm=window, phase=FORWARD), goal))
+        steps.extend(_service_steps(rt, env, goal, phase=FORWARD, flip=True, keep_warm=window))
     return with_shipping(steps, rt.target_for(env).ships_releases)
+
+
+def _service_steps(
+    rt: Runtime,
+    environment: str,
+    goal: ServiceGoal,
+    *,
+    phase: str,
+    flip: bool = False,
+    keep_warm: float = 0.0,
+    scale_down_delay: float = 0.0,
+    smoke: list[dict[str, object]] | None = None,
+) -> list[Step]:
+    """The steps of one service by its own strategy (`strategies.choice`): with `flip`
+    (rollbacks, aborts and full promotions of blue_green and canary), a service whose
+    strategy is progressive flips its traffic between warm instances; any other (workers,
+    singletons, a service's own rolling) is planned by its strategy. A worker's plan has no
+    weights and no drain."""
+    config = rt.loaded.config
+    chosen = service_strategy(config, environment, goal.service)
+    if flip and chosen.type in PROGRESSIVE:
+        flipped = plan_flip(
+            goal, keep_warm=keep_warm, scale_down_delay=scale_down_delay, phase=phase
+        )
+        return with_smoke_tests(place(flipped, goal), goal.release, smoke or ())
+    steps = plan_service(chosen, goal, analyses=config.analysis, phase=phase, smoke=smoke or ())
+    return steps if config.services[goal.service].route is not None else without_traffic(steps)
 
 
 def _only_marks(steps: list[Step]) -> bool:
@@ -717,11 +755,16 @@ async def down(
     await rt.ensure_platform(environment)
     steps: list[Step] = []
     current = rt.store.current_releases(environment)
-    for service in rt.loaded.config.services:
+    config = rt.loaded.config
+    for service in reversed(ordered_services(config)):  # workers stop before what they use
         observed = await observe(rt, environment, service)
         if observed or current.get(service):
             goal = ServiceGoal(service, None, 0, observed, hosts=rt.target_for(environment).hosts())
-            steps.extend(plan_service("immediate", goal))
+            steps.extend(
+                plan_service("immediate", goal)
+                if config.services[service].route is not None
+                else without_traffic(plan_service("immediate", goal))
+            )
     if not steps:
         await rt.router_for(environment).remove_environment(environment)
         await _check_closed(rt, environment)

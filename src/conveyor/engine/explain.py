@@ -80,6 +80,7 @@ def explanation(store: Store, deployment_id: str) -> dict[str, Any]:
         "finished_at": deployment.finished_at.isoformat() if deployment.finished_at else None,
         "releases": deployment.releases,
         "previous": deployment.previous,
+        "order": _order(deployment.plan),
         "reason": deployment.error,
         "steps": [_step(s, deployment.plan, hosts) for s in steps],
         "analyses": [
@@ -95,6 +96,17 @@ def explanation(store: Store, deployment_id: str) -> dict[str, Any]:
         ],
         "conclusion": _conclusion(deployment, steps, runs),
     }
+
+
+def _order(plan: list[dict[str, Any]]) -> list[str]:
+    """The services in the order the plan moved them forward (each ends with its
+    `mark_current`; `plan.service_sequence` of the journaled form)."""
+    marks = (
+        step.get("service")
+        for step in plan
+        if step.get("kind") == "mark_current" and step.get("phase", "forward") == "forward"
+    )
+    return [name for name in dict.fromkeys(marks) if isinstance(name, str)]
 
 
 HOST_PLANS = 200  # the environment's deployments whose plans tell where instances were started
@@ -170,6 +182,8 @@ def render(data: dict[str, Any]) -> list[str]:
         before = data["previous"].get(service)
         if before != release:
             lines.append(f"  {service}: {release} (was {before or 'not deployed'})")
+    if len(data.get("order") or ()) > 1:
+        lines.append(f"  order: {' -> '.join(data['order'])}")
     lines.append("")
     lines.append("steps:")
     for step in data["steps"]:

@@ -28,7 +28,7 @@ async def take_traffic_from(
         on_host = {
             i.address: i.name
             for i in rt.store.list_instances(environment=environment, service=service)
-            if i.host == host
+            if i.host == host and i.address  # a worker has no traffic to take
         }
         if not on_host:
             continue

@@ -29,7 +29,9 @@ class InstanceSettings:
     deploy_timeout: float = 120.0
     stop_timeout: float = 10.0
     drain_timeout: float = 30.0
-    min_ready: float = 0.0  # the environment strategy's
+    min_ready: float = 0.0  # the service's strategy's (`strategies.choice.min_ready`)
+    worker: bool = False  # no route: no port, no router entry; healthy when it runs
+    stop_signal: str = "TERM"
 
 
 @dataclass(frozen=True)
@@ -446,6 +448,13 @@ class Plan:
 
     def describe(self) -> list[str]:
         return [f"{i + 1:>3}. [{s.service}] {s.describe()}" for i, s in enumerate(self.steps)]
+
+
+def service_sequence(steps: list[Step] | tuple[Step, ...]) -> list[str]:
+    """The services in the order the plan moves them forward (each service's steps end with
+    its `mark_current`): what `after:` decided."""
+    marks = (s.service for s in steps if isinstance(s, MarkCurrent) and s.phase == FORWARD)
+    return list(dict.fromkeys(marks))
 
 
 def refuses(steps: list[Step] | tuple[Step, ...], failed: int) -> bool:

@@ -30,13 +30,17 @@ SETTLED = (StartInstances, WaitHealthy, DrainInstances, StopInstances)
 
 def resolve(config: Config, environment: str, service: str) -> InstanceSettings:
     """The settings of `service` in `environment` that its instance steps need."""
+    from conveyor.engine.strategies.choice import min_ready
+
     svc = config.service_for(environment, service)
     return InstanceSettings(
-        health=svc.health.model_dump(mode="json"),
+        health=svc.health.model_dump(mode="json") if svc.health is not None else {},
         deploy_timeout=svc.deploy_timeout,
         stop_timeout=svc.stop_timeout,
         drain_timeout=svc.drain_timeout,
-        min_ready=config.environments[environment].strategy.min_ready,
+        min_ready=min_ready(config, environment, service),
+        worker=svc.route is None,
+        stop_signal=svc.stop_signal,
     )
 
 

@@ -182,6 +182,9 @@ def environment_status(
         services.append(
             {
                 "name": service,
+                # web, worker or singleton (`conveyor.config.kinds`); an accessory, listed
+                # beside the services, has the kind `kinds.ACCESSORY`
+                "kind": env.kind(service),
                 "release": current.get(service),
                 "replicas": replicas,
                 "healthy": healthy,

@@ -23,7 +23,8 @@ class RouteSpec:
 
 
 def route_specs(services: Mapping[str, ServiceConfig]) -> list[RouteSpec]:
-    """The route of each service of a config, as the routers take them."""
+    """The route of each service of a config that receives requests (workers have none),
+    as the routers take them."""
     return [
         RouteSpec(
             service=name,
@@ -32,6 +33,7 @@ def route_specs(services: Mapping[str, ServiceConfig]) -> list[RouteSpec]:
             strip_prefix=svc.route.strip_prefix,
         )
         for name, svc in services.items()
+        if svc.route is not None
     ]
 
 

@@ -63,12 +63,17 @@ class InstanceSpec:
     release_dir: Path  # working directory; read-only
     command: list[str]  # argv; a shell command arrives as ["/bin/sh", "-c", "..."]
     env: dict[str, str]  # added to the instance's environment (PORT, CONVEYOR_* included)
-    port: int
-    stop_timeout: float  # seconds between SIGTERM and SIGKILL
+    port: int  # 0: a worker, which listens on none
+    stop_timeout: float  # seconds between the stop signal and SIGKILL
     log_path: Path  # stdout and stderr of the instance, appended
     user: RunUser | None = None  # who it runs as; None: Conveyor's own user
     host: str = LOCAL_HOST  # the host it runs on (its target reserved its port there)
     owner: str = INSTANCE_OWNER  # ACCESSORY_OWNER: an accessory, run the same way
+    stop_signal: str = "TERM"  # what asks it to stop (`stop_signal:`)
+    # The stop signal to the whole process group (True) or to its own process only (a
+    # worker: Celery's main process has its pool finish the running tasks, which a
+    # signal of their own would kill). SIGKILL after `stop_timeout` goes to the group.
+    stop_as_group: bool = True
 
 
 def accessory_program(environment: str, name: str) -> str:

@@ -136,7 +136,9 @@ class LocalTarget:
             spec.log_path,
             spec.stop_timeout,
             owner=spec.owner,
+            stop_signal=spec.stop_signal,
             user=spec.user,
+            stop_as_group=spec.stop_as_group,
         )
 
     async def stop(self, name: str, timeout: float) -> None:

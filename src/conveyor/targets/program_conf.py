@@ -65,6 +65,10 @@ class ProgramConf:
     startsecs: int = 1
     startretries: int = 3
     stop_signal: str = "TERM"
+    # True: the stop signal goes to the whole process group (a server under a shell);
+    # False: to the program's own process only (a Celery worker's main process, which has
+    # its pool finish the running tasks). SIGKILL always goes to the whole group.
+    stop_as_group: bool = True
     user_ids: tuple[int, ...] | None = None  # uid, gid, groups the launcher switches to
 
 
@@ -111,7 +115,7 @@ def render_program(program: ProgramConf) -> tuple[str, str | None]:
         f"startretries={int(program.startretries)}",
         f"stopsignal={program.stop_signal}",
         f"stopwaitsecs={max(0, math.ceil(program.stop_timeout))}",
-        "stopasgroup=true",
+        f"stopasgroup={'true' if program.stop_as_group else 'false'}",
         "killasgroup=true",
         "redirect_stderr=true",
         f"stdout_logfile={path_value(program.log)}",

@@ -409,6 +409,8 @@ class SshTarget:
             spec.stop_timeout,
             programs / f"{spec.name}.launch.json",
             spec.owner,
+            spec.stop_signal,
+            spec.stop_as_group,
         )
         conf = programs / f"{spec.name}.conf"
         data = env.get("DATA_DIR", "")

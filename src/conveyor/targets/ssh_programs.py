@@ -42,6 +42,8 @@ def render_program(
     stop_timeout: float,
     launch_path: PurePosixPath,
     owner: str = INSTANCE_OWNER,
+    stop_signal: str = "TERM",
+    stop_as_group: bool = True,
 ) -> Program:
     """The program conf of an instance; every path absolute on the host, the launcher run
     by the host's python3 (it runs as the login user: no user switch)."""
@@ -56,6 +58,8 @@ def render_program(
             python=REMOTE_PYTHON,
             launch_path=launch_path,
             owner=owner,
+            stop_signal=stop_signal,
+            stop_as_group=stop_as_group,
         )
     )
     return Program(conf, launch)

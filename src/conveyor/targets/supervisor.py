@@ -524,6 +524,7 @@ class Supervisor:
         owner: str = "",
         stop_signal: str = "TERM",
         user: RunUser | None = None,
+        stop_as_group: bool = True,
     ) -> bool:
         """Add and start a program without touching any other; True if it was (re)added.
 
@@ -572,6 +573,7 @@ class Supervisor:
             owner=owner,
             stop_signal=stop_signal,
             user=user,
+            stop_as_group=stop_as_group,
         )
         self.ensure_running()
         conf_path = self.program_conf_path(name)
@@ -834,6 +836,7 @@ class Supervisor:
         owner: str,
         stop_signal: str,
         user: RunUser | None,
+        stop_as_group: bool = True,
     ) -> tuple[str, str | None]:
         """The program conf, and the launch file when argv/env need `LAUNCHER`."""
         return render_program(
@@ -851,6 +854,7 @@ class Supervisor:
                 startsecs=startsecs,
                 startretries=startretries,
                 stop_signal=stop_signal,
+                stop_as_group=stop_as_group,
                 user_ids=(user.uid, user.gid, *user.groups) if user else None,
             )
         )

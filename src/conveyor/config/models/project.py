@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from conveyor.config.durations import problem
 from conveyor.config.models.accessories import AccessoryConfig, AccessoryName
@@ -11,12 +11,13 @@ from conveyor.config.models.analysis import AnalysisTemplate
 from conveyor.config.models.base import _Model
 from conveyor.config.models.databases import DatabaseConfig, DatabaseName
 from conveyor.config.models.environments import EnvironmentConfig
+from conveyor.config.models.health import TcpHealth
 from conveyor.config.models.hooks import HooksConfig
 from conveyor.config.models.jobs import ScheduledJob, ScheduledJobName
 from conveyor.config.models.notify import NotifyConfig
 from conveyor.config.models.pipeline import PipelineConfig
 from conveyor.config.models.secrets import Secrets, SecretSource
-from conveyor.config.models.services import ServiceConfig
+from conveyor.config.models.services import RouteConfig, ServiceConfig
 from conveyor.config.models.values import (
     AnalysisName,
     EnvironmentName,
@@ -112,6 +113,20 @@ class Config(_Model):
         if not value:
             raise problem("at least one service is required")
         return value
+
+    @model_validator(mode="after")
+    def _default_route(self) -> Config:
+        # The default route goes to `web`, or to the only service; the others without a
+        # route are workers (`conveyor.config.kinds`).
+        name = "web" if "web" in self.services else None
+        if name is None and len(self.services) == 1:
+            name = next(iter(self.services))
+        if name is not None and self.services[name].route is None:
+            self.services[name].route = RouteConfig()
+        for service in self.services.values():
+            if service.route is not None and service.health is None:
+                service.health = TcpHealth()  # a worker's: its process running
+        return self
 
     @field_validator("environments")
     @classmethod

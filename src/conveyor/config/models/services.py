@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -20,15 +20,38 @@ from conveyor.config.durations import Duration, describe_value, problem
 from conveyor.config.limits import MAX_REPLICAS
 from conveyor.config.models.base import _duration_field, _Model
 from conveyor.config.models.databases import MigrateConfig
-from conveyor.config.models.health import HealthConfig, SmokeTest, TcpHealth
+from conveyor.config.models.health import HealthConfig, SmokeTest
+from conveyor.config.models.strategies import (
+    StrategySpec,
+    _strategy_schema,
+    _strategy_shorthand,
+)
 from conveyor.config.models.values import (
     Command,
     Env,
     ProjectPath,
     RelativePath,
     ReplicaCount,
+    ServiceName,
     _check_relative_path,
 )
+
+
+def _left_out(schema: dict[str, Any]) -> None:
+    """The schema of an optional key as the file writes it: the key, or no key (null, which
+    only stands for "left out" here, is not offered)."""
+    options = schema.pop("anyOf", None)
+    if options is not None:
+        schema.pop("default", None)
+        schema.update(next(o for o in options if o.get("type") != "null"))
+
+
+def _left_out_strategy(schema: dict[str, Any]) -> None:
+    _left_out(schema)
+    _strategy_schema(schema)
+
+
+StopSignal = Literal["TERM", "INT", "QUIT", "HUP", "USR1", "USR2"]
 
 _ROUTE_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
 
@@ -174,17 +197,46 @@ class ServiceConfig(_Model):
     replicas: ReplicaCount = Field(
         1, description=f"How many instances run (at least 1, at most {MAX_REPLICAS})."
     )
-    route: Annotated[RouteConfig, BeforeValidator(_route_not_empty)] = Field(
-        default_factory=RouteConfig,
-        description='Which requests reach the service (default: path "/", any host).',
+    route: Annotated[RouteConfig | None, BeforeValidator(_route_not_empty)] = Field(
+        None,
+        description="Which requests reach the service. Left out: the service named `web` (or "
+        'the only service) gets path "/", any host; every other service is a worker '
+        "(no port, no traffic).",
+        json_schema_extra=_left_out,
     )
-    health: HealthConfig = Field(
-        default_factory=TcpHealth,
-        description='How to tell an instance is healthy (default: {type: tcp}). "type" is '
-        '"http", "tcp" or "command".',
+    health: HealthConfig | None = Field(
+        None,
+        description='How to tell an instance is healthy: "type" is "http", "tcp" or "command". '
+        "Left out: {type: tcp} for a service that receives requests; for a worker, its "
+        "process running for min_ready. A worker takes only a command check.",
+        json_schema_extra=_left_out,
     )
     stop_timeout: Duration = _duration_field(
-        10.0, "How long an instance has to exit after SIGTERM before it gets SIGKILL"
+        10.0,
+        "How long an instance has to exit after its stop signal before it gets SIGKILL "
+        "(a Celery worker needs as long as its longest task)",
+    )
+    stop_signal: StopSignal = Field(
+        "TERM",
+        description='The signal that asks an instance to stop: "TERM" (Celery\'s warm '
+        'shutdown), "INT", "QUIT", "HUP", "USR1" or "USR2"; SIGKILL follows after stop_timeout.',
+    )
+    singleton: bool = Field(
+        False,
+        description="Never two instances at once, in any deploy, rollback, abort or resume, "
+        "on any host (a Celery beat scheduler): replicas must be 1, and a new instance starts "
+        "only once the old one stopped (the recreate strategy, always).",
+    )
+    after: list[ServiceName] = Field(
+        default_factory=list,
+        description="Services of the project a deploy handles before this one (e.g. [web]: "
+        "the web service first, then the workers).",
+    )
+    strategy: Annotated[StrategySpec | None, BeforeValidator(_strategy_shorthand)] = Field(
+        None,
+        description="This service's deploy strategy, over the environment's (a worker rolls "
+        "while the web service runs a canary). Workers cannot take canary or blue_green.",
+        json_schema_extra=_left_out_strategy,
     )
     drain_timeout: Duration = _duration_field(
         30.0,

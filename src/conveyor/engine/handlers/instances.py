@@ -65,20 +65,25 @@ class StartHandler(StepHandler[StartInstances]):
 
     async def _start(self, ctx: StepContext, step: StartInstances, name: str, host: str) -> None:
         store = ctx.rt.store
+        settings = settings_of(step)
         record = store.get_instance(name)
         if record is None:
-            taken = {i.port for i in store.list_instances() if i.host == host}
-            taken |= {a.port for a in store.list_accessories() if a.host == host}
-            ports = ctx.rt.loaded.config.ports_for(ctx.environment)
-            endpoint = await ctx.target.reserve(host, taken, ports)
+            if settings.worker:  # no port, no address: nothing reaches it
+                port, address = 0, ""
+            else:
+                taken = {i.port for i in store.list_instances() if i.host == host}
+                taken |= {a.port for a in store.list_accessories() if a.host == host}
+                ports = ctx.rt.loaded.config.ports_for(ctx.environment)
+                endpoint = await ctx.target.reserve(host, taken, ports)
+                port, address, host = endpoint.port, endpoint.address, endpoint.host
             record = InstanceRecord(
                 name=name,
                 environment=ctx.environment,
                 service=step.service,
                 release_id=step.release,
-                port=endpoint.port,
-                host=endpoint.host,
-                address=endpoint.address,
+                port=port,
+                host=host,
+                address=address,
                 state="starting",
                 created_at=datetime.now(UTC),
                 deployment_id=ctx.deployment_id,
@@ -86,8 +91,10 @@ class StartHandler(StepHandler[StartInstances]):
             # Recorded before the process exists, so a crash right after never
             # leaves a process Conveyor does not know about.
             store.upsert_instance(record)
-        await ctx.target.start(spec_for(ctx, record, settings_of(step).stop_timeout))
-        await ctx.router.register(ctx.environment, step.service, record.address)
+        spec = spec_for(ctx, record, settings.stop_timeout, settings.stop_signal)
+        await ctx.target.start(spec)
+        if record.address:
+            await ctx.router.register(ctx.environment, step.service, record.address)
 
 
 class WaitHealthyHandler(StepHandler[WaitHealthy]):
@@ -103,13 +110,16 @@ class WaitHealthyHandler(StepHandler[WaitHealthy]):
     ) -> None:
         record = instance(ctx, name)
         settings = settings_of(step)
-        health = health_config(settings.health)
         spec = spec_for(ctx, record, settings.stop_timeout)
+        logs_command = f"conveyor logs {ctx.environment} {service}"
+        target = ctx.target
+        if not record.address:
+            await self._worker(ctx, step, record, spec)
+            return
+        health = health_config(settings.health)
         listen, port = split_address(record.address)
         check = make_check(health, listen, port, spec.release_dir, spec.env)
         check = on_instance_host(check, ctx.target, record.host)
-        logs_command = f"conveyor logs {ctx.environment} {service}"
-        target = ctx.target
 
         restarts_before = (await target.status(name)).restarts
 
@@ -140,20 +150,60 @@ class WaitHealthyHandler(StepHandler[WaitHealthy]):
                         f"({min_ready:g}s): {result.detail}"
                     )
         except HealthCheckError as error:
-            lines = await target.logs(name, LOG_LINES_ON_FAILURE)
-            secrets = env_secrets(spec.env)  # an app may print its settings when it fails
-            tail = "\n".join(f"    {redact_text(printable(line), secrets)}" for line in lines)
-            tail = tail or "    (no output)"
-            raise HealthCheckError(
-                f"instance {name} ({service} {record.release_id}) is not healthy: "
-                f"{error.message}\n  last {LOG_LINES_ON_FAILURE} log lines:\n{tail}",
-                hint=error.hint
-                if isinstance(error, WrongAnswerError)
-                else f"see all of it with: {logs_command}",
-            ) from error
+            raise await _unhealthy(ctx, record, spec, error, logs_command) from error
         ctx.rt.store.set_instance_state(name, "ready")
         if not recheck and record.host == LOCAL_HOST:
             _warn_if_exposed(ctx, service, record)
+
+    async def _worker(
+        self, ctx: StepContext, step: WaitHealthy, record: InstanceRecord, spec: InstanceSpec
+    ) -> None:
+        """A worker is healthy once its process ran `min_ready` without a restart (and its
+        command check, if any, passed); then it works, so it is `serving` (no traffic)."""
+        from conveyor.engine.worker_health import wait_worker_healthy
+
+        settings = settings_of(step)
+        check: Check | None = None
+        health = health_config(settings.health) if settings.health else None
+        if health is not None and health.type == "command":  # (the config allows no other)
+            argv = instance_argv(health.command, spec.env)
+            check = CommandCheck(argv, spec.release_dir, spec.env, health.timeout)
+            check = on_instance_host(check, ctx.target, record.host)
+        logs_command = f"conveyor logs {ctx.environment} {step.service}"
+        try:
+            await wait_worker_healthy(
+                ctx.target,
+                record.name,
+                min_ready=0.0 if step.recheck else settings.min_ready,
+                timeout=settings.deploy_timeout,
+                check=check,
+                interval=health.interval if health is not None else 1.0,
+                healthy_threshold=1 if health is None or step.recheck else health.healthy_threshold,
+            )
+        except HealthCheckError as error:
+            raise await _unhealthy(ctx, record, spec, error, logs_command) from error
+        ctx.rt.store.set_instance_state(record.name, "serving")
+
+
+async def _unhealthy(
+    ctx: StepContext,
+    record: InstanceRecord,
+    spec: InstanceSpec,
+    error: HealthCheckError,
+    logs_command: str,
+) -> HealthCheckError:
+    """The error of an instance that did not become healthy, with its last log lines."""
+    lines = await ctx.target.logs(record.name, LOG_LINES_ON_FAILURE)
+    secrets = env_secrets(spec.env)  # an app may print its settings when it fails
+    tail = "\n".join(f"    {redact_text(printable(line), secrets)}" for line in lines)
+    tail = tail or "    (no output)"
+    return HealthCheckError(
+        f"instance {record.name} ({record.service} {record.release_id}) is not healthy: "
+        f"{error.message}\n  last {LOG_LINES_ON_FAILURE} log lines:\n{tail}",
+        hint=error.hint
+        if isinstance(error, WrongAnswerError)
+        else f"see all of it with: {logs_command}",
+    )
 
 
 def _warn_if_exposed(ctx: StepContext, service: str, record: InstanceRecord) -> None:
@@ -260,7 +310,7 @@ class StopHandler(StepHandler[StopInstances]):
 
     async def _stop(self, ctx: StepContext, service: str, name: str, timeout: float) -> None:
         record = ctx.rt.store.get_instance(name)
-        if record is not None:
+        if record is not None and record.address:  # a worker has no router entry
             await ctx.router.remove(ctx.environment, service, record.address)
         await ctx.target.stop(name, timeout)
         if record is not None:
@@ -306,7 +356,9 @@ def health_config(data: dict[str, Any]) -> HealthSpec:
     return spec
 
 
-def spec_for(ctx: StepContext, record: InstanceRecord, stop_timeout: float) -> InstanceSpec:
+def spec_for(
+    ctx: StepContext, record: InstanceRecord, stop_timeout: float, stop_signal: str = "TERM"
+) -> InstanceSpec:
     """The target's view of an instance, from its release and the config's command line and
     environment (resolved now, as they may carry secrets that plans must not journal).
 
@@ -318,11 +370,16 @@ def spec_for(ctx: StepContext, record: InstanceRecord, stop_timeout: float) -> I
     release = _release(ctx, record.service, record.release_id)
     svc = rt.loaded.config.service_for(environment, record.service)
     user = release_user(rt, environment, record.service, Path(release.path))
+    # A worker (no address) listens on nothing: no PORT, no HOST.
+    listens = (
+        {"PORT": str(record.port), "HOST": split_address(record.address)[0]}
+        if record.address
+        else {}
+    )
     env = expand_env(
         {
             **release_env(rt, environment, record.service, record.release_id),
-            "PORT": str(record.port),
-            "HOST": split_address(record.address)[0],
+            **listens,
             "CONVEYOR_INSTANCE": record.name,
         }
     )
@@ -342,6 +399,8 @@ def spec_for(ctx: StepContext, record: InstanceRecord, stop_timeout: float) -> I
         log_path=rt.paths.instance_logs / f"{record.name}.log",
         user=user,
         host=record.host,
+        stop_signal=stop_signal,
+        stop_as_group=bool(record.address),  # a worker: to its own process only
     )
 
 
