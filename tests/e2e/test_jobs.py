@@ -275,6 +275,24 @@ def test_a_deploy_restarts_the_agent_with_the_new_jobs(shop: Project) -> None:
     ]
 
 
+def test_a_deploy_without_jobs_stops_the_agent(shop: Project) -> None:
+    kept: dict[str, Any] = {}
+
+    def no_jobs(config: dict[str, Any]) -> None:
+        kept.update(config.pop("jobs"))
+
+    edit(shop, no_jobs, "no jobs")
+    assert "stopped the agent of staging" in shop.run("deploy", "staging").stderr
+    assert not report(shop)["agent"]["running"]
+
+    def jobs_again(config: dict[str, Any]) -> None:
+        config["jobs"] = kept
+
+    edit(shop, jobs_again, "jobs again")
+    assert "started the agent of staging" in shop.run("deploy", "staging").stderr
+    assert report(shop)["agent"]["running"]
+
+
 def test_down_stops_the_agent(shop: Project) -> None:
     shop.run("down", "staging", "--yes")
     data = report(shop)
