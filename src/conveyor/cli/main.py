@@ -23,6 +23,7 @@ from conveyor.cli import (
     releases,
     scaffold,
     secrets,
+    server,
     shutdown,
     state,
 )
@@ -70,6 +71,7 @@ explain.register(app)
 shutdown.register(app)
 hosts.register(app)
 dora.register(app)
+server.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(db.app, name="db")

@@ -15,6 +15,7 @@ from conveyor.store.columns import Columns, reader
 __all__ = [
     "Columns",
     "approval",
+    "audit",
     "backup",
     "deployment",
     "event",
@@ -25,6 +26,7 @@ __all__ = [
     "pipeline_run",
     "release",
     "step",
+    "token",
 ]
 
 release = reader(records.ReleaseRecord)
@@ -38,3 +40,5 @@ pipeline_run = reader(records.PipelineRunRecord)
 measurement = reader(records.MeasurementRecordRow)
 approval = reader(records.ApprovalRecord)
 notification = reader(records.NotificationRecord)
+token = reader(records.TokenRecord)
+audit = reader(records.AuditRecord)
