@@ -801,7 +801,7 @@ class Store:
 
     def list_tokens(self) -> list[TokenRecord]:
         with self._tx("read the tokens") as conn:
-            found = conn.execute(select(t.tokens).order_by(t.tokens.c.created_at))
+            found = conn.execute(select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.name))
             return [rows.token(row._mapping) for row in found]
 
     def update_token(
