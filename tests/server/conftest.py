@@ -104,3 +104,11 @@ def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         store.close()
         app.state.control.store.close()
         project.shutdown()  # in case a test started supervisord
+
+
+@pytest.fixture
+def fuzz_schema(api: Api) -> object:
+    """The OpenAPI document of the app of `api`, for schemathesis."""
+    import schemathesis
+
+    return schemathesis.openapi.from_asgi("/api/openapi.json", api.client.app)
