@@ -31,6 +31,7 @@ environments:
     listen: 127.0.0.1:%d
   production:
     listen: 127.0.0.1:%d
+    approvals: {required: 1}
 """
 
 NOW = datetime.now(UTC)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from dataclasses import replace
+
 from conveyor.redaction import forget_secrets, register_secrets
+from conveyor.store.records import AWAITING_APPROVAL
 from tests.server.conftest import DEPLOYMENT, Api
 
 STAGING = "/api/environments/staging"
@@ -128,3 +131,26 @@ def test_bad_bodies_are_422_with_the_key_path(api: Api) -> None:
     assert "body/releases/web" in answer["error"] and set(answer) == {"error", "hint"}
     status, answer = api.call("POST", f"{STAGING}/deploy", "deployer", {"build": True})
     assert status == 422 and isinstance(answer, dict) and "body/build" in answer["error"]
+
+
+def test_approvals_keep_the_four_eyes_rule(api: Api) -> None:
+    waiting = api.store.get_deployment(DEPLOYMENT)
+    assert waiting is not None
+    api.store.create_deployment(
+        replace(
+            waiting,
+            id="20261206-130000-beef",
+            environment="production",
+            status=AWAITING_APPROVAL,
+            user="admin",  # deployed with the admin token
+            finished_at=None,
+        )
+    )
+    path = "/api/deployments/20261206-130000-beef/approve"
+    status, answer = api.call("POST", path, "admin")
+    assert status == 409 and isinstance(answer, dict) and answer["error"].startswith("refused")
+    status, answer = api.call("POST", path, "approver", {"message": "looks good"})
+    assert status == 200 and isinstance(answer, dict)
+    assert answer["approval"].startswith("approved") and answer["deployment"]["user"] == "admin"
+    decisions = api.store.list_approvals("20261206-130000-beef")
+    assert [(d.user, d.approve, d.message) for d in decisions] == [("approver", True, "looks good")]
