@@ -8,9 +8,9 @@ expired token gets 401 everywhere under /api/.
 
 from __future__ import annotations
 
-import pytest
-
 from dataclasses import replace
+
+import pytest
 
 from conveyor.redaction import forget_secrets, register_secrets
 from conveyor.store.records import AWAITING_APPROVAL
