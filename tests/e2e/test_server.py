@@ -140,3 +140,20 @@ def test_deploy_through_the_api_and_read_it_back(
 
 def status_of(started: Any, status: int) -> int:
     return 202 if started["status"] == "running" else 200
+
+
+def test_server_start_runs_it_under_supervisord_and_stop_ends_it(tmp_path: Path) -> None:
+    project = make_app(tmp_path, CONFIG, {"server.py": SERVER})
+    base = f"http://127.0.0.1:{free_port()}"
+    try:
+        started = project.run("server", "start", "--listen", base.removeprefix("http://"))
+        assert "under supervisord" in started.stdout
+        wait_until("the supervised server to answer", lambda: healthy(base))
+        viewer = token(project, "dashboard", "viewer")
+        status, report = call(base, "GET", "/api/environments", viewer)
+        assert status == 200 and report["project"] == "api"
+        assert "conveyor server stopped" in project.run("server", "stop").stdout
+        assert not healthy(base)
+        assert "was not running" in project.run("server", "stop").stdout
+    finally:
+        project.shutdown()

@@ -84,10 +84,17 @@ def start(listen: str = ListenOption) -> None:
     paths = Paths.for_project(loaded.root).ensure()
     supervisor = Supervisor(paths)
     supervisor.ensure_running()
-    env = {"CONVEYOR_HOME": str(paths.home), "PYTHONDONTWRITEBYTECODE": "1"}
-    for key in ("CONVEYOR_STATE_URL", "PYTHONPATH"):
-        if os.environ.get(key):
-            env[key] = os.environ[key]
+    # supervisord's programs start from a minimal environment: the server gets the
+    # variables conveyor.yml refers to as they are here (the program's file is 0600).
+    from conveyor.config.loader import referenced_variables
+
+    wanted = referenced_variables(loaded.path.read_text()) | {
+        "CONVEYOR_STATE_URL",
+        "CONVEYOR_USER",
+        "PYTHONPATH",
+    }
+    env = {name: os.environ[name] for name in sorted(wanted) if os.environ.get(name)}
+    env |= {"CONVEYOR_HOME": str(paths.home), "PYTHONDONTWRITEBYTECODE": "1"}
     log = paths.home / "logs" / f"{PROGRAM}.log"
     command = [sys.executable, "-m", "conveyor", "--config", str(loaded.path)]
     supervisor.add_program(
