@@ -107,3 +107,31 @@ def test_ensure_free_names_the_path_and_what_to_prune(tmp_path: Path) -> None:
     assert str(tmp_path) in caught.value.message and "needed" in caught.value.message
     assert caught.value.hint is not None and "conveyor prune" in caught.value.hint
     assert str(tmp_path / "home" / "logs") in caught.value.hint
+
+
+def test_a_long_lived_store_sees_what_others_write_after_it_kept_a_last_good_copy(
+    tmp_path: Path,
+) -> None:
+    """`conveyor server` keeps its store open across deploys: the last good copy it
+    makes after each must not lose its locks on the state (another process closing
+    its last connection would delete the WAL under it, leaving it a stale state)."""
+    import subprocess
+    import sys
+
+    path = state_with(tmp_path, 1)
+
+    def other_process(number: int | None) -> None:
+        write = "" if number is None else f"s.create_deployment(deployment({number})); "
+        code = (
+            "from tests.store.test_state_safekeeping import deployment; "
+            "from conveyor.store import open_store; "
+            f"s = open_store('sqlite:///{path}'); s.list_deployments(); {write}s.close()"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
+
+    with open_store(f"sqlite:///{path}") as server:
+        server.create_deployment(deployment(1))  # in the WAL, not yet in the file
+        assert integrity.save_last_good(path) is not None
+        other_process(None)  # reads, closes: the last connection? not while ours is open
+        other_process(2)
+        assert sorted(d.id for d in server.list_deployments()) == ["d0", "d1", "d2"]

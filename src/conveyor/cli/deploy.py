@@ -438,23 +438,7 @@ def newest(rt: Any, skip: set[str]) -> dict[str, str]:
 
 def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:
     if as_json:
-        emit_json(
-            {
-                "environment": proposal.environment,
-                "dry_run": dry_run,
-                "strategy": proposal.strategy,
-                "releases": proposal.releases,
-                "previous": proposal.previous,
-                "services": [
-                    {"name": name, "kind": kind, "strategy": strategy}
-                    for name, kind, strategy in proposal.services
-                ],
-                "steps": [
-                    {"index": i + 1, "description": s.describe(), **s.to_dict()}
-                    for i, s in enumerate(proposal.plan.steps)
-                ],
-            }
-        )
+        emit_json(proposal_json(proposal, dry_run))
         return
     if not proposal.plan.steps:
         say(f"{proposal.environment} already runs these releases; nothing to do")
@@ -465,6 +449,25 @@ def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:
         say(f"order: {order}")
     for line in proposal.plan.describe():
         say(line)
+
+
+def proposal_json(proposal: Any, dry_run: bool) -> dict[str, Any]:
+    """A deploy's plan as `--json` shows it (and `conveyor server` answers it)."""
+    return {
+        "environment": proposal.environment,
+        "dry_run": dry_run,
+        "strategy": proposal.strategy,
+        "releases": proposal.releases,
+        "previous": proposal.previous,
+        "services": [
+            {"name": name, "kind": kind, "strategy": strategy}
+            for name, kind, strategy in proposal.services
+        ],
+        "steps": [
+            {"index": i + 1, "description": s.describe(), **s.to_dict()}
+            for i, s in enumerate(proposal.plan.steps)
+        ],
+    }
 
 
 def show_deployment(record: Any, as_json: bool, url: str) -> None:

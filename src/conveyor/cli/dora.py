@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
 import typer
 
 from conveyor.cli.context import JsonOption, runtime
 from conveyor.cli.output import emit_json, say
 from conveyor.errors import UsageError
-
-_SPAN = re.compile(r"^([0-9]{1,5})([hdw])$")
-_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
 def register(app: typer.Typer) -> None:
@@ -30,25 +27,12 @@ def dora(
 ) -> None:
     """Deployment frequency, lead time for changes, change failure rate and time to
     restore of an environment, from Conveyor's history and git."""
-    from functools import cache
-
-    from conveyor.dora import four_keys
-    from conveyor.git import commits_between
-
     rt = runtime(defer_unset=True)
     names = list(rt.loaded.config.environments)
     name = environment or ("production" if "production" in names else names[-1])
-    rt.environment(name)  # an unknown name is a usage error that lists the known ones
     until = datetime.now(UTC)
-    start = _since(since, until)
-    releases = {(r.service, r.id): r for r in rt.store.list_releases()}
-
-    @cache
-    def commits(old: str | None, new: str) -> list[tuple[str, datetime]] | None:
-        return commits_between(rt.loaded.root, old, new)
-
-    report = four_keys(name, rt.store.list_deployments(name), releases, commits, start, until)
-    data = report.to_json()
+    start = since_start(since, until)
+    data = dora_json(rt, name, start, until)
     if as_json:
         emit_json(data)
         return
@@ -93,10 +77,31 @@ def dora(
         say(f"  {label:<22} {value:<58} {band or '-'}")
 
 
-def _since(text: str, now: datetime) -> datetime:
-    span = _SPAN.match(text.strip())
-    if span:
-        return now - int(span.group(1)) * _UNIT[span.group(2)]
+def dora_json(rt: Any, name: str, start: datetime, until: datetime) -> dict[str, Any]:
+    """`conveyor dora --json` of environment `name` (and `conveyor server`'s answer)."""
+    from functools import cache
+
+    from conveyor.dora import four_keys
+    from conveyor.git import commits_between
+
+    rt.environment(name)  # an unknown name is a usage error that lists the known ones
+    releases = {(r.service, r.id): r for r in rt.store.list_releases()}
+
+    @cache
+    def commits(old: str | None, new: str) -> list[tuple[str, datetime]] | None:
+        return commits_between(rt.loaded.root, old, new)
+
+    report = four_keys(name, rt.store.list_deployments(name), releases, commits, start, until)
+    return report.to_json()
+
+
+def since_start(text: str, now: datetime) -> datetime:
+    """The start of `--since` TEXT before `now`."""
+    from conveyor.config.durations import parse_span
+
+    span = parse_span(text)
+    if span is not None:
+        return now - span
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

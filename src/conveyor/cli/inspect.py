@@ -46,14 +46,21 @@ def _status_report(environment: str | None) -> dict[str, Any]:
         except SnapshotUnavailable:
             pass  # e.g. a database another tool changed: the store will say what is wrong
 
-    from conveyor.config.cache import ConfigSummary
-    from conveyor.engine.hosts_view import observe_environments
-
     rt = runtime(defer_unset=True)
     names = [environment] if environment else list(rt.loaded.config.environments)
+    return run(full_status_report(rt, names))
+
+
+async def full_status_report(rt: Any, names: list[str]) -> dict[str, Any]:
+    """The status report of these environments from the full config and the store (what
+    `conveyor server` answers too)."""
+    from conveyor.config.cache import ConfigSummary
+    from conveyor.engine.hosts_view import observe_environments
+    from conveyor.engine.status import status_report
+
     for name in names:
         rt.environment(name)
-    hosts = run(observe_environments(rt, names))
+    hosts = await observe_environments(rt, names)
     return status_report(rt.store, ConfigSummary.of(rt.loaded.config), rt.paths, names, hosts)
 
 
@@ -131,31 +138,16 @@ def history(
     from rich.table import Table
 
     from conveyor.cli.deploy import deployment_json
-    from conveyor.cli.oneoff import history_runs, print_runs, with_runs
+    from conveyor.cli.oneoff import history_runs, print_runs
 
     rt = runtime(defer_unset=True)
     rt.environment(environment)
-    records = rt.store.list_deployments(environment, limit=limit)
-    shown = {d.id for d in records}
-    deliveries: dict[str, list[Any]] = {}
-    for n in rt.store.list_notifications(environment=environment):
-        if n.deployment_id in shown:
-            deliveries.setdefault(n.deployment_id, []).append(n)
-    runs = history_runs(rt, environment, limit)
     if as_json:
-        emit_json(
-            with_runs(
-                [
-                    {
-                        **deployment_json(d),
-                        "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
-                    }
-                    for d in records
-                ],
-                runs,
-            )
-        )
+        emit_json(history_json(rt, environment, limit))
         return
+    records = rt.store.list_deployments(environment, limit=limit)
+    deliveries = _deliveries(rt, environment, records)
+    runs = history_runs(rt, environment, limit)
     if not records:
         say(f"{environment} has no deployments yet")
         print_runs(runs)
@@ -213,6 +205,36 @@ def reason_line(deployment_id: str, text: str, limit: int = REASON_CHARS) -> str
     room = max(limit - len(pointer), 0)
     cut = first if len(first) <= room else first[: room - 1].rstrip() + "…"
     return cut + pointer
+
+
+def history_json(rt: Any, environment: str, limit: int) -> Any:
+    """`conveyor history --json` (and `conveyor server`'s answer): deployments, newest
+    first, with their notifications, and the one-off runs."""
+    from conveyor.cli.deploy import deployment_json
+    from conveyor.cli.oneoff import history_runs, with_runs
+
+    records = rt.store.list_deployments(environment, limit=limit)
+    deliveries = _deliveries(rt, environment, records)
+    return with_runs(
+        [
+            {
+                **deployment_json(d),
+                "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
+            }
+            for d in records
+        ],
+        history_runs(rt, environment, limit),
+    )
+
+
+def _deliveries(rt: Any, environment: str, records: list[Any]) -> dict[str, list[Any]]:
+    """The notifications of each of `records`, by deployment id."""
+    shown = {d.id for d in records}
+    deliveries: dict[str, list[Any]] = {}
+    for n in rt.store.list_notifications(environment=environment):
+        if n.deployment_id in shown:
+            deliveries.setdefault(n.deployment_id, []).append(n)
+    return deliveries
 
 
 def notification_json(n: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from conveyor.cli import (
     releases,
     scaffold,
     secrets,
+    server,
     shutdown,
     state,
 )
@@ -73,6 +74,7 @@ shutdown.register(app)
 hosts.register(app)
 dora.register(app)
 jobs.register(app)
+server.register(app)
 app.add_typer(lock.app, name="lock")
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(db.app, name="db")

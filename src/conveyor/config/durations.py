@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
@@ -24,6 +25,7 @@ __all__ = [
     "describe_value",
     "format_duration",
     "parse_duration",
+    "parse_span",
     "problem",
 ]
 
@@ -104,6 +106,17 @@ def parse_duration(text: str) -> float:
             f"got {describe_value(text)}"
         )
     return total
+
+
+# Spans of days written on the command line (`dora --since 30d`, `tokens create --expires 90d`).
+_SPAN = re.compile(r"^([0-9]{1,5})([hdw])$")
+_SPAN_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_span(text: str) -> timedelta | None:
+    """ "48h", "30d" or "12w" as a timedelta; None when `text` is not such a span."""
+    span = _SPAN.match(text.strip())
+    return None if span is None else int(span.group(1)) * _SPAN_UNIT[span.group(2)]
 
 
 def format_duration(seconds: float) -> str:

@@ -278,6 +278,16 @@ _REFERENCE = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)\}|(?P<open>\{))"
 _BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 
 
+def referenced_variables(text: str) -> set[str]:
+    """The names of the variables `text` refers to as `${VAR}` or `${VAR:-default}`."""
+    names = set()
+    for match in _REFERENCE.finditer(text):
+        body = _BODY.fullmatch(match.group("body") or "")
+        if body is not None:
+            names.add(body.group("name"))
+    return names
+
+
 def interpolate(
     text: str,
     environ: Mapping[str, str],

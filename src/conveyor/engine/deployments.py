@@ -532,23 +532,26 @@ async def deploy(
     reason: str | None = None,
     progress: Progress = _quiet,
     overrides: Overrides | None = None,
+    deployment_id: str | None = None,
 ) -> DeploymentRecord:
     """Run a proposal; on failure restore the previous releases automatically.
 
     A deploy (not a rollback: that is how you get out of trouble) must meet the
     environment's policies first; `overrides` lets named ones through, recorded.
+    `deployment_id`: the id to record it under (`conveyor server` answers with it
+    before the deploy ends); a new one by default.
     """
     env = proposal.environment
     check_unfinished(rt, env)
     try:
         overridden = enforce(rt, proposal, overrides or Overrides()) if kind == "deploy" else []
     except PolicyRefusedError as refusal:
-        await _record_refusal(rt, proposal, kind, reason, refusal.message, progress)
+        await _record_refusal(rt, proposal, kind, reason, refusal.message, progress, deployment_id)
         raise
     if overridden:
         reason = "; ".join([*([reason] if reason else []), *overridden])
     proposal = _resolved(rt, proposal)
-    deployment = _new_record(rt, proposal, kind, reason)
+    deployment = _new_record(rt, proposal, kind, reason, deployment_id)
     if kind == "deploy":  # a rollback is the way out of trouble: never refused for space
         ensure_room(rt, f"a deployment of {env}")
     rt.store.acquire_lock(_lock_for(rt, env, deployment.id, f"{kind} {deployment.id}"))
@@ -580,9 +583,11 @@ def _resolved(rt: Runtime, proposal: Proposal) -> Proposal:
     return dataclasses.replace(proposal, plan=Plan(proposal.environment, tuple(steps)))
 
 
-def _new_record(rt: Runtime, proposal: Proposal, kind: str, reason: str | None) -> DeploymentRecord:
+def _new_record(
+    rt: Runtime, proposal: Proposal, kind: str, reason: str | None, deployment_id: str | None
+) -> DeploymentRecord:
     return DeploymentRecord(
-        id=new_deployment_id(),
+        id=deployment_id or new_deployment_id(),
         environment=proposal.environment,
         kind=kind,
         status=RUNNING,
@@ -603,10 +608,11 @@ async def _record_refusal(
     reason: str | None,
     error: str,
     progress: Progress,
+    deployment_id: str | None,
 ) -> None:
     """A deploy the environment's policies refused: in the history as `refused`, with why
     (nothing ran, so its plan has no journal)."""
-    deployment = _new_record(rt, proposal, kind, reason)
+    deployment = _new_record(rt, proposal, kind, reason, deployment_id)
     rt.store.create_deployment(deployment)
     try:
         await _refuse(rt, deployment, error, progress)

@@ -106,10 +106,18 @@ def is_corruption(exc: BaseException) -> bool:
     return False
 
 
-def quick_check(path: Path) -> list[str]:
-    """What `PRAGMA quick_check` finds wrong in the SQLite file `path`; [] when sound."""
+def quick_check(path: Path, *, read_header: bool = True) -> list[str]:
+    """What `PRAGMA quick_check` finds wrong in the SQLite file `path`; [] when sound.
+
+    `read_header=False` in a process that has the database open (SQLite then says
+    "file is not a database" itself): opening the file apart from SQLite and closing it
+    drops every POSIX lock the process holds on it, and another process closing its last
+    connection would then delete the WAL from under this one's (a long-lived
+    `conveyor server` would read a stale state from then on).
+    """
     try:
-        check_file(path)
+        if read_header:
+            check_file(path)
         if not path.is_file() or path.stat().st_size == 0:
             return [f"{path} does not exist or is empty"]
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -139,7 +147,7 @@ def save_last_good(state_db: Path) -> Path | None:
     Uses SQLite's online backup (consistent while other processes write), into a
     temporary file that replaces the old copy only once complete.
     """
-    if quick_check(state_db):
+    if quick_check(state_db, read_header=False):  # the caller's store has it open
         return None
     copy = last_good_path(state_db)
     partial = copy.with_name(copy.name + ".partial")

@@ -278,3 +278,38 @@ class JobRunRecord:
     hostname: str | None = None  # the machine of that process
     detail: Text | None = None  # why it failed or was skipped; a backup's id
     output: Text | None = None  # the output's last lines, secrets masked
+
+
+# Roles of API tokens (`conveyor tokens`, `conveyor.server.access`).
+ROLES = ("viewer", "deployer", "approver", "admin")
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token of `conveyor server`: who it is, what it may do; only its hash is kept."""
+
+    name: Key  # the identity: the user name in the history, approvals and the audit
+    role: Str32  # one of ROLES
+    token_hash: Str64  # sha256 hex of the token
+    created_at: datetime
+    created_by: str
+    environments: list[str] = field(default_factory=list)  # empty: every environment
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """A request to `conveyor server` that changes something (or tried to), and its answer."""
+
+    id: Annotated[int, Col(key=True, autoincrement=True)]
+    time: datetime
+    token: str  # the token's name
+    role: Str32
+    method: Str32
+    path: Text
+    status: int  # the HTTP status of the answer
+    outcome: Text  # "accepted", "deployment 2026...: succeeded", or the error
+    environment: str | None = None
+    deployment_id: str | None = None

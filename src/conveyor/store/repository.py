@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 from sqlalchemy.sql.dml import Insert
 
-from conveyor.errors import ConveyorError, LockHeldError, StateError
+from conveyor.errors import ConveyorError, LockHeldError, StateError, UsageError
 from conveyor.redaction import redact_url
 from conveyor.store import rows, space
 from conveyor.store import tables as t
@@ -40,6 +40,7 @@ from conveyor.store.records import (
     UNFINISHED_STATUSES,
     AccessoryRecord,
     ApprovalRecord,
+    AuditRecord,
     BackupRecord,
     DeploymentRecord,
     EventRecord,
@@ -51,6 +52,7 @@ from conveyor.store.records import (
     PipelineRunRecord,
     ReleaseRecord,
     StepRecord,
+    TokenRecord,
 )
 
 LOCK_HINT = (
@@ -851,6 +853,63 @@ class Store:
                 select(a).where(a.c.deployment_id == deployment_id).order_by(a.c.id)
             )
             return [rows.approval(row._mapping) for row in found]
+
+    # -- API tokens and the audit of `conveyor server` -------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        """Record a new token; `UsageError` when its name is taken."""
+        if self.get_token(token.name) is not None:
+            raise UsageError(
+                f'a token named "{token.name}" exists already',
+                hint=f"revoke it first (conveyor tokens revoke {token.name}) or pick another name",
+            )
+        with self._tx(f"record token {token.name}", write=True) as conn:
+            conn.execute(insert(t.tokens).values(columns_of(token)))
+
+    def get_token(self, name: str) -> TokenRecord | None:
+        with self._tx(f"read token {name}") as conn:
+            row = conn.execute(select(t.tokens).where(t.tokens.c.name == name)).first()
+        return None if row is None else rows.token(row._mapping)
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        """The token whose hash this is."""
+        with self._tx("read a token") as conn:
+            found = conn.execute(select(t.tokens).where(t.tokens.c.token_hash == token_hash))
+            row = found.first()
+        return None if row is None else rows.token(row._mapping)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._tx("read the tokens") as conn:
+            found = conn.execute(select(t.tokens).order_by(t.tokens.c.created_at, t.tokens.c.name))
+            return [rows.token(row._mapping) for row in found]
+
+    def update_token(
+        self,
+        name: str,
+        *,
+        revoked_at: datetime | None = None,
+        last_used_at: datetime | None = None,
+    ) -> bool:
+        """Set when the token was revoked or last used; False when there is no such token."""
+        values: dict[str, Any] = {}
+        if revoked_at is not None:
+            values["revoked_at"] = revoked_at
+        if last_used_at is not None:
+            values["last_used_at"] = last_used_at
+        with self._tx(f"update token {name}", write=True) as conn:
+            result = conn.execute(update(t.tokens).where(t.tokens.c.name == name).values(values))
+            return result.rowcount > 0
+
+    def add_audit(self, entry: AuditRecord) -> None:
+        with self._tx(f"audit a request of {entry.token}", write=True) as conn:
+            conn.execute(insert(t.audit).values(columns_of(entry, leave_out=("id",))))
+
+    def list_audit(self, limit: int = 100) -> list[AuditRecord]:
+        """Audited requests, newest first."""
+        a = t.audit
+        with self._tx("read the audit") as conn:
+            found = conn.execute(select(a).order_by(a.c.id.desc()).limit(limit))
+            return [rows.audit(row._mapping) for row in found]
 
     # -- pipeline runs --------------------------------------------------------
 

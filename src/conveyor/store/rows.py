@@ -16,6 +16,7 @@ __all__ = [
     "Columns",
     "accessory",
     "approval",
+    "audit",
     "backup",
     "deployment",
     "event",
@@ -27,6 +28,7 @@ __all__ = [
     "pipeline_run",
     "release",
     "step",
+    "token",
 ]
 
 release = reader(records.ReleaseRecord)
@@ -42,3 +44,5 @@ measurement = reader(records.MeasurementRecordRow)
 approval = reader(records.ApprovalRecord)
 notification = reader(records.NotificationRecord)
 job_run = reader(records.JobRunRecord)
+token = reader(records.TokenRecord)
+audit = reader(records.AuditRecord)

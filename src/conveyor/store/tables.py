@@ -248,5 +248,21 @@ job_runs = Table(
     metadata,
     *_columns(records.JobRunRecord),
     Index(None, "environment", "job", "started_at"),
+)
+
+# API tokens of `conveyor server`: the sha256 of each token, never the token itself.
+tokens = Table(
+    "tokens",
+    metadata,
+    *_columns(records.TokenRecord),
+    UniqueConstraint("token_hash"),
+)
+
+# What was asked of `conveyor server` that changes something, by whom, and the answer.
+audit = Table(
+    "audit",
+    metadata,
+    *_columns(records.AuditRecord),
+    Index(None, "time"),
     sqlite_autoincrement=True,
 )

@@ -1,0 +1,1 @@
+"""`conveyor server`: the control plane's HTTP API, its tokens, roles and audit."""
