@@ -248,6 +248,7 @@ job_runs = Table(
     metadata,
     *_columns(records.JobRunRecord),
     Index(None, "environment", "job", "started_at"),
+    sqlite_autoincrement=True,
 )
 
 # API tokens of `conveyor server`: the sha256 of each token, never the token itself.
