@@ -131,14 +131,11 @@ class Runtime:
             await ROUTERS[kind].ensure_running(self)
 
     async def recheck_platform(self, environment: str) -> None:
-        """This machine's supervisord and the environment's router again, though this
-        command checked them already: a failed step may have been supervisord killed
-        meanwhile (the router and local instances die with it), and restoring the previous
-        releases needs them back. Remote hosts' supervisords are restarted where a call
-        finds them gone (the SSH target does it)."""
+        """`ensure_platform` again, though this command checked it already: a failed step
+        may have been supervisord killed meanwhile (the router and the local instances die
+        with it), and restoring the previous releases needs them back."""
         self._supervisor_checked = False
-        await self.ensure_supervisor()
-        await ROUTERS[self.environment(environment).router].ensure_running(self)
+        await self.ensure_platform(environment)
 
     async def ensure_supervisor(self) -> None:
         """Start the home's supervisord unless it runs (once per command)."""
