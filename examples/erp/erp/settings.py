@@ -137,7 +137,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Celery: the broker is the environment's Redis accessory (conveyor.yml).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")  # memory: builds, tests
-CELERY_TASK_ACKS_LATE = True  # a task in flight when a worker dies is delivered again
+# Celery's default (early) acknowledgement: a worker replaced by a deploy gets a warm
+# shutdown (SIGTERM to its main process) and finishes the tasks it holds; late
+# acknowledgement would deliver a task again after a roll (at least once, not once).
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
