@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import doctest
 import importlib
-import time
+from pathlib import Path
 
 import pytest
 
@@ -102,15 +102,28 @@ def test_bad_source_dicts(data: dict[str, object], message: str) -> None:
     assert str(caught.value) == message
 
 
-def test_read_metrics_reads_concurrently_and_never_raises(http_server: Server) -> None:
+def test_read_metrics_reads_concurrently_and_never_raises(
+    http_server: Server, tmp_path: Path
+) -> None:
     http_server.routes["/stats"] = Route.json({"rate": 0.5})
     down = f"http://127.0.0.1:{free_port()}"
+
+    def together(me: str, *others: str) -> str:
+        """Mark `me` as started, then wait until `others` have been too (or give up)."""
+        started = " && ".join(f"[ -e {tmp_path}/{other} ]" for other in others)
+        return (
+            f"touch {tmp_path}/{me}; i=0; until {started}; do i=$((i + 1)); "
+            "[ $i -gt 200 ] && exit 3; sleep 0.1; done; "
+        )
+
     spec = AnalysisSpec.from_dict(
         {
             "metrics": [
-                {"name": "a", "command": "sleep 0.4; echo 1", "condition": "< 5"},
-                {"name": "b", "command": "sleep 0.4; echo 2", "condition": "< 5"},
-                {"name": "c", "command": "sleep 0.4; exit 1", "condition": "< 5"},
+                # Each waits (up to 20 s) until the other two have started: read one
+                # after the other, the first would give up and fail.
+                {"name": "a", "command": together("a", "b", "c") + "echo 1", "condition": "< 5"},
+                {"name": "b", "command": together("b", "a", "c") + "echo 2", "condition": "< 5"},
+                {"name": "c", "command": together("c", "a", "b") + "exit 1", "condition": "< 5"},
                 {
                     "name": "d",
                     "http": {"url": f"{http_server.base}/stats", "path": "rate"},
@@ -122,13 +135,13 @@ def test_read_metrics_reads_concurrently_and_never_raises(http_server: Server) -
     )
     sources = build_sources(spec)
     assert list(sources) == ["a", "b", "c", "d", "e"]
-    start = time.monotonic()
     readings = asyncio.run(read_metrics(sources))
-    assert time.monotonic() - start < 1.0  # not 3 x 0.4 s
+    failed = readings.pop("c")
+    assert failed.value is None and str(failed.error).startswith(f'command "touch {tmp_path}/c;')
+    assert str(failed.error).endswith('": exit 1, nothing on stderr')  # not 3: it gave up
     assert readings == {
         "a": MetricReading(1.0),
         "b": MetricReading(2.0),
-        "c": MetricReading(None, 'command "sleep 0.4; exit 1": exit 1, nothing on stderr'),
         "d": MetricReading(0.5),
         "e": MetricReading(None, f'prometheus {down} query "up": connection refused'),
     }
