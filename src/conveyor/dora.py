@@ -27,7 +27,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.store.records import (
@@ -39,7 +39,7 @@ from conveyor.store.records import (
     ReleaseRecord,
 )
 
-__all__ = ["Band", "DoraReport", "four_keys", "window"]
+__all__ = ["Band", "DoraReport", "four_keys"]
 
 # (the commit before, the commit after) -> the commits after has, newest first; None: unknown
 CommitLister = Callable[[str | None, str], list[tuple[str, datetime]] | None]
@@ -233,9 +233,3 @@ def _finished(deployment: DeploymentRecord) -> datetime:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def window(days: float, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """[now - days, now] in UTC."""
-    until = now or datetime.now(UTC)
-    return until - timedelta(days=days), until

@@ -124,4 +124,5 @@ def _span(seconds: float | None) -> str:
         count, left = divmod(left, size)
         if count or parts:
             parts.append(f"{count}{unit}")
-    return " ".join(parts[:2]).replace(" 0s", "").replace(" 0m", "").replace(" 0h", "") or "0s"
+    shown = parts[:2] if len(parts) > 1 and not parts[1].startswith("0") else parts[:1]
+    return " ".join(shown) or "0s"
