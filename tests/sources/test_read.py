@@ -137,7 +137,8 @@ def test_read_metrics_reads_concurrently_and_never_raises(
     assert list(sources) == ["a", "b", "c", "d", "e"]
     readings = asyncio.run(read_metrics(sources))
     failed = readings.pop("c")
-    assert failed.value is None and str(failed.error).startswith(f'command "touch {tmp_path}/c;')
+    # The command is shortened in the message (how much depends on tmp_path's length).
+    assert failed.value is None and str(failed.error).startswith('command "touch /')
     assert str(failed.error).endswith('": exit 1, nothing on stderr')  # not 3: it gave up
     assert readings == {
         "a": MetricReading(1.0),
