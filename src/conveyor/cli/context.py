@@ -19,6 +19,7 @@ T = TypeVar("T")
 @dataclass
 class CliState:
     config_path: Path | None = None
+    server: str | None = None  # --server URL / CONVEYOR_SERVER: act through its API
 
 
 STATE = CliState()

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from conveyor.cli.context import JsonOption, YesOption, run, runtime
+from conveyor.cli.context import STATE, JsonOption, YesOption, run, runtime
 from conveyor.cli.output import confirm, emit_json, iso, progress, say, warn
 from conveyor.errors import UsageError
 
@@ -47,6 +47,20 @@ def deploy(
     as_json: bool = JsonOption,
 ) -> None:
     """Deploy the newest (or given) releases to ENVIRONMENT, health-gated, zero downtime."""
+    if STATE.server:
+        from conveyor.remote import commands
+
+        local_only = {
+            "--build": build,
+            "--dirty": dirty,
+            "--dry-run": dry_run,
+            "--allow-breaking-migrations": allow_breaking,
+            "--force": force,
+            "--override-window": override_window,
+        }
+        commands.refuse_options("deploy", local_only)
+        commands.deploy(environment, parse_release_args(release or []), reason, as_json)
+        return
     from conveyor.engine import deployments
     from conveyor.engine.policies import Overrides
     from conveyor.releases.builder import build_service
@@ -122,6 +136,12 @@ def rollback(
     """Redeploy the previous successful release set (health-gated, zero downtime).
 
     The databases stay as they are unless --restore-db names a backup."""
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.refuse_options("rollback", {"--restore-db": restore_db is not None})
+        commands.rollback(environment, to or [], reason, as_json)
+        return
     from conveyor.engine import deployments
     from conveyor.engine.rollback import rollback_target
 
@@ -183,6 +203,18 @@ def promote(
     `conveyor promote staging production` deploys to production exactly the releases
     (same ids, same digests) that run on staging, with production's strategy and policies.
     """
+    if STATE.server:
+        from conveyor.remote import commands
+
+        local_only = {
+            "TARGET (promote SOURCE TARGET)": target is not None,
+            "--service": bool(service),
+            "--force": force,
+            "--override-window": override_window,
+        }
+        commands.refuse_options("promote", local_only)
+        commands.promote(environment, full, as_json)
+        return
     from conveyor.engine import deployments
     from conveyor.engine.policies import Overrides
 
@@ -255,18 +287,31 @@ def _decide(deployment_id: str, *, approve: bool, message: str) -> None:
     from conveyor.engine import approvals, deployments
     from conveyor.engine.unfinished import process_alive
 
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.decide(deployment_id, approve=approve, message=message)
+
+        return
     rt = runtime()
     deployment, state = approvals.decide(rt, deployment_id, approve=approve, message=message)
     env = deployment.environment
     lock = rt.store.get_lock(env)
     waiting = lock is not None and lock.deployment_id == deployment_id and process_alive(lock)
+    if not approve and not waiting:
+        run(deployments.finish_rejected(rt, env, progress=progress))
+    show_decision(deployment_id, env, state.summary, approve, state.approved, waiting)
+
+
+def show_decision(
+    deployment_id: str, env: str, summary: str, approve: bool, approved: bool, waiting: bool
+) -> None:
+    """What `approve` and `reject` print (here or through a server)."""
     if approve:
         after = "the waiting deploy goes on" if waiting else f'run "conveyor resume {env}" to go on'
-        say(f"{deployment_id}: {state.summary}" + (f"; {after}" if state.approved else ""))
+        say(f"{deployment_id}: {summary}" + (f"; {after}" if approved else ""))
         return
-    if not waiting:
-        run(deployments.finish_rejected(rt, env, progress=progress))
-    say(f"{deployment_id}: {state.summary}; it ends, nothing was changed")
+    say(f"{deployment_id}: {summary}; it ends, nothing was changed")
 
 
 def pause(
@@ -275,6 +320,13 @@ def pause(
 ) -> None:
     """Pause the running rollout of ENVIRONMENT where it is (resume or promote it later)."""
     from conveyor.engine import deployments
+
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.pause(environment, as_json)
+
+        return
 
     rt = runtime()
     record = run(deployments.pause(rt, environment))
@@ -289,6 +341,13 @@ def resume(
 ) -> None:
     """Finish an interrupted deployment from where it stopped (a paused step runs again)."""
     from conveyor.engine import deployments
+
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.resume(environment, as_json)
+
+        return
 
     rt = runtime()
     rt.environment(environment)
@@ -306,6 +365,13 @@ def abort(
 ) -> None:
     """Roll an unfinished deployment back to the releases that ran before it."""
     from conveyor.engine import deployments
+
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.abort(environment, reason, as_json)
+
+        return
 
     rt = runtime()
     rt.environment(environment)
@@ -394,20 +460,25 @@ def exit_for(rt: Any, record: Any) -> None:
 def exit_if_waiting(rt: Any, record: Any) -> None:
     """A paused rollout is not a success for a CI job: say why it waits and what to run,
     on stderr, and exit 3 (EXIT_WAITING)."""
-    from conveyor.cli.output import err_console
-    from conveyor.errors import EXIT_WAITING
     from conveyor.store.records import PAUSED, STEP_PAUSED
 
     if record.status != PAUSED:
         return
-    from rich.markup import escape
-
-    env = record.environment
     pending = [s for s in rt.store.list_steps(record.id) if s.status == STEP_PAUSED]
     why = (pending[-1].error or pending[-1].description) if pending else "paused"
+    exit_waiting(record.id, record.environment, why)
+
+
+def exit_waiting(deployment_id: str, env: str, why: str) -> None:
+    """Say on stderr why deployment `deployment_id` of `env` waits, what to run; exit 3."""
+    from rich.markup import escape
+
+    from conveyor.cli.output import err_console
+    from conveyor.errors import EXIT_WAITING
+
     why = why.removeprefix("paused: ")
     out = err_console()
-    out.print(f"waiting: {escape(f'deployment {record.id} of {env} is paused: {why}')}")
+    out.print(f"waiting: {escape(f'deployment {deployment_id} of {env} is paused: {why}')}")
     out.print(f"next: conveyor promote {env}   # go on with the rollout")
     out.print(f"next: conveyor resume {env}    # run the paused step again")
     out.print(f"next: conveyor abort {env}     # roll it back")
@@ -441,7 +512,7 @@ def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:
         emit_json(proposal_json(proposal, dry_run))
         return
     if not proposal.plan.steps:
-        say(f"{proposal.environment} already runs these releases; nothing to do")
+        show_nothing(proposal.environment)
         return
     say(f"plan for {proposal.environment} ({proposal.strategy}), nothing changed:")
     if len(proposal.services) > 1 or any(k != "web" for _, k, _ in proposal.services):
@@ -449,6 +520,11 @@ def show_proposal(proposal: Any, as_json: bool, dry_run: bool) -> None:
         say(f"order: {order}")
     for line in proposal.plan.describe():
         say(line)
+
+
+def show_nothing(environment: str) -> None:
+    """A deploy with nothing to do (here or through a server)."""
+    say(f"{environment} already runs these releases; nothing to do")
 
 
 def proposal_json(proposal: Any, dry_run: bool) -> dict[str, Any]:
@@ -471,19 +547,26 @@ def proposal_json(proposal: Any, dry_run: bool) -> dict[str, Any]:
 
 
 def show_deployment(record: Any, as_json: bool, url: str) -> None:
-    if as_json:
-        emit_json(deployment_json(record))
-        return
-    releases = ", ".join(f"{s} {r}" for s, r in sorted(record.releases.items()))
-    say(f"{record.kind} {record.id} {record.status.replace('_', ' ')}: {releases}")
-    if record.error:
-        say(f"  reason: {record.error}")
-    if record.status == "paused":
-        from conveyor.engine.unfinished import next_commands
+    show_deployment_json(deployment_json(record), as_json, url)
 
-        say(f"  {next_commands(record)}")
-    elif record.status in ("running", "aborting", "rolling_back"):
-        say(f"  still in progress; follow it with: conveyor status {record.environment}")
+
+def show_deployment_json(data: dict[str, Any], as_json: bool, url: str) -> None:
+    """A deployment as `deploy`, `rollback`, `promote`... print it, from its `--json`
+    (here or from a server)."""
+    if as_json:
+        emit_json(data)
+        return
+    status, env = data["status"], data["environment"]
+    releases = ", ".join(f"{s} {r}" for s, r in sorted(data["releases"].items()))
+    say(f"{data['kind']} {data['id']} {status.replace('_', ' ')}: {releases}")
+    if data["error"]:
+        say(f"  reason: {data['error']}")
+    if status == "paused":
+        from conveyor.engine.unfinished import next_commands_of
+
+        say(f"  {next_commands_of(env, status, data['id'])}")
+    elif status in ("running", "aborting", "rolling_back"):
+        say(f"  still in progress; follow it with: conveyor status {env}")
     say(f"  {url}")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from conveyor.cli.context import JsonOption, runtime
+from conveyor.cli.context import STATE, JsonOption, runtime
 from conveyor.cli.output import emit_json, say
 from conveyor.errors import UsageError
 
@@ -27,15 +27,31 @@ def dora(
 ) -> None:
     """Deployment frequency, lead time for changes, change failure rate and time to
     restore of an environment, from Conveyor's history and git."""
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.dora(environment, since, as_json)
+
+        return
     rt = runtime(defer_unset=True)
-    names = list(rt.loaded.config.environments)
-    name = environment or ("production" if "production" in names else names[-1])
+    name = environment or default_environment(list(rt.loaded.config.environments))
     until = datetime.now(UTC)
     start = since_start(since, until)
-    data = dora_json(rt, name, start, until)
+    print_dora(dora_json(rt, name, start, until), as_json)
+
+
+def default_environment(names: list[str]) -> str:
+    """The environment of `conveyor dora` without one: production, else the last one."""
+    return "production" if "production" in names else names[-1]
+
+
+def print_dora(data: dict[str, Any], as_json: bool) -> None:
+    """`conveyor dora` of its `--json` (here or from a server)."""
     if as_json:
         emit_json(data)
         return
+    name = data["environment"]
+    start, until = datetime.fromisoformat(data["since"]), datetime.fromisoformat(data["until"])
     days = (until - start).total_seconds() / 86400
     say(
         f"DORA metrics of {name}, {start:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC "

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from conveyor.cli.context import JsonOption, load
+from conveyor.cli.context import STATE, JsonOption, load
 from conveyor.cli.output import emit_json, say
 from conveyor.errors import UsageError
 
@@ -31,9 +31,21 @@ def explain(
     as_json: bool = JsonOption,
 ) -> None:
     """Why a rollout was promoted or aborted: its steps, measurements and verdicts."""
-    from conveyor.engine.explain import explanation, render
+    from conveyor.engine.explain import explanation
 
-    data = explanation(_store(), deployment)
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.explain(deployment, as_json)
+
+        return
+    print_explanation(explanation(_store(), deployment), as_json)
+
+
+def print_explanation(data: dict[str, Any], as_json: bool) -> None:
+    """`conveyor explain` of its `--json` (here or from a server)."""
+    from conveyor.engine.explain import render
+
     if as_json:
         emit_json(data)
         return

@@ -21,7 +21,18 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """What runs where: URL, current release per service, each instance and its state."""
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.status(environment, as_json)
+
+        return
     report = _status_report(environment)
+    print_status(report, as_json)
+
+
+def print_status(report: dict[str, Any], as_json: bool) -> None:
+    """`conveyor status` of its `--json` report (here or from a server)."""
     if as_json:
         emit_json(report)
         return
@@ -134,61 +145,74 @@ def history(
     as_json: bool = JsonOption,
 ) -> None:
     """Deployments of ENVIRONMENT, newest first, and its one-off commands (`conveyor run`)."""
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.history(environment, limit, as_json)
+
+        return
+    rt = runtime(defer_unset=True)
+    rt.environment(environment)
+    items = history_json(rt, environment, limit)
+    if as_json:
+        emit_json(items)
+        return
+    print_history(environment, items)
+
+
+def print_history(environment: str, items: list[dict[str, Any]]) -> None:
+    """The text of `conveyor history` from its `--json` (here or from a server)."""
     from rich.markup import escape
     from rich.table import Table
 
-    from conveyor.cli.deploy import deployment_json
-    from conveyor.cli.oneoff import history_runs, print_runs
+    from conveyor.cli.oneoff import RUN_KIND, print_runs
 
-    rt = runtime(defer_unset=True)
-    rt.environment(environment)
-    if as_json:
-        emit_json(history_json(rt, environment, limit))
-        return
-    records = rt.store.list_deployments(environment, limit=limit)
-    deliveries = _deliveries(rt, environment, records)
-    runs = history_runs(rt, environment, limit)
+    records = [item for item in items if item["kind"] != RUN_KIND]
+    runs = [item for item in items if item["kind"] == RUN_KIND]
     if not records:
         say(f"{environment} has no deployments yet")
         print_runs(runs)
         return
     table = Table(box=None, pad_edge=False)
-    rows = [deployment_json(d) for d in records]
-    on_hosts = any(row["hosts"] for row in rows)  # a fleet's deployments say where
+    on_hosts = any(row.get("hosts") for row in records)  # a fleet's deployments say where
     columns = ["ID", "KIND", "STATUS", "STRATEGY", "RELEASES", *(["HOSTS"] * on_hosts)]
     for column in (*columns, "USER", "STARTED", "TOOK", "REASON"):
         # The id (to copy) and the reason (one line) stay whole; releases and times wrap.
         table.add_column(column, no_wrap=column in ("ID", "KIND", "STATUS", "REASON"))
-    for d, row in zip(records, rows, strict=True):
+    for row in records:
         took = row["duration_s"]
         table.add_row(
-            d.id,
-            d.kind,
-            d.status,
-            d.strategy,
-            " ".join(f"{s}={r}" for s, r in sorted(d.releases.items())) or "-",
-            *([",".join(row["hosts"]) or "-"] * on_hosts),
-            d.user,
-            local_time(d.started_at),
+            row["id"],
+            row["kind"],
+            row["status"],
+            row["strategy"],
+            " ".join(f"{s}={r}" for s, r in sorted(row["releases"].items())) or "-",
+            *([",".join(row.get("hosts") or []) or "-"] * on_hosts),
+            row["user"],
+            local_time(from_iso(row["started_at"])),
             f"{took:.1f}s" if took is not None else "-",
-            reason_line(d.id, d.error or d.reason or ""),
+            reason_line(row["id"], row["error"] or row["reason"] or ""),
         )
     console().print(table)
     print_runs(runs)
     warnings = [
-        f"{d.id}: {e.message}"
-        for d in records
-        for e in rt.store.list_events(environment, d.id)
-        if e.kind == "hook_failed"
+        f"{row['id']}: {message}" for row in records for message in row.get("hook_failures", [])
     ] + [
-        f"{n.deployment_id}: {n.event} not delivered to {n.target} after {n.attempts} "
-        f"attempts: {n.error}"
-        for d in records
-        for n in deliveries.get(d.id, [])
-        if n.status != "delivered"
+        f"{row['id']}: {n['event']} not delivered to {n['target']} after {n['attempts']} "
+        f"attempts: {n['error']}"
+        for row in records
+        for n in row.get("notifications", [])
+        if n["status"] != "delivered"
     ]
     for warning in warnings:
         console().print(f"[yellow]warning[/yellow] {escape(warning)}")
+
+
+def from_iso(text: str | None) -> Any:
+    """The datetime of a `--json` time (`2026-11-22T03:15:02Z`), None for none."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(text) if text else None
 
 
 REASON_CHARS = 100  # the REASON column of `history`; `explain` shows the whole text
@@ -215,11 +239,15 @@ def history_json(rt: Any, environment: str, limit: int) -> Any:
 
     records = rt.store.list_deployments(environment, limit=limit)
     deliveries = _deliveries(rt, environment, records)
+    hook_failures: dict[str | None, list[str]] = {}
+    for event in rt.store.list_events(environment, kind="hook_failed"):
+        hook_failures.setdefault(event.deployment_id, []).append(event.message)
     return with_runs(
         [
             {
                 **deployment_json(d),
                 "notifications": [notification_json(n) for n in deliveries.get(d.id, [])],
+                "hook_failures": hook_failures.get(d.id, []),
             }
             for d in records
         ],

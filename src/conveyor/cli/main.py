@@ -52,15 +52,28 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     config: Path | None = typer.Option(
         None, "--config", "-c", help="Path to conveyor.yml (default: search upwards from here)."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        envvar="CONVEYOR_SERVER",
+        metavar="URL",
+        help="Act on this conveyor server through its API (env CONVEYOR_SERVER; the token "
+        "comes from CONVEYOR_TOKEN, never from the command line).",
+    ),
 ) -> None:
     """Conveyor: deployment orchestrator."""
     STATE.config_path = config
+    if server:
+        from conveyor.remote.commands import use_server
+
+        use_server(ctx, server)
 
 
 project.register(app)

@@ -59,6 +59,9 @@ def _announce(message: str) -> None:
     err_console().print(f"[dim]conveyor:[/dim] {escape(message)}")
 
 
+RUN_KIND = "run"  # `history --json` items of one-off commands (engine.oneoff.RUN_EVENT)
+
+
 def history_runs(rt: Runtime, environment: str, limit: int) -> list[EventRecord]:
     """The environment's latest `run` events, newest first."""
     from conveyor.engine.oneoff import RUN_EVENT
@@ -74,18 +77,30 @@ def with_runs(deployments: list[dict[str, Any]], runs: list[EventRecord]) -> lis
     return sorted(items, key=lambda item: item.get("started_at") or "", reverse=True)
 
 
-def print_runs(runs: list[EventRecord]) -> None:
-    """One line per run under the deployments table of `history`."""
+def print_runs(runs: list[dict[str, Any]]) -> None:
+    """One line per run (as `history --json` lists it) under the deployments table of
+    `history`."""
+    from conveyor.cli.inspect import from_iso
     from conveyor.cli.output import local_time, say
+    from conveyor.engine.oneoff import describe_run
 
     if not runs:
         return
     say("")
     say("one-off commands:")
-    for event in runs:
-        took = event.data.get("duration_s")
+    for item in runs:
+        took = item.get("duration_s")
+        host = item.get("host")
+        line = describe_run(
+            {
+                "service": item.get("service"),
+                "command": item.get("command"),
+                "exit_code": item.get("exit_code"),
+                "host": None if host == "local" else host,
+            }
+        )
         say(
-            f"  {local_time(event.time)}  {event.message}  "
-            f"{event.data.get('user', '-')}  {f'{took:.1f}s' if took is not None else '-'}  "
-            f"release {event.data.get('release', '-')}"
+            f"  {local_time(from_iso(item.get('finished_at')))}  {line}  "
+            f"{item.get('user') or '-'}  {f'{took:.1f}s' if took is not None else '-'}  "
+            f"release {item.get('release') or '-'}"
         )

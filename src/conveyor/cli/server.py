@@ -215,7 +215,17 @@ def audit(
     """What was asked of conveyor server that changes something, by whom, newest first."""
     from conveyor.server.audit import audit_json
 
-    rows = [audit_json(a) for a in _store().list_audit(limit)]
+    if STATE.server:
+        from conveyor.remote import commands
+
+        commands.audit(limit, as_json)
+
+        return
+    print_audit([audit_json(a) for a in _store().list_audit(limit)], as_json)
+
+
+def print_audit(rows: list[dict[str, Any]], as_json: bool) -> None:
+    """`conveyor audit` of its `--json` rows (here or from a server)."""
     if as_json:
         emit_json(rows)
         return

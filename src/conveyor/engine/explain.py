@@ -130,6 +130,7 @@ def _step(step: StepRecord, plan: list[dict[str, Any]], hosts: dict[str, str]) -
     return {
         "index": step.index,
         "kind": step.kind,
+        "service": planned.get("service") if planned.get("kind") == step.kind else None,
         "description": step.description,
         "status": step.status,
         "duration_s": duration,

@@ -67,13 +67,17 @@ def describe_unfinished(journal: JournalReader, deployment: DeploymentRecord) ->
 
 def next_commands(deployment: DeploymentRecord) -> str:
     """What the user can do about an unfinished deployment."""
-    env = deployment.environment
-    if deployment.status == AWAITING_APPROVAL:
+    return next_commands_of(deployment.environment, deployment.status, deployment.id)
+
+
+def next_commands_of(env: str, status: str, deployment_id: str) -> str:
+    """What the user can do about the unfinished deployment `deployment_id` of `env`."""
+    if status == AWAITING_APPROVAL:
         return (
-            f'an approver runs "conveyor approve {deployment.id}" (or "conveyor reject '
-            f'{deployment.id}"); then "conveyor resume {env}" if no deploy is waiting for it'
+            f'an approver runs "conveyor approve {deployment_id}" (or "conveyor reject '
+            f'{deployment_id}"); then "conveyor resume {env}" if no deploy is waiting for it'
         )
-    if deployment.status == PAUSED:
+    if status == PAUSED:
         return (
             f'run "conveyor promote {env}" to go on, "conveyor resume {env}" to run the '
             f'paused step again, or "conveyor abort {env}" to roll it back'

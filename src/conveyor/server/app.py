@@ -530,7 +530,12 @@ def create_app(config_path: Path | None) -> FastAPI:
             asyncio.run(deployments.finish_rejected(rt, env))
         request.state.outcome = f"{deployment_id}: {state.summary}"
         current = rt.store.get_deployment(deployment_id)
-        return {"deployment": _deployment_json(current), "approval": state.summary}
+        return {
+            "deployment": _deployment_json(current),
+            "approval": state.summary,
+            "approved": state.approved,
+            "waiting": waiting,  # a deploy waits for the decision (else: resume to go on)
+        }
 
     @app.post("/api/deployments/{deployment_id}/approve", tags=["change"])
     def approve(
