@@ -219,8 +219,9 @@ def _change(
                 show_nothing(environment)
             return
         explained: dict[str, Any] | None = None
-        if data["status"] in GOING_ON:
-            data, explained = follow(api, data, quiet=as_json)
+        started_it = action in ("deploy", "rollback")
+        if started_it or data["status"] in GOING_ON:
+            data, explained = follow(api, data, quiet=as_json, from_start=started_it)
         url = "" if as_json else _url_of(api, environment)
         show_deployment_json(data, as_json, url)
         if exits == "landed" and data["status"] in NOT_LANDED:
@@ -240,10 +241,11 @@ def _url_of(api: Client, environment: str) -> str:
 
 
 def follow(
-    api: Client, started: dict[str, Any], quiet: bool
+    api: Client, started: dict[str, Any], quiet: bool, from_start: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Poll the deployment until it no longer goes on by itself, printing each step as
-    it starts (unless `quiet`); its record and its explanation at the end."""
+    it starts (unless `quiet`; from its first step when `from_start`, else from the
+    ones that run now); its record and its explanation at the end."""
     from conveyor.engine.step_hosts import where
 
     deployment_id, env = started["id"], started["environment"]
@@ -253,6 +255,9 @@ def follow(
     try:
         while True:
             explained: dict[str, Any] = api.get(path).body
+            if not from_start and not shown:  # what ran before this command is not news
+                shown = {s["index"] for s in explained["steps"] if s["status"] != "running"}
+                shown.add(0)
             for step in explained["steps"]:
                 if step["index"] in shown or step["status"] == "skipped":
                     continue
