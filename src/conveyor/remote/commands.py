@@ -210,8 +210,15 @@ def _change(
     from conveyor.cli.deploy import NOT_LANDED, exit_waiting, show_deployment_json, show_nothing
 
     with connection() as api:
-        answer = api.post(f"/api/environments/{_segment(environment)}/{action}", body)
-        data = answer.body
+        try:
+            data = api.post(f"/api/environments/{_segment(environment)}/{action}", body).body
+        except KeyboardInterrupt:
+            err_console().print(
+                f"interrupted before {api.url} answered: the {action} may have started "
+                f"there; see: conveyor status {environment}",
+                markup=False,
+            )
+            raise typer.Exit(130) from None
         if data is None or "dry_run" in data:  # a plan with nothing to do: nothing changed
             if as_json:
                 emit_json(data)
