@@ -70,8 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         wait_until("the server to answer /healthz", lambda: server.poll() is None and healthy(url))
         project.run("build")
         names = {"ci": "deployer", "alice": "approver", "dash": "viewer", "root": "admin"}
-        tokens = {name: made(project, name, role) for name, role in names.items()}
-        yield Served(project, url, tokens)
+        yield Served(project, url, made(project, names))
     finally:
         server.terminate()
         try:
@@ -81,9 +80,32 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         project.shutdown()
 
 
-def made(project: Project, name: str, role: str) -> str:
-    created = project.run("tokens", "create", "--name", name, "--role", role)
-    return created.stdout.strip()
+def made(project: Project, roles: dict[str, str]) -> dict[str, str]:
+    """A token of each name and role, written to the project's store as `conveyor tokens
+    create` writes them (one CLI start saved per token; tests/e2e/test_server.py runs it)."""
+    from datetime import UTC, datetime
+
+    from conveyor.paths import Paths
+    from conveyor.server import tokens
+    from conveyor.store import open_store
+    from conveyor.store.records import TokenRecord
+
+    store = open_store(f"sqlite:///{Paths(project.home).ensure().state_db}")
+    made: dict[str, str] = {}
+    try:
+        for name, role in roles.items():
+            made[name] = tokens.new_token()
+            record = TokenRecord(
+                name=name,
+                role=role,
+                token_hash=tokens.token_hash(made[name]),
+                created_at=datetime.now(UTC),
+                created_by="tester@example.com",
+            )
+            store.add_token(record)
+    finally:
+        store.close()
+    return made
 
 
 def test_a_deploy_through_the_server_prints_what_a_local_deploy_prints(served: Served) -> None:
