@@ -227,7 +227,8 @@ def _change(
             return
         explained: dict[str, Any] | None = None
         started_it = action in ("deploy", "rollback")
-        if started_it or data["status"] in GOING_ON:
+        goes_on = action != "pause" and data["status"] in GOING_ON  # pause only asks
+        if started_it or goes_on:
             data, explained = follow(api, data, quiet=as_json, from_start=started_it)
         url = "" if as_json else _url_of(api, environment)
         show_deployment_json(data, as_json, url)
