@@ -138,11 +138,13 @@ def transport_error(url: str, error: Exception) -> ConveyorError:
         )
     if isinstance(error, httpx.ConnectError):
         reason = _reason(error)
-        return ConveyorError(
-            f"cannot reach conveyor server at {url}: {reason}",
-            hint="is it running there (conveyor server start, on its machine)? "
-            f"check --server (or {SERVER_VARIABLE})",
+        hint = (
+            f"check the host name in --server (or {SERVER_VARIABLE})"
+            if reason == "unknown host name"
+            else "is it running there (conveyor server start, on its machine)? "
+            f"check --server (or {SERVER_VARIABLE})"
         )
+        return ConveyorError(f"cannot reach conveyor server at {url}: {reason}", hint=hint)
     return ConveyorError(
         f"conveyor server at {url}: {_reason(error)}",
         hint=f"check --server (or {SERVER_VARIABLE}) and try again",
