@@ -39,6 +39,7 @@ from conveyor.store.records import (
     SUCCEEDED,
     UNFINISHED_STATUSES,
     AccessoryRecord,
+    AlertRecord,
     ApprovalRecord,
     AuditRecord,
     BackupRecord,
@@ -838,6 +839,29 @@ class Store:
             query = query.limit(limit)
         with self._tx(f"read the job runs of {environment}") as conn:
             return [rows.job_run(row._mapping) for row in conn.execute(query)]
+
+    # -- alerts of monitors ---------------------------------------------------
+
+    def put_alert(self, r: AlertRecord) -> None:
+        """Record where an alert is now (replacing what was known of it)."""
+        stmt = self._upsert(t.alerts, columns_of(r), keys=("environment", "name"))
+        with self._tx(f"record alert {r.name} of {r.environment}", write=True) as conn:
+            conn.execute(stmt)
+
+    def list_alerts(self, environment: str | None = None) -> list[AlertRecord]:
+        """The alerts known, by environment and name."""
+        a = t.alerts
+        query = select(a).order_by(a.c.environment, a.c.name)
+        if environment is not None:
+            query = query.where(a.c.environment == environment)
+        with self._tx("read the alerts") as conn:
+            return [rows.alert(row._mapping) for row in conn.execute(query)]
+
+    def forget_alerts(self, environment: str, keep: Sequence[str]) -> None:
+        """Forget the alerts of `environment` whose rule or probe is not in `keep`."""
+        a = t.alerts
+        with self._tx(f"forget old alerts of {environment}", write=True) as conn:
+            conn.execute(delete(a).where(a.c.environment == environment, a.c.name.not_in(keep)))
 
     # -- approvals ------------------------------------------------------------
 
