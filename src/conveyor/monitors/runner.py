@@ -113,9 +113,11 @@ class MonitorRunner:
         """Take the alerts' states from the store (those of rules and probes still
         configured); forget the others."""
         store = self.rt.store
+        known = set()
         for record in store.list_alerts(self.environment):
             watched = self.watched.get(record.name)
             if watched is not None and watched.kind == record.kind:
+                known.add(record.name)
                 watched.state = AlertState(
                     record.state,
                     record.since,
@@ -123,7 +125,11 @@ class MonitorRunner:
                     record.resolved_at,
                     record.detail or "",
                 )
+                if record.expression != watched.expression:
+                    self._save(watched, record.deployment_id)
         store.forget_alerts(self.environment, sorted(self.watched))
+        for name in sorted(set(self.watched) - known):  # listed by `conveyor status` at once
+            self._save(self.watched[name], None)
 
     def _save(self, watched: Watched, deployment_id: str | None) -> None:
         s = watched.state
@@ -134,6 +140,7 @@ class MonitorRunner:
                 kind=watched.kind,
                 state=s.state,
                 updated_at=datetime.now(UTC),
+                expression=watched.expression,
                 since=s.since,
                 fired_at=s.fired_at,
                 resolved_at=s.resolved_at,

@@ -290,6 +290,7 @@ class AlertRecord:
     kind: Str32  # rule | probe
     state: Str32  # ok | pending | firing
     updated_at: datetime
+    expression: Text = ""  # what fires it: "error_rate > 5% for 5m"
     since: datetime | None = None
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
