@@ -840,6 +840,36 @@ class Store:
         with self._tx(f"read the job runs of {environment}") as conn:
             return [rows.job_run(row._mapping) for row in conn.execute(query)]
 
+    def analysis_verdicts(self) -> list[tuple[str, str, str]]:
+        """(environment, analysis, verdict) of every analysis run that ended: the decision
+        of its last measurement when final (pass, fail, inconclusive)."""
+        m, d = t.measurements, t.deployments
+        last = (
+            select(m.c.deployment_id, m.c.step_index, m.c.run, func.max(m.c.seq).label("seq"))
+            .group_by(m.c.deployment_id, m.c.step_index, m.c.run)
+            .subquery()
+        )
+        query = (
+            select(d.c.environment, m.c.analysis, m.c.data)
+            .join(
+                last,
+                and_(
+                    m.c.deployment_id == last.c.deployment_id,
+                    m.c.step_index == last.c.step_index,
+                    m.c.run == last.c.run,
+                    m.c.seq == last.c.seq,
+                ),
+            )
+            .join(d, d.c.id == m.c.deployment_id)
+        )
+        found = []
+        with self._tx("read the analyses' verdicts") as conn:
+            for environment, analysis, data in conn.execute(query):
+                decision = str((data or {}).get("verdict", {}).get("decision", "")).lower()
+                if decision in ("pass", "fail", "inconclusive"):
+                    found.append((str(environment), str(analysis), decision))
+        return found
+
     # -- alerts of monitors ---------------------------------------------------
 
     def put_alert(self, r: AlertRecord) -> None:
