@@ -116,8 +116,10 @@ def test_an_error_burst_fires_rolls_back_inside_the_window_and_resolves(
 ) -> None:
     wait_until(  # the agent lists its monitors as it starts
         "the monitors in conveyor status",
-        lambda: {a["name"]: a["state"] for a in environment(shop)["alerts"]}
-        == {"errors": "ok", "gate": "ok"},
+        lambda: (
+            {a["name"]: a["state"] for a in environment(shop)["alerts"]}
+            == {"errors": "ok", "gate": "ok"}
+        ),
     )
     good_api = next(s for s in environment(shop)["services"] if s["name"] == "api")["release"]
     shop.write_faults(error_rate=0.5)
