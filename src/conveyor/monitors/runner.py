@@ -203,6 +203,8 @@ class MonitorRunner:
                     merged.update(counters.get(service, {}))
                 window = self.windows[name]
                 window.add(mono, merged)
+                if not window.ready:  # just started: a firing alert must not resolve on it
+                    continue
                 measured = measure(expr, window.total(), rule.min_requests)
             self.observe(name, measured.breached, measured.detail, now)
 

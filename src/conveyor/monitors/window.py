@@ -38,6 +38,12 @@ class CounterWindow:
         while len(self._snapshots) >= 2 and now - self._snapshots[1][0] >= self.length:
             self._snapshots.popleft()
 
+    @property
+    def ready(self) -> bool:
+        """Whether there is anything to judge: two snapshots at least (an agent that just
+        started has one, and no traffic to speak of yet)."""
+        return len(self._snapshots) >= 2
+
     def total(self) -> ReleaseStats:
         """What every address saw between the window's start and the latest snapshot
         (the first snapshot: nothing yet)."""
