@@ -158,8 +158,7 @@ class MonitorRunner:
         for rule, expr in self.rules.values():
             if not expr.custom:
                 needed |= {rule.service} if rule.service else set(self.rt.loaded.config.services)
-        kinds = self.rt.loaded.config.services
-        needed = {s for s in needed if kinds[s].route is not None}  # workers have no traffic
+        needed &= self._routed()
         if not needed:
             return {}
         router = self.rt.router_for(self.environment)
@@ -175,6 +174,11 @@ class MonitorRunner:
                 for address, t in traffic.items()
             }
         return found
+
+    def _routed(self) -> set[str]:
+        """The services the router sends traffic to (workers have none)."""
+        services = self.rt.loaded.config.services
+        return {name for name, service in services.items() if service.route is not None}
 
     async def evaluate_rules(self, now: datetime | None = None, mono: float | None = None) -> None:
         """One round of every rule."""
@@ -197,7 +201,11 @@ class MonitorRunner:
                         reading.value, breached, f"{expr.metric} {expr.show(reading.value)}"
                     )
             else:
-                services = [rule.service] if rule.service else sorted(counters)
+                services = [rule.service] if rule.service else sorted(self._routed())
+                if any(
+                    service not in counters for service in services if service in self._routed()
+                ):
+                    continue  # the router could not be read: no judgement this round
                 merged: dict[str, ReleaseStats] = {}
                 for service in services:
                     merged.update(counters.get(service, {}))
