@@ -14,12 +14,14 @@ them; the bands are the 2023 State of DevOps report's elite/high/medium/low):
 * **Change failure rate**: of the deployments that changed the environment (not
   refused or rejected ones, which changed nothing), those that failed: rolled back
   by Conveyor, aborted, failed, or succeeded and then undone by `conveyor rollback`
-  before the next change.
+  or followed by a fired alert (`monitors:`) before the next change.
 * **Time to restore**: for each failure, from when the bad change could first serve
-  (the deployment's start; for one undone by `conveyor rollback`, its end) to when
-  the environment was restored (the automatic rollback's end, the `rollback`'s end,
-  or for a deployment that could not be rolled back, the next deployment or rollback
-  that succeeded); the median. A failure not yet restored is counted as open.
+  (the deployment's start; for one undone by `conveyor rollback`, its end; for one
+  followed by an alert, the alert's firing) to when the environment was restored (the
+  automatic rollback's end, the `rollback`'s end, the alert's resolution or the end of
+  the next change that succeeded, whichever came first, or for a deployment that could
+  not be rolled back, the next deployment or rollback that succeeded); the median. A
+  failure not yet restored is counted as open.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from conveyor.store.records import (
     ReleaseRecord,
 )
 
-__all__ = ["Band", "DoraReport", "four_keys"]
+__all__ = ["Alert", "Band", "DoraReport", "alerts_from_events", "four_keys"]
 
+# An alert of monitors: when it fired, and when it resolved (None: it still fires).
+Alert = tuple[datetime, datetime | None]
 # (the commit before, the commit after) -> the commits after has, newest first; None: unknown
 CommitLister = Callable[[str | None, str], list[tuple[str, datetime]] | None]
 Band = str  # "elite" | "high" | "medium" | "low"
@@ -115,9 +119,11 @@ def four_keys(
     commits: CommitLister,
     since: datetime,
     until: datetime,
+    alerts: Sequence[Alert] = (),
 ) -> DoraReport:
     """The four keys of `environment` over [since, until] from its `deployments` (any
-    order, any environment: others are left out) and the `releases` they name."""
+    order, any environment: others are left out), the `releases` they name and the
+    `alerts` of its monitors that fired."""
     ordered = sorted(
         (d for d in deployments if d.environment == environment and d.finished_at is not None),
         key=lambda d: (_utc(d.started_at), _utc(_finished(d))),
@@ -132,7 +138,7 @@ def four_keys(
     restore_times: list[float] = []
     open_failures = 0
     for change in changes:
-        restored = _restored(change, ordered)
+        restored = _restored(change, ordered, alerts)
         if restored is None:
             continue  # not a failure
         failures += 1
@@ -158,7 +164,7 @@ def four_keys(
 
 
 def _restored(
-    change: DeploymentRecord, ordered: Sequence[DeploymentRecord]
+    change: DeploymentRecord, ordered: Sequence[DeploymentRecord], alerts: Sequence[Alert] = ()
 ) -> tuple[datetime, datetime | None] | None:
     """(when the failure began, when it was restored or None) of a failed change; None
     when `change` did not fail."""
@@ -175,7 +181,28 @@ def _restored(
     following = next(iter(later), None)  # the next change after a success
     if following is not None and following.kind == "rollback" and following.status == SUCCEEDED:
         return _utc(_finished(change)), _utc(_finished(following))
-    return None
+    return _alerted(change, following, alerts)
+
+
+def _alerted(
+    change: DeploymentRecord, following: DeploymentRecord | None, alerts: Sequence[Alert]
+) -> tuple[datetime, datetime | None] | None:
+    """(the first alert's firing, when it was over) when an alert fired after `change`
+    succeeded and before the next change started; None when none did."""
+    end = _utc(_finished(change))
+    before = _utc(following.started_at) if following is not None else None
+    fired = sorted(
+        (_utc(at), None if over is None else _utc(over))
+        for at, over in alerts
+        if end <= _utc(at) and (before is None or _utc(at) < before)
+    )
+    if not fired:
+        return None
+    began, resolved = fired[0]
+    ends = [moment for moment in (resolved,) if moment is not None]
+    if following is not None and following.status == SUCCEEDED:
+        ends.append(_utc(_finished(following)))
+    return began, min(ends) if ends else None
 
 
 def _lead_times(
@@ -233,3 +260,18 @@ def _finished(deployment: DeploymentRecord) -> datetime:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def alerts_from_events(events: Sequence[Any]) -> list[Alert]:
+    """The alerts that fired, from the environment's `alert_firing` and `alert_resolved`
+    events (any order): each firing paired with the next resolution of the same alert."""
+    spans: list[Alert] = []
+    open_since: dict[str, datetime] = {}
+    for event in sorted(events, key=lambda e: (_utc(e.time), e.id)):
+        name = str(event.data.get("alert", ""))
+        if event.kind == "alert_firing" and name not in open_since:
+            open_since[name] = _utc(event.time)
+        elif event.kind == "alert_resolved" and name in open_since:
+            spans.append((open_since.pop(name), _utc(event.time)))
+    spans.extend((began, None) for began in open_since.values())
+    return sorted(spans, key=lambda span: span[0])

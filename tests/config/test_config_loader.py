@@ -518,9 +518,9 @@ BAD_INPUTS = [
     (
         "notify event unknown",
         "notify: [{webhook: {url: 'https://hooks.example.com/x'}, events: [deployed]}]",
-        'notify/0/events/0: expected one of "aborted", "approved", "awaiting_approval", '
-        '"failed", "job_failed", "refused", "rejected", "rolled_back", "started", '
-        '"succeeded", "verify_failed", got "deployed"',
+        'notify/0/events/0: expected one of "aborted", "alert_firing", "alert_resolved", '
+        '"approved", "awaiting_approval", "failed", "job_failed", "refused", "rejected", '
+        '"rolled_back", "started", "succeeded", "verify_failed", got "deployed"',
     ),
     (
         "notify environment unknown",

@@ -137,3 +137,56 @@ def test_without_git_a_release_counts_its_own_commit() -> None:
     report = four_keys("production", HISTORY, RELEASES, lambda old, new: None, SINCE, UNTIL)
     # d1 c1 1h10m, d2 c3 1h05m, d4 c4 2h03m, d7 c5 2h10m: c2 is not known without git.
     assert sorted(report.lead_times) == [3900, 4200, 7380, 7800]
+
+
+def test_a_deployment_followed_by_a_fired_alert_failed() -> None:
+    # d1 (ends 0:01:10) then an alert at day 0 5h, resolved at 5h20m, before d2 (1:13):
+    # d1 failed, restored in 20 minutes. An alert after d7 (ends 5:02:10) that still
+    # fires: d7 failed, open. An alert before d1 ended, or after a failure already
+    # counted (d3 rolled back), adds nothing.
+    alerts = [
+        (at(0, 1, 5), at(0, 1, 8)),  # during d1: not after its end
+        (at(0, 5), at(0, 5, 20)),
+        (at(0, 6), at(0, 7)),  # a second alert after d1: still one failure
+        (at(3, 1, 1), at(3, 1, 30)),  # during d3, which rolled back anyway
+        (at(5, 3), None),
+    ]
+    report = four_keys("production", HISTORY, RELEASES, git_log, SINCE, UNTIL, alerts)
+    data = report.to_json()
+    # d3, d4 (undone by rollback), d6 as before, and now d1 and d7.
+    assert data["change_failure_rate"]["failed"] == 5
+    assert data["change_failure_rate"]["deployments"] == 6
+    assert sorted(report.restore_times) == [120, 1200, 3480, 4200]
+    assert report.open_failures == 1
+
+
+def test_an_alert_resolved_by_the_next_deployment_ends_with_it() -> None:
+    # d2 (ends 1:13:05) then an alert at 2 days that is never resolved; d3 starts at
+    # 3:01 and rolls back: the alert's failure of d2 is not restored by it (d3 did not
+    # succeed), and stays open.
+    alerts = [(at(2), None)]
+    report = four_keys("production", HISTORY, RELEASES, git_log, SINCE, UNTIL, alerts)
+    assert report.failures == 4
+    assert report.open_failures == 1
+    # Followed by a successful change instead (d4 after d3 is d4: use d1 -> d2).
+    alerts = [(at(1), None)]
+    report = four_keys("production", HISTORY, RELEASES, git_log, SINCE, UNTIL, alerts)
+    # d1 failed at the alert (day 1), restored by d2's end (1:13:05): 13h05m.
+    assert 13 * 3600 + 300 in report.restore_times
+    assert report.open_failures == 0
+
+
+def test_alerts_are_paired_from_the_events() -> None:
+    from conveyor.dora import alerts_from_events
+    from conveyor.store.records import EventRecord
+
+    def event(i: int, kind: str, name: str, when: datetime) -> EventRecord:
+        return EventRecord(i, when, kind, "", "production", None, {"alert": name})
+
+    events = [
+        event(4, "alert_resolved", "errors", at(1, 2)),
+        event(1, "alert_firing", "errors", at(1)),
+        event(2, "alert_firing", "slow", at(1, 1)),
+        event(3, "alert_resolved", "ghost", at(1, 1)),  # never fired: ignored
+    ]
+    assert alerts_from_events(events) == [(at(1), at(1, 2)), (at(1, 1), None)]

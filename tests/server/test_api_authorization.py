@@ -30,6 +30,7 @@ TABLE: list[tuple[str, str, object, tuple[int, int, int, int, int]]] = [
     ("GET", f"{STAGING}/dora", None, (200, 200, 200, 200, 403)),
     ("GET", D, None, (200, 200, 200, 200, 403)),
     ("GET", "/api/audit", None, (403, 403, 403, 200, 403)),
+    ("GET", "/metrics", None, (200, 200, 200, 200, 200)),
     ("POST", f"{STAGING}/deploy", {"releases": {}}, (403, 400, 403, 400, 403)),
     ("POST", f"{STAGING}/rollback", {"to": ["web=nope"]}, (403, 400, 403, 400, 403)),
     ("POST", f"{STAGING}/promote", {"full": False}, (403, 409, 403, 409, 403)),
@@ -154,3 +155,15 @@ def test_approvals_keep_the_four_eyes_rule(api: Api) -> None:
     assert answer["approval"].startswith("approved") and answer["deployment"]["user"] == "admin"
     decisions = api.store.list_approvals("20261206-130000-beef")
     assert [(d.user, d.approve, d.message) for d in decisions] == [("approver", True, "looks good")]
+
+
+def test_metrics_show_what_the_token_may_see(api: Api) -> None:
+    status, text = api.call("GET", "/metrics", "viewer")
+    assert status == 200 and isinstance(text, str)
+    assert "# TYPE conveyor_deployments_total counter" in text
+    assert (
+        'conveyor_deployments_total{environment="staging",kind="deploy",status="succeeded"}' in text
+    )
+    assert "conveyor_deployment_duration_seconds_bucket" in text
+    _, limited = api.call("GET", "/metrics", "other-environment")
+    assert isinstance(limited, str) and 'environment="staging"' not in limited

@@ -2,8 +2,8 @@
 
 It runs as a program of the home's supervisord (beside the routers; on a fleet too,
 where it reaches the hosts over SSH like the CLI does), started and replaced by the
-deploys of environments that have `jobs:` (`conveyor.agent.program`), and stopped by
-`conveyor down` and `conveyor shutdown`. Today it does one thing, the scheduled jobs
-(`conveyor.agent.scheduler`, one run in `conveyor.agent.runs`); it is the process that
-will also watch the environment and answer an API.
+deploys of environments that have `jobs:` or `monitors:` (`conveyor.agent.program`),
+and stopped by `conveyor down` and `conveyor shutdown`. It runs the scheduled jobs
+(`conveyor.agent.scheduler`, one run in `conveyor.agent.runs`) and the monitors' rules
+and probes (`conveyor.monitors.runner`).
 """

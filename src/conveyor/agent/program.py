@@ -71,9 +71,11 @@ def program_env(rt: Runtime, environment: str) -> dict[str, str]:
 
 
 def sync(rt: Runtime, environment: str, progress: Callable[[str], None]) -> None:
-    """After a deploy: the agent runs with this config when the environment has jobs,
-    and is stopped when it has none."""
-    if not rt.loaded.config.jobs_for(environment):
+    """After a deploy: the agent runs with this config when the environment has jobs or
+    monitors, and is stopped when it has neither."""
+    monitors = rt.environment(environment).monitors
+    watches = 0 if monitors is None else len(monitors.rules) + len(monitors.probes)
+    if not rt.loaded.config.jobs_for(environment) and not watches:
         stop(rt, environment, progress)
         return
     command = [
@@ -100,7 +102,10 @@ def sync(rt: Runtime, environment: str, progress: Callable[[str], None]) -> None
     if added:
         _wait_running(rt, environment)
         what = "restarted" if existed else "started"
-        progress(f"{what} the agent of {environment} ({count} scheduled job{'s' * (count != 1)})")
+        said = f"{count} scheduled job{'s' * (count != 1)}"
+        if watches:
+            said += f", {watches} monitor{'s' * (watches != 1)}"
+        progress(f"{what} the agent of {environment} ({said})")
 
 
 def _wait_running(rt: Runtime, environment: str) -> None:

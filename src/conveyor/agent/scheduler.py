@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from apscheduler.events import JobExecutionEvent, JobSubmissionEvent
 
     from conveyor.engine.runtime import Runtime
+    from conveyor.monitors.runner import MonitorRunner
 
 MISFIRE_GRACE_S = 600.0
 
@@ -154,6 +155,20 @@ async def _serve(rt: Runtime, environment: str, log: Callable[[str], None]) -> N
     scheduler = JobScheduler(rt, environment, log)
     scheduler.start()
     log(f"agent of {environment}: {len(scheduler.jobs)} job(s) scheduled")
+    monitors = _monitors(rt, environment, log)
     await stopping.wait()
     log(f"agent of {environment}: stopping")
+    if monitors is not None:
+        await monitors.stop()
     await scheduler.stop()
+
+
+def _monitors(rt: Runtime, environment: str, log: Callable[[str], None]) -> MonitorRunner | None:
+    """The environment's monitors, started (None when it has none)."""
+    from conveyor.monitors.runner import MonitorRunner, monitors_of
+
+    if monitors_of(rt, environment) is None:
+        return None
+    runner = MonitorRunner(rt, environment, log)
+    runner.start()
+    return runner

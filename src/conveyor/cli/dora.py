@@ -97,7 +97,7 @@ def dora_json(rt: Any, name: str, start: datetime, until: datetime) -> dict[str,
     """`conveyor dora --json` of environment `name` (and `conveyor server`'s answer)."""
     from functools import cache
 
-    from conveyor.dora import four_keys
+    from conveyor.dora import alerts_from_events, four_keys
     from conveyor.git import commits_between
 
     rt.environment(name)  # an unknown name is a usage error that lists the known ones
@@ -107,7 +107,19 @@ def dora_json(rt: Any, name: str, start: datetime, until: datetime) -> dict[str,
     def commits(old: str | None, new: str) -> list[tuple[str, datetime]] | None:
         return commits_between(rt.loaded.root, old, new)
 
-    report = four_keys(name, rt.store.list_deployments(name), releases, commits, start, until)
+    events = [
+        *rt.store.list_events(environment=name, kind="alert_firing"),
+        *rt.store.list_events(environment=name, kind="alert_resolved"),
+    ]
+    report = four_keys(
+        name,
+        rt.store.list_deployments(name),
+        releases,
+        commits,
+        start,
+        until,
+        alerts_from_events(events),
+    )
     return report.to_json()
 
 

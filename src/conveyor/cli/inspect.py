@@ -129,6 +129,15 @@ def _print_status(report: dict[str, Any]) -> None:
                 f"    {escape(inst['name'])}  {inst['release']}  {port}  "
                 f"{inst['state']}  process={inst['process']}{extra}"
             )
+    for alert in report.get("alerts", []):
+        state = alert["state"]
+        color = {"firing": "red", "pending": "yellow"}.get(state, "green")
+        when = f" since {alert['since']}" if state != "ok" and alert["since"] else ""
+        detail = f": {escape(alert['detail'])}" if state != "ok" and alert["detail"] else ""
+        out.print(
+            f"  {alert['kind']} [bold]{escape(alert['name'])}[/bold]  "
+            f"{escape(alert['expression'])}  [{color}]{state}[/{color}]{when}{detail}"
+        )
     for acc in report.get("accessories", []):
         where = "" if acc["host"] == "local" else escape(acc["host"])
         pid = f" pid={acc['pid']}" if acc["pid"] else ""

@@ -92,8 +92,9 @@ def jobs_run(
 
 
 def agent(environment: str = typer.Argument(..., help="Environment.")) -> None:
-    """Run ENVIRONMENT's scheduled jobs until stopped (SIGTERM). Deploys start it under
-    supervisord when the environment has jobs; you do not run it by hand."""
+    """Run ENVIRONMENT's scheduled jobs and monitors until stopped (SIGTERM). Deploys start
+    it under supervisord when the environment has jobs or monitors; you do not run it by
+    hand."""
     from conveyor.agent.program import secrets_from_environment
     from conveyor.agent.scheduler import serve
 

@@ -642,6 +642,7 @@ def _cross_field_issues(config: Config) -> list[str]:
 
         issues.extend(_policy_issues(config, name, environment))
         issues.extend(_verify_issues(config, name, environment))
+        issues.extend(_monitor_issues(config, name, environment))
         strategy = environment.strategy
         issues.extend(_progressive_issues(config, name, strategy, listeners))
         if (
@@ -655,6 +656,23 @@ def _cross_field_issues(config: Config) -> list[str]:
                 "so a rolling deploy could never replace an instance (set max_surge to 1)"
             )
     issues.extend(_promotion_cycle(config))
+    return issues
+
+
+def _monitor_issues(config: Config, name: str, environment: Any) -> list[str]:
+    """`monitors:` rules and probes that name a service the file does not have."""
+    monitors = environment.monitors
+    if monitors is None:
+        return []
+    services = ", ".join(sorted(config.services))
+    issues = []
+    for kind, items in (("rules", monitors.rules), ("probes", monitors.probes)):
+        for item_name, item in items.items():
+            if item.service is not None and item.service not in config.services:
+                issues.append(
+                    f"environments/{name}/monitors/{kind}/{item_name}/service: unknown service "
+                    f'"{item.service}" (services are: {services})'
+                )
     return issues
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from conveyor.paths import Paths
 from conveyor.store.records import (
     AccessoryRecord,
+    AlertRecord,
     DeploymentRecord,
     InstanceRecord,
     LockRecord,
@@ -67,6 +68,10 @@ class StatusReader(Protocol):
         self, environment: str | None = None, service: str | None = None
     ) -> list[InstanceRecord]:
         """Instances, oldest first (then by name)."""
+        ...
+
+    def list_alerts(self, environment: str | None = None) -> list[AlertRecord]:
+        """The alerts of monitors, by environment and name."""
         ...
 
     def list_accessories(self, environment: str | None = None) -> list[AccessoryRecord]:
@@ -235,6 +240,22 @@ def environment_status(
         },
         "services": services,
         "accessories": accessories,
+        "alerts": [_alert(a) for a in reader.list_alerts(name)],
+    }
+
+
+def _alert(alert: AlertRecord) -> dict[str, Any]:
+    """An alert of `monitors:` as `status --json` shows it."""
+    return {
+        "name": alert.name,
+        "kind": alert.kind,
+        "expression": alert.expression,
+        "state": alert.state,
+        "since": _iso(alert.since),
+        "fired_at": _iso(alert.fired_at),
+        "resolved_at": _iso(alert.resolved_at),
+        "detail": alert.detail,
+        "deployment": alert.deployment_id,
     }
 
 

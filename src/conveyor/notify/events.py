@@ -18,6 +18,8 @@ TITLES = {  # of each of config.models.NotifyEvent
     "refused": "was refused",
     "verify_failed": "failed its check after traffic (verify) and is rolled back",
     "job_failed": "failed",
+    "alert_firing": "is firing",
+    "alert_resolved": "resolved",
 }
 
 
@@ -40,6 +42,7 @@ class DeployEvent:
     reason: str | None = None
     error: str | None = None
     job: str | None = None  # the scheduled job of a job_failed event (its run is `deployment`)
+    alert: str | None = None  # the rule or probe of an alert_firing / alert_resolved event
     time: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,6 +50,8 @@ class DeployEvent:
 
     def headline(self) -> str:
         """`shop: deploy 20261201-... of staging succeeded`."""
+        if self.alert is not None:
+            return f"{self.project}: alert {self.alert} of {self.environment} {TITLES[self.event]}"
         if self.job is not None:
             return f"{self.project}: job {self.job} of {self.environment} {TITLES[self.event]}"
         return (

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from conveyor.engine.runtime import Runtime
 
 JOB_FAILED = "job_failed"
+NOT_RELEASES = (JOB_FAILED, "alert_firing", "alert_resolved")  # GitHub targets get none
 BACKOFF_S = (0.5, 1.0, 2.0)  # waits between the attempts: 4 attempts in all
 DRAIN_TIMEOUT_S = 30.0
 
@@ -97,8 +98,8 @@ class NotificationHub:
             (index, target)
             for index, target in enumerate(self.rt.loaded.config.notify)
             if matches(target, kind, environment)
-            # GitHub deployments are about releases, not about a job's runs
-            and not (target.github is not None and kind == JOB_FAILED)
+            # GitHub deployments are about releases, not about a job's runs or alerts
+            and not (target.github is not None and kind in NOT_RELEASES)
         ]
 
     def publish_event(self, event: DeployEvent) -> None:

@@ -551,6 +551,9 @@ def create_app(config_path: Path | None) -> FastAPI:
         """Reject a deployment that waits for approval: it ends, nothing having changed."""
         return decide(request, token, deployment_id, False, (body or MessageBody()).message or "")
 
+    from conveyor.server.metrics import add_metrics
+
+    add_metrics(app, caller)  # GET /metrics: the Prometheus exposition
     return app
 
 

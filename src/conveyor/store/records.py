@@ -280,6 +280,24 @@ class JobRunRecord:
     output: Text | None = None  # the output's last lines, secrets masked
 
 
+@dataclass(frozen=True)
+class AlertRecord:
+    """Where an alert of `monitors:` is (`conveyor.monitors.state`), kept across the agent's
+    restarts: a firing alert is not announced again."""
+
+    environment: Key
+    name: Key  # the rule's or the probe's
+    kind: Str32  # rule | probe
+    state: Str32  # ok | pending | firing
+    updated_at: datetime
+    expression: Text = ""  # what fires it: "error_rate > 5% for 5m"
+    since: datetime | None = None
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+    detail: Text | None = None  # the reading that moved it last
+    deployment_id: str | None = None  # what served when it last fired
+
+
 # Roles of API tokens (`conveyor tokens`, `conveyor.server.access`).
 ROLES = ("viewer", "deployer", "approver", "admin")
 

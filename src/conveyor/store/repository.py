@@ -39,6 +39,7 @@ from conveyor.store.records import (
     SUCCEEDED,
     UNFINISHED_STATUSES,
     AccessoryRecord,
+    AlertRecord,
     ApprovalRecord,
     AuditRecord,
     BackupRecord,
@@ -838,6 +839,59 @@ class Store:
             query = query.limit(limit)
         with self._tx(f"read the job runs of {environment}") as conn:
             return [rows.job_run(row._mapping) for row in conn.execute(query)]
+
+    def analysis_verdicts(self) -> list[tuple[str, str, str]]:
+        """(environment, analysis, verdict) of every analysis run that ended: the decision
+        of its last measurement when final (pass, fail, inconclusive)."""
+        m, d = t.measurements, t.deployments
+        last = (
+            select(m.c.deployment_id, m.c.step_index, m.c.run, func.max(m.c.seq).label("seq"))
+            .group_by(m.c.deployment_id, m.c.step_index, m.c.run)
+            .subquery()
+        )
+        query = (
+            select(d.c.environment, m.c.analysis, m.c.data)
+            .join(
+                last,
+                and_(
+                    m.c.deployment_id == last.c.deployment_id,
+                    m.c.step_index == last.c.step_index,
+                    m.c.run == last.c.run,
+                    m.c.seq == last.c.seq,
+                ),
+            )
+            .join(d, d.c.id == m.c.deployment_id)
+        )
+        found = []
+        with self._tx("read the analyses' verdicts") as conn:
+            for environment, analysis, data in conn.execute(query):
+                decision = str((data or {}).get("verdict", {}).get("decision", "")).lower()
+                if decision in ("pass", "fail", "inconclusive"):
+                    found.append((str(environment), str(analysis), decision))
+        return found
+
+    # -- alerts of monitors ---------------------------------------------------
+
+    def put_alert(self, r: AlertRecord) -> None:
+        """Record where an alert is now (replacing what was known of it)."""
+        stmt = self._upsert(t.alerts, columns_of(r), keys=("environment", "name"))
+        with self._tx(f"record alert {r.name} of {r.environment}", write=True) as conn:
+            conn.execute(stmt)
+
+    def list_alerts(self, environment: str | None = None) -> list[AlertRecord]:
+        """The alerts known, by environment and name."""
+        a = t.alerts
+        query = select(a).order_by(a.c.environment, a.c.name)
+        if environment is not None:
+            query = query.where(a.c.environment == environment)
+        with self._tx("read the alerts") as conn:
+            return [rows.alert(row._mapping) for row in conn.execute(query)]
+
+    def forget_alerts(self, environment: str, keep: Sequence[str]) -> None:
+        """Forget the alerts of `environment` whose rule or probe is not in `keep`."""
+        a = t.alerts
+        with self._tx(f"forget old alerts of {environment}", write=True) as conn:
+            conn.execute(delete(a).where(a.c.environment == environment, a.c.name.not_in(keep)))
 
     # -- approvals ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from conveyor.store.columns import Columns, reader
 __all__ = [
     "Columns",
     "accessory",
+    "alert",
     "approval",
     "audit",
     "backup",
@@ -46,3 +47,4 @@ notification = reader(records.NotificationRecord)
 job_run = reader(records.JobRunRecord)
 token = reader(records.TokenRecord)
 audit = reader(records.AuditRecord)
+alert = reader(records.AlertRecord)

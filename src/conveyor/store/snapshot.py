@@ -26,6 +26,7 @@ from conveyor.store.integrity import check_file
 from conveyor.store.records import (
     UNFINISHED_STATUSES,
     AccessoryRecord,
+    AlertRecord,
     DeploymentRecord,
     InstanceRecord,
     LockRecord,
@@ -41,6 +42,7 @@ _STEP = columns.names(StepRecord)
 _INSTANCE = columns.names(InstanceRecord)
 _LOCK = columns.names(LockRecord)
 _ACCESSORY = columns.names(AccessoryRecord)
+_ALERT = columns.names(AlertRecord)
 _CURRENT = ("environment", "service", "release_id")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -50,6 +52,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "locks": _LOCK,
     "current_releases": _CURRENT,
     "accessories": _ACCESSORY,
+    "alerts": _ALERT,
 }
 """Every table and column this module refers to."""
 
@@ -120,6 +123,7 @@ _deployment = _reader(DeploymentRecord, rows.deployment)
 _step = _reader(StepRecord, rows.step)
 _instance = _reader(InstanceRecord, rows.instance)
 _accessory = _reader(AccessoryRecord, rows.accessory)
+_alert = _reader(AlertRecord, rows.alert)
 _lock = _reader(LockRecord, rows.lock)
 
 
@@ -269,3 +273,12 @@ class SnapshotReader:
             sql += " WHERE environment = ?"
             params = (environment,)
         return self._read(sql + " ORDER BY environment, name", params, _accessory)
+
+    def list_alerts(self, environment: str | None = None) -> list[AlertRecord]:
+        """The alerts of monitors, by environment and name."""
+        sql = _select("alerts", _ALERT)
+        params: tuple[Any, ...] = ()
+        if environment is not None:
+            sql += " WHERE environment = ?"
+            params = (environment,)
+        return self._read(sql + " ORDER BY environment, name", params, _alert)

@@ -267,3 +267,6 @@ audit = Table(
     Index(None, "time"),
     sqlite_autoincrement=True,
 )
+
+# The alerts of `monitors:`: one row per environment and rule or probe, its latest state.
+alerts = Table("alerts", metadata, *_columns(records.AlertRecord))

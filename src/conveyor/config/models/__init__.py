@@ -58,6 +58,7 @@ from conveyor.config.models.jobs import (
     ScheduledJob,
     ScheduledJobName,
 )
+from conveyor.config.models.monitors import AlertRule, MonitorsConfig, Probe
 from conveyor.config.models.notify import (
     EmailTarget,
     GithubTarget,
@@ -142,6 +143,7 @@ __all__ = [
     "AccessoryConfig",
     "AccessoryName",
     "AccessoryOverride",
+    "AlertRule",
     "AnalysisName",
     "AnalysisTemplate",
     "ApprovalsConfig",
@@ -178,6 +180,7 @@ __all__ = [
     "JunitReport",
     "ListenAddress",
     "MigrateConfig",
+    "MonitorsConfig",
     "NonNegativeInt",
     "NotifyConfig",
     "NotifyEvent",
@@ -187,6 +190,7 @@ __all__ = [
     "PipelineConfig",
     "PortRange",
     "PositiveInt",
+    "Probe",
     "ProjectName",
     "ProjectPath",
     "RelativePath",

@@ -13,6 +13,7 @@ from conveyor.config.models.addresses import ListenAddress, PortRange, parse_lis
 from conveyor.config.models.base import _Model
 from conveyor.config.models.databases import DatabaseName, DatabaseOverride
 from conveyor.config.models.hooks import HooksConfig
+from conveyor.config.models.monitors import MonitorsConfig
 from conveyor.config.models.policies import ApprovalsConfig, FreezeConfig, WindowConfig
 from conveyor.config.models.secrets import Secrets, secrets_field
 from conveyor.config.models.strategies import (
@@ -148,6 +149,11 @@ class EnvironmentConfig(_Model):
         None,
         description="Checks that go on for a bake time after a deploy gave the new releases "
         "all the traffic; a failure rolls the deploy back.",
+    )
+    monitors: MonitorsConfig | None = Field(
+        None,
+        description="Probes and alert rules evaluated by the environment's agent after the "
+        "deploys (alert_firing / alert_resolved to the notify: targets).",
     )
     hosts: on_hosts.HostsSpec | None = on_hosts.hosts_field()
     router_host: on_hosts.RouterHost = on_hosts.router_host_field()

@@ -22,6 +22,8 @@ NotifyEvent = Literal[
     "refused",
     "verify_failed",
     "job_failed",  # a scheduled job (jobs:) failed
+    "alert_firing",  # a rule or probe of monitors: fired
+    "alert_resolved",  # ... and resolved
 ]
 
 
