@@ -546,6 +546,9 @@ def create_app(config_path: Path | None) -> FastAPI:
         """Reject a deployment that waits for approval: it ends, nothing having changed."""
         return decide(request, token, deployment_id, False, (body or MessageBody()).message or "")
 
+    from conveyor.server.dashboard.pages import install as install_dashboard
+
+    install_dashboard(app)  # the web pages and the live stream of a deployment's journal
     return app
 
 
