@@ -98,7 +98,8 @@ def pages_router() -> APIRouter:
 
     @r.get("/")
     def home(request: Request) -> Response:
-        return RedirectResponse("/environments", status_code=303)
+        signed = session_token(request) is not None
+        return RedirectResponse("/environments" if signed else "/login", status_code=303)
 
     @r.get("/static/{name}")
     def static(name: str) -> Response:
@@ -113,7 +114,8 @@ def pages_router() -> APIRouter:
     # -- logging in ------------------------------------------------------------
 
     def login_page(request: Request, error: str | None, status_code: int, target: str) -> Response:
-        secret = secrets.token_urlsafe(32)
+        # one secret per browser (several log-in tabs share it) until it logs in
+        secret = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
         response = page(
             request,
             "login.html",
