@@ -1,7 +1,9 @@
 """Live updates of a deployment: `GET /api/deployments/{id}/events`, server-sent events.
 
-The stream reads the deployment's journal from the store every `POLL_S` (whoever
-writes it: this server, a `conveyor deploy` in a terminal, a CI job) and sends what
+The stream looks at the deployment's journal in the store every `POLL_S` (whoever
+writes it: this server, a `conveyor deploy` in a terminal, a CI job) with one cheap
+read (`Store.journal_mark`; with SQLite, only when the database's files changed);
+when that changed, it reads the journal and sends what
 changed since its last read:
 
 - `entry` `{"key", "html"}`: a timeline entry, new or changed (`dashboard.journal`);
@@ -31,11 +33,29 @@ from conveyor.redaction import redact_registered
 from conveyor.server.access import Action, refusal
 from conveyor.store.records import TokenRecord
 
-POLL_S = 0.1  # how often the journal is read: an event arrives at most this late, plus a read
-CHART_EVERY = 5  # measurements (many rows) are read every 5th poll: 0.5 s
+POLL_S = 0.05  # how often the journal's mark is read: an event arrives at most this late
+MEASURED = 7  # the measurements' part of `Store.journal_mark`
+CHECK_ANYWAY_S = 2.0  # the journal's mark is read this often even when no file changed
 KEEPALIVE_S = 15.0
 MAX_STREAM_S = 300.0
 RETRY_MS = 1000
+
+
+def file_mark(store: Any) -> tuple[Any, ...] | None:
+    """The size and time of the SQLite store's files (None for PostgreSQL): every write
+    changes them, and a stat costs microseconds where a query costs milliseconds."""
+    path = getattr(store, "state_file", None)
+    if path is None:
+        return None
+    marks: list[tuple[int, int] | None] = []
+    for name in (path, path.with_name(path.name + "-wal")):
+        try:
+            found = name.stat()
+        except OSError:
+            marks.append(None)
+        else:
+            marks.append((found.st_mtime_ns, found.st_size))
+    return tuple(marks)
 
 
 def sse(event: str, data: dict[str, Any]) -> bytes:
@@ -63,7 +83,9 @@ def reader(request: Request) -> TokenRecord:
     return found[0]
 
 
-async def updates(request: Request, token: TokenRecord, deployment_id: str) -> AsyncIterator[bytes]:
+async def updates(
+    request: Request, token: TokenRecord, deployment_id: str, environment: str
+) -> AsyncIterator[bytes]:
     """The events of one deployment's journal until it has finished (or the client left)."""
     from conveyor.server.dashboard.journal import read_journal, timeline
     from conveyor.server.dashboard.pages import charts_of, summary_context
@@ -72,15 +94,33 @@ async def updates(request: Request, token: TokenRecord, deployment_id: str) -> A
     store = request.app.state.control.store
     sent: dict[str, str] = {}
     summary = charts = ""
+    mark: tuple[Any, ...] | None = None
+    seen: tuple[Any, ...] | None = None
+    checked = 0.0
     yield f"retry: {RETRY_MS}\n\n".encode()
     started = last_sent = time.monotonic()
-    polls = 0
     while True:
+        now = time.monotonic()
+        if now - started > MAX_STREAM_S or await request.is_disconnected():
+            return
+        touched = file_mark(store)
+        if touched is not None and touched == seen and now - checked < CHECK_ANYWAY_S:
+            await asyncio.sleep(POLL_S)
+            continue
+        seen, checked = touched, now
+        new = await asyncio.to_thread(store.journal_mark, deployment_id, environment)
+        if new == mark:
+            if now - last_sent > KEEPALIVE_S:
+                yield b": keep-alive\n\n"
+                last_sent = now
+            await asyncio.sleep(POLL_S)
+            continue
+        measured = mark is None or new[MEASURED] != mark[MEASURED] or new[0] != mark[0]
+        mark = new
         record = await asyncio.to_thread(store.get_deployment, deployment_id)
         if record is None:
             return
-        read_charts = polls % CHART_EVERY == 0
-        journal = await asyncio.to_thread(read_journal, store, record, read_charts)
+        journal = await asyncio.to_thread(read_journal, store, record, measured)
         out: list[bytes] = []
         for entry in timeline(journal):
             html = fragment("_entry.html", entry=entry)
@@ -92,25 +132,17 @@ async def updates(request: Request, token: TokenRecord, deployment_id: str) -> A
         if html != summary:
             summary = html
             out.append(sse("summary", {"html": html}))
-        if read_charts:
+        if measured:
             html = fragment("_charts.html", charts=charts_of(journal))
             if html != charts:
                 charts = html
                 out.append(sse("charts", {"html": html}))
         for chunk in out:
             yield chunk
-        now = time.monotonic()
-        if out:
-            last_sent = now
-        if journal.finished and read_charts:
+        last_sent = time.monotonic()
+        if journal.finished:
             yield sse("end", {"status": record.status})
             return
-        if now - started > MAX_STREAM_S or await request.is_disconnected():
-            return
-        if now - last_sent > KEEPALIVE_S:
-            yield b": keep-alive\n\n"
-            last_sent = now
-        polls += 1
         await asyncio.sleep(POLL_S)
 
 
@@ -137,7 +169,7 @@ def events_router() -> APIRouter:
         if record is None:
             raise ApiError(404, f'unknown deployment "{deployment_id}"')
         return StreamingResponse(
-            updates(request, token, deployment_id),
+            updates(request, token, deployment_id, record.environment),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
