@@ -172,23 +172,28 @@ class _Panel:
 def _polyline(
     panel: _Panel, xs: Sequence[float], ys: Sequence[float | None], colour: str, label: str
 ) -> str:
-    """A line through the points that have a value (a gap where none has)."""
+    """A line through the points that have a value (a gap where none has), and a dot on
+    the latest one (a lone point shows too)."""
     parts: list[str] = []
     run: list[str] = []
+    last: str | None = None
     for x, y in zip(xs, ys, strict=True):
         if y is None:
             if run:
                 parts.append(" ".join(run))
             run = []
             continue
+        last = f'cx="{panel.x(x):.1f}" cy="{panel.y(y):.1f}"'
         run.append(f"{panel.x(x):.1f},{panel.y(y):.1f}")
     if run:
         parts.append(" ".join(run))
-    return "".join(
+    lines = "".join(
         f'<polyline class="line" data-series="{escape(label)}" points="{points}" fill="none" '
         f'stroke="{colour}" stroke-width="2"/>'
         for points in parts
     )
+    dot = f'<circle {last} r="3" fill="{colour}"/>' if last else ""
+    return lines + dot
 
 
 def _frame(panel: _Panel, title: str, ticks: Sequence[tuple[float, str]]) -> str:
