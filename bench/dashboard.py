@@ -290,9 +290,14 @@ def throughput(
             while time.monotonic() < stop:
                 started = time.perf_counter()
                 try:
-                    ok = c.get(path).status_code == 200
-                except httpx.HTTPError:
+                    answer = c.get(path)
+                    ok = answer.status_code == 200
+                    if not ok and not failed[0]:
+                        print(f"GET {path}: {answer.status_code} {answer.text[:300]}")
+                except httpx.HTTPError as exc:
                     ok = False
+                    if not failed[0]:
+                        print(f"GET {path}: {exc!r}")
                 if ok:
                     times.append(time.perf_counter() - started)
                 else:

@@ -95,7 +95,8 @@ async def updates(
     sent: dict[str, str] = {}
     summary = charts = ""
     mark: tuple[Any, ...] | None = None
-    seen: tuple[Any, ...] | None = None
+    seen: tuple[Any, ...] | None = None  # the files' mark when the journal was last read
+    previous: tuple[Any, ...] | None = None  # the files' mark at the previous poll
     checked = 0.0
     yield f"retry: {RETRY_MS}\n\n".encode()
     started = last_sent = time.monotonic()
@@ -104,10 +105,13 @@ async def updates(
         if now - started > MAX_STREAM_S or await request.is_disconnected():
             return
         touched = file_mark(store)
+        settled, previous = touched == previous, touched
         if touched is not None and touched == seen and now - checked < CHECK_ANYWAY_S:
             await asyncio.sleep(POLL_S)
             continue
-        seen, checked = touched, now
+        # A write changes the files before its commit is visible (SQLite updates its WAL
+        # index last): files that just changed are read again at the next poll.
+        seen, checked = (touched if settled else None), now
         new = await asyncio.to_thread(store.journal_mark, deployment_id, environment)
         if new == mark:
             if now - last_sent > KEEPALIVE_S:
