@@ -49,8 +49,8 @@ class Api:
         token = self.tokens[kind]
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         answer = self.client.request(method, path, headers=headers, json=body)
-        if answer.headers.get("content-type", "").startswith("text/plain"):
-            return answer.status_code, answer.text  # /metrics
+        if not answer.headers.get("content-type", "").startswith("application/json"):
+            return answer.status_code, answer.text  # the live stream of a deployment
         return answer.status_code, answer.json()
 
 

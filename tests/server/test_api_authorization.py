@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from fastapi.testclient import TestClient
 
 from conveyor.redaction import forget_secrets, register_secrets
 from conveyor.store.records import AWAITING_APPROVAL
@@ -29,6 +30,7 @@ TABLE: list[tuple[str, str, object, tuple[int, int, int, int, int]]] = [
     ("GET", f"{STAGING}/deployments", None, (200, 200, 200, 200, 403)),
     ("GET", f"{STAGING}/dora", None, (200, 200, 200, 200, 403)),
     ("GET", D, None, (200, 200, 200, 200, 403)),
+    ("GET", f"{D}/events", None, (200, 200, 200, 200, 403)),
     ("GET", "/api/audit", None, (403, 403, 403, 200, 403)),
     ("GET", "/metrics", None, (200, 200, 200, 200, 200)),
     ("POST", f"{STAGING}/deploy", {"releases": {}}, (403, 400, 403, 400, 403)),
@@ -53,6 +55,40 @@ def test_every_endpoint_for_every_caller(
     if status >= 400:  # every error is {error, hint}, with the reason
         assert isinstance(answer, dict) and set(answer) == {"error", "hint"}
         assert answer["error"]
+
+
+# The dashboard's pages, in a browser logged in with each kind of token (one that cannot
+# log in is sent to the log-in page: 303). The deployment is a finished one of staging,
+# the latest: a deployer may roll it back.
+PAGES: list[tuple[str, tuple[int, int, int, int, int]]] = [
+    ("/environments", (200, 200, 200, 200, 200)),
+    ("/environments/staging", (200, 200, 200, 200, 403)),
+    (f"/deployments/{DEPLOYMENT}", (200, 200, 200, 200, 403)),
+    (f"/deployments/{DEPLOYMENT}/confirm/rollback", (403, 200, 403, 200, 403)),
+    (f"/deployments/{DEPLOYMENT}/confirm/approve", (403, 403, 403, 403, 403)),
+    ("/pipeline", (200, 200, 200, 200, 200)),
+    ("/dora", (200, 200, 200, 200, 200)),
+    ("/alerts", (200, 200, 200, 200, 200)),
+]
+
+
+def browser(api: Api, kind: str) -> TestClient:
+    """A client that logged in on the dashboard with the token of `kind` (or tried to)."""
+    client = TestClient(api.client.app)
+    form = client.get("/login").text
+    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    client.post("/login", data={"csrf": csrf, "token": api.tokens[kind]})
+    return client
+
+
+def test_every_page_for_every_caller(api: Api) -> None:
+    browsers = {kind: browser(api, kind) for kind in (*ROLES, *REFUSED)}
+    for path, expected in PAGES:
+        got = {k: b.get(path, follow_redirects=False).status_code for k, b in browsers.items()}
+        want = {**dict(zip(ROLES, expected, strict=True)), **dict.fromkeys(REFUSED, 303)}
+        assert got == want, path
+    answer = browsers["viewer"].get("/pipeline")
+    assert answer.headers["content-type"].startswith("text/html")
 
 
 def test_health_needs_no_token_and_unknown_things_are_404(api: Api) -> None:

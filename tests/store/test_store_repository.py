@@ -400,3 +400,30 @@ def test_two_stores_on_one_database_see_each_other(store_url: str) -> None:
         assert two.get_release("web", "r1") is not None
         two.set_current("staging", "web", "r1", None)
         assert one.current_releases("staging") == {"web": "r1"}
+
+
+def test_the_journal_mark_changes_with_every_write_to_a_deployments_journal(store: Store) -> None:
+    from conveyor.store.records import ApprovalRecord
+
+    store.create_deployment(deployment("d1"))
+    marks = [store.journal_mark("d1", "staging")]
+
+    def changed() -> bool:
+        marks.append(store.journal_mark("d1", "staging"))
+        return marks[-1] != marks[-2]
+
+    store.step_started("d1", 1, "start", "start web")
+    assert changed()
+    store.step_finished("d1", 1, "done")
+    assert changed()
+    store.add_event("pause", "paused", "staging", "d1")
+    assert changed()
+    store.add_approval(ApprovalRecord("d1", "bo", True, T0))
+    assert changed()
+    store.update_deployment("d1", status="succeeded", finished=True)
+    assert changed()
+    store.add_event("pause", "another deployment's", "staging", "d2")
+    store.create_deployment(deployment("d0", started_at=T0 - timedelta(days=1)))
+    assert not changed()  # neither its journal nor the newest of its environment
+    store.create_deployment(deployment("d3", started_at=T0 + timedelta(days=1)))
+    assert changed()  # a newer deployment: the page's buttons change

@@ -57,9 +57,16 @@ def print_dora(data: dict[str, Any], as_json: bool) -> None:
         f"DORA metrics of {name}, {start:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC "
         f"({days:g} days)"
     )
+    for label, value, band in dora_rows(data):
+        say(f"  {label:<22} {value:<58} {band or '-'}")
+
+
+def dora_rows(data: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(key, what it measured, band) of each DORA key of `dora_json`'s data, as
+    `conveyor dora` and the dashboard show them."""
     frequency, lead = data["deployment_frequency"], data["lead_time"]
     rate, restore = data["change_failure_rate"], data["time_to_restore"]
-    rows = [
+    return [
         (
             "deployment frequency",
             f"{frequency['deployments']} deployments, {frequency['per_day']:.2f} a day, "
@@ -89,8 +96,6 @@ def print_dora(data: dict[str, Any], as_json: bool) -> None:
             restore["band"],
         ),
     ]
-    for label, value, band in rows:
-        say(f"  {label:<22} {value:<58} {band or '-'}")
 
 
 def dora_json(rt: Any, name: str, start: datetime, until: datetime) -> dict[str, Any]:

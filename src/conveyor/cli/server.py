@@ -67,7 +67,13 @@ def server(ctx: typer.Context, listen: str = ListenOption) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     load(defer_unset=True)  # a broken conveyor.yml is an error now, not at the first request
     uvicorn.run(
-        create_app(STATE.config_path), host=host, port=port, log_level="info", access_log=True
+        create_app(STATE.config_path),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=True,
+        # an open dashboard page keeps a live stream open: do not wait for it to stop
+        timeout_graceful_shutdown=2,
     )
 
 

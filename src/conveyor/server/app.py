@@ -554,6 +554,10 @@ def create_app(config_path: Path | None) -> FastAPI:
     from conveyor.server.metrics import add_metrics
 
     add_metrics(app, caller)  # GET /metrics: the Prometheus exposition
+
+    from conveyor.server.dashboard.pages import install as install_dashboard
+
+    install_dashboard(app)  # the web pages and the live stream of a deployment's journal
     return app
 
 
