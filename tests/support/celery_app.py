@@ -2,7 +2,7 @@
 worker and a Celery beat, with the test's own `redis-server` as the broker.
 
 - `tasks.py`: `record(n)` takes a little while, then counts task n in Redis
-  (`HINCRBY processed n 1`) and notes which release ran it; beat sends `tick` every
+  (`HINCRBY processed n 1`) and notes which release ran it and when (`done_at`); beat sends `tick` every
   half second, which counts its beat's instance name (`ticks`, and `tick_log` with the
   time). Exactly once means every n has the count 1.
 - `enqueue.py N FIRST`: queues tasks FIRST..FIRST+N-1, 20 a second; `queued` is
@@ -58,6 +58,7 @@ def record(n):
     time.sleep(0.05)
     store.hincrby("processed", str(n), 1)
     store.hset("release_of", str(n), RELEASE)
+    store.hset("done_at", str(n), repr(time.time()))
 
 
 @app.task
