@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.project import Project, free_port, git_project
+
 CACHE = Path("/tmp/conveyor-tests-celery")
 WHEELHOUSE = CACHE / "wheelhouse"
 PACKAGES = ("celery[redis]",)  # Celery, kombu's Redis transport and what it needs
@@ -282,3 +284,19 @@ def beat_processes(home: Path) -> list[int]:
         if celery and b"beat" in argv and cwd.startswith(str(home)):
             found.append(int(entry.name))
     return found
+
+
+@contextlib.contextmanager
+def deployed(tmp: Path, timeout: float = 300) -> Iterator[tuple[Project, Redis]]:
+    """The project in `tmp/project` deployed to staging (v1), with its own broker in
+    `tmp/redis`; everything it started is stopped afterwards."""
+    with redis_server(tmp / "redis", free_port()) as redis:
+        root = tmp / "project"
+        root.mkdir()
+        write_project(root, redis.url, f"127.0.0.1:{free_port()}")
+        project = git_project(root, tmp / "home")
+        try:
+            project.run("deploy", "staging", "--build", timeout=timeout)
+            yield project, redis
+        finally:
+            project.shutdown()
