@@ -178,7 +178,10 @@ def test_the_erp_process_under_load(erp: tuple[Project, Recorder, Any]) -> None:
     assert read.failures == 0, read.summary()
     assert read.requests > 100, read.summary()
     assert posted.failures == 0, posted.summary()
-    created = posted.statuses[201]
+    # A POST whose connection closed unanswered (Caddy closes connections as it reloads)
+    # is sent again: 200 when the first one had created the order, 201 when not.
+    created = posted.statuses[201] + posted.statuses[200]
+    assert set(posted.statuses) <= {200, 201}, posted.summary()
     assert created > 200, posted.summary()  # 20 a second through three deploys
 
     # Every order was processed exactly once: none lost, none run twice.
