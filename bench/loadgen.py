@@ -37,6 +37,7 @@ import select
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -87,6 +88,9 @@ class Load:
 
     A request fails when it gets no response or a status other than 2xx.
     Bodies are counted when `count_bodies` is set (e.g. /version per release).
+    With `post`, each request is a POST (JSON) of the body `post()` returns, the same
+    bytes on each retry: the caller makes it idempotent (a unique reference the server
+    deduplicates), so the retry rule above holds for it too.
     With `rate`, the clients together send about `rate` requests per second
     (each waits for its next slot; one that falls behind sends at once);
     without it they send back to back, as fast as the server answers.
@@ -99,8 +103,10 @@ class Load:
         count_bodies: bool = False,
         max_seconds: float = 300.0,
         rate: float | None = None,
+        post: Callable[[], bytes] | None = None,
     ) -> None:
         parts = urlsplit(url)
+        self.post = post
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.path = parts.path or "/"
@@ -146,6 +152,7 @@ class Load:
             started = time.monotonic()
             attempts = 0
             retried_on_new = False
+            body_out = self.post() if self.post else None
             while True:
                 attempts += 1
                 if conn is not None and _closed_by_peer(conn):
@@ -158,7 +165,11 @@ class Load:
                     uses = 0
                 answered = False
                 try:
-                    conn.request("GET", self.path)
+                    if body_out is None:
+                        conn.request("GET", self.path)
+                    else:
+                        headers = {"Content-Type": "application/json"}
+                        conn.request("POST", self.path, body_out, headers)
                     response = conn.getresponse()
                     answered = True
                     body = response.read().decode(errors="replace")

@@ -80,6 +80,7 @@ _passable_temp_dirs()
 # The end-to-end files, longest first (`--durations`, 2 cores).
 LONGEST_FIRST = (
     "e2e/test_fleet_faults.py",
+    "e2e/test_erp.py",
     "e2e/test_node_apps.py",
     "e2e/test_python_apps.py",
     "e2e/test_flask_app.py",

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.apps import make_app
+from tests.support.planted import Recorder, assert_nowhere_but_programs
 from tests.support.project import CONVEYOR, Project
 
 pytestmark = pytest.mark.slow
@@ -111,22 +112,6 @@ environments:
 
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-class Recorder:
-    """Runs the CLI and keeps every output for the final search."""
-
-    def __init__(self, project: Project) -> None:
-        self.project = project
-        self.outputs: list[str] = []
-
-    def __call__(
-        self, *args: str, check: bool = True, **env: str
-    ) -> subprocess.CompletedProcess[str]:
-        result = self.project.run(*args, check=check, env=env)
-        # Labelled by the command's first words: the test's own argv may hold a value.
-        self.outputs.append(f"$ conveyor {' '.join(args[:2])}\n{result.stdout}\n{result.stderr}")
-        return result
 
 
 @pytest.fixture(scope="module")
@@ -255,23 +240,8 @@ def test_every_provider_reaches_the_app_and_nothing_holds_a_value(
             cli("explain", str(record["id"]), "--json", check=False)
 
     # The search: every output, every file.
-    planted = list(VALUES.values()) + [json.dumps(v)[1:-1] for v in VALUES.values()]
-    for output in cli.outputs:
-        for value in planted:
-            assert value not in output, f"{value!r} in the output of {output[:200]}"
-    holders = []
-    for root in (project.home, project.root, Path(project.env["XDG_CONFIG_HOME"])):
-        for path in root.rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                content = path.read_bytes()
-                if any(value.encode() in content for value in planted):
-                    holders.append(path)
-    programs = project.home / "supervisor" / "programs"
-    assert holders, "the instance's program file should hold its environment"
-    for path in holders:
-        assert path.parent == programs, f"a secret value in {path}"
-        assert path.stat().st_mode & 0o777 == 0o600
-    assert programs.stat().st_mode & 0o777 == 0o700
+    roots = [Path(project.env["XDG_CONFIG_HOME"])]
+    assert_nowhere_but_programs(project, VALUES.values(), cli.outputs, roots)
 
 
 CHATTY = """\

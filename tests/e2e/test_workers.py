@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.celery_app import Redis, beat_processes, redis_server, write_project
-from tests.support.project import Project, free_port, git_project
+from tests.support.celery_app import Redis, beat_processes, deployed
+from tests.support.project import Project
 
 pytestmark = pytest.mark.e2e
 
@@ -29,17 +29,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def celery_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, Redis]]:
     """The Celery project deployed to staging (v1), with its broker."""
-    tmp = tmp_path_factory.mktemp("celery")
-    with redis_server(tmp / "redis", free_port()) as redis:
-        root = tmp / "project"
-        root.mkdir()
-        write_project(root, redis.url, f"127.0.0.1:{free_port()}")
-        project = git_project(root, tmp / "home")
-        try:
-            project.run("deploy", "staging", "--build", timeout=300)
-            yield project, redis
-        finally:
-            project.shutdown()
+    with deployed(tmp_path_factory.mktemp("celery")) as (project, redis):
+        yield project, redis
 
 
 def new_version(project: Project, version: str, file: str = "app/version.txt") -> None:

@@ -202,6 +202,34 @@ def test_unchanged_requirements_reuse_the_dependencies_by_hard_links(project: Pa
     assert third.release.manifest["dependencies"]["reused_from"] is None
 
 
+def test_services_of_one_code_base_share_one_install(project: Path) -> None:
+    """A web service and its workers (Django and Celery) built from the same source and
+    requirements: the second service links the first one's dependencies."""
+    import yaml
+
+    (project / "app" / "requirements.txt").write_text("# nothing yet\n")
+    set_service(project, dependencies=VENV)
+    config = yaml.safe_load((project / "conveyor.yml").read_text())
+    config["services"]["worker"] = {**config["services"]["app"], "run": ["python3", "w.py"]}
+    config["services"]["other"] = {
+        **config["services"]["app"],
+        "env": {"X": "1"},  # another environment: another install
+    }
+    (project / "conveyor.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    commit_all(project, "a worker")
+    first, store, paths = build(project)
+    loaded = load_config(project / "conveyor.yml")
+    worker = build_service(loaded, paths, store, "worker", user="tester", dirty=False)
+    deps = worker.release.manifest["dependencies"]
+    assert deps["reused_from"] == first.release.id and deps["reused_from_service"] == "app"
+    one, two = Path(first.release.path), Path(worker.release.path)
+    shared = next((two / ".venv" / "lib").rglob("pip/__init__.py"))
+    assert shared.stat().st_ino == (one / shared.relative_to(two)).stat().st_ino
+    verify_release(store, paths, "worker", worker.release.id)
+    other = build_service(loaded, paths, store, "other", user="tester", dirty=False)
+    assert other.release.manifest["dependencies"]["reused_from"] is None
+
+
 def test_a_build_command_replacing_a_linked_dependency_file_seals_what_it_wrote(
     project: Path,
 ) -> None:

@@ -2,7 +2,7 @@
 worker and a Celery beat, with the test's own `redis-server` as the broker.
 
 - `tasks.py`: `record(n)` takes a little while, then counts task n in Redis
-  (`HINCRBY processed n 1`) and notes which release ran it; beat sends `tick` every
+  (`HINCRBY processed n 1`) and notes which release ran it and when (`done_at`); beat sends `tick` every
   half second, which counts its beat's instance name (`ticks`, and `tick_log` with the
   time). Exactly once means every n has the count 1.
 - `enqueue.py N FIRST`: queues tasks FIRST..FIRST+N-1, 20 a second; `queued` is
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.project import Project, free_port, git_project
 
 CACHE = Path("/tmp/conveyor-tests-celery")
 WHEELHOUSE = CACHE / "wheelhouse"
@@ -58,6 +60,7 @@ def record(n):
     time.sleep(0.05)
     store.hincrby("processed", str(n), 1)
     store.hset("release_of", str(n), RELEASE)
+    store.hset("done_at", str(n), repr(time.time()))
 
 
 @app.task
@@ -281,3 +284,19 @@ def beat_processes(home: Path) -> list[int]:
         if celery and b"beat" in argv and cwd.startswith(str(home)):
             found.append(int(entry.name))
     return found
+
+
+@contextlib.contextmanager
+def deployed(tmp: Path, timeout: float = 300) -> Iterator[tuple[Project, Redis]]:
+    """The project in `tmp/project` deployed to staging (v1), with its own broker in
+    `tmp/redis`; everything it started is stopped afterwards."""
+    with redis_server(tmp / "redis", free_port()) as redis:
+        root = tmp / "project"
+        root.mkdir()
+        write_project(root, redis.url, f"127.0.0.1:{free_port()}")
+        project = git_project(root, tmp / "home")
+        try:
+            project.run("deploy", "staging", "--build", timeout=timeout)
+            yield project, redis
+        finally:
+            project.shutdown()

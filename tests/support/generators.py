@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import shutil
 import subprocess
@@ -63,6 +64,19 @@ def wheelhouse() -> Path:
             _pip("download", "-d", str(WHEELHOUSE), *PACKAGES)
             done.touch()
     return WHEELHOUSE
+
+
+def requirements_wheelhouse(requirements: Path) -> Path:
+    """A directory with the wheels a requirements file needs (e.g. the ERP example's), one
+    per content of the file."""
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    house = CACHE / f"wheelhouse-{digest}"
+    with _locked(f"wheelhouse-{digest}"):
+        done = house / ".complete"
+        if not done.exists():
+            _pip("download", "-d", str(house), "-r", str(requirements))
+            done.touch()
+    return house
 
 
 def pip_env() -> dict[str, str]:

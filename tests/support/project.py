@@ -141,7 +141,9 @@ def make_project(tmp: Path, example: str = "shop") -> Project:
     shutil.copytree(
         EXAMPLES / example,
         root,
-        ignore=shutil.ignore_patterns(".conveyor", "__pycache__", "faults.json"),
+        ignore=shutil.ignore_patterns(
+            ".conveyor", "__pycache__", "faults.json", ".venv", "reports", "staticfiles"
+        ),
     )
     init_repository(root)
     home = tmp / "home"

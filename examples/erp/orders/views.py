@@ -20,10 +20,15 @@ def health(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def create_order(request: HttpRequest) -> JsonResponse:
+    """Creates the order and queues its processing; the reference makes a POST idempotent:
+    sent again (a client retrying after a lost answer), it returns the order, queues nothing."""
     body = json.loads(request.body or b"{}")
-    order = Order.objects.create(reference=str(body["reference"]))
-    process_order.delay(order.pk, float(body.get("work_seconds", 0.2)))
-    return JsonResponse({"id": order.pk, "reference": order.reference}, status=201)
+    order, created = Order.objects.get_or_create(reference=str(body["reference"]))
+    if created:
+        process_order.delay(order.pk, float(body.get("work_seconds", 0.2)))
+    return JsonResponse(
+        {"id": order.pk, "reference": order.reference}, status=201 if created else 200
+    )
 
 
 @require_GET

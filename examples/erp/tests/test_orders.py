@@ -29,6 +29,9 @@ def test_an_order_is_created_queued_and_processed_once(client: Client, monkeypat
     assert order.times_processed == 1 and order.processed_at is not None
     stats = client.get("/orders/stats/").json()
     assert stats == {"orders": 1, "processed": 1, "twice": 0, "heartbeats": 0}
+    again = client.post("/orders/", json.dumps({"reference": "A-1"}), "application/json")
+    assert again.status_code == 200 and again.json()["id"] == order_id
+    assert len(queued) == 1  # a POST sent again queues nothing
 
 
 @pytest.mark.django_db

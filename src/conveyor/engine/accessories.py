@@ -440,8 +440,7 @@ def follow(rt: Runtime, environment: str, name: str, lines: int) -> AsyncIterato
 
 def address(record: AccessoryRecord, accessory: AccessoryConfig) -> AccessoryAddress:
     """Where services reach it."""
-    host, port = split_address(record.address)
-    return AccessoryAddress(host, port, fill_url(accessory.url_template, host, port))
+    return address_of(record.address, accessory)
 
 
 def addresses(rt: Runtime, environment: str, wanted: set[str]) -> dict[str, AccessoryAddress]:
@@ -451,14 +450,47 @@ def addresses(rt: Runtime, environment: str, wanted: set[str]) -> dict[str, Acce
     for name in sorted(wanted):
         accessory = configured(rt, environment, name)
         record = rt.store.get_accessory(environment, name)
-        if record is None:
+        if record is not None:
+            found[name] = address(record, accessory)
+            continue
+        known = _configured_address(rt, environment, name, accessory)
+        if known is None:
             raise TargetError(
                 f"accessory {name} of {environment} has never started, so its address is "
                 "not known yet",
-                hint=f"conveyor accessory start {environment} {name} (a deploy starts it first)",
+                hint=f"conveyor accessory start {environment} {name} (a deploy starts it "
+                "first), or give it a port: (its address is then known before it starts)",
             )
-        found[name] = address(record, accessory)
+        found[name] = known
     return found
+
+
+def _configured_address(
+    rt: Runtime, environment: str, name: str, accessory: AccessoryConfig
+) -> AccessoryAddress | None:
+    """The address of an accessory that never started, when `port:` fixes it: the checks
+    a first deploy runs in the release before it starts the accessory (which migrations
+    are pending, the migration's SQL) see the address its services will get."""
+    if accessory.port is None:
+        return None
+    from conveyor.targets.local import LOCAL_INTERFACE
+
+    host = host_of(rt, environment, name, accessory)
+    listen = LOCAL_INTERFACE
+    if host != LOCAL_HOST:
+        from conveyor.targets.ssh import SshTarget
+
+        target = rt.target_for(environment)
+        if isinstance(target, SshTarget):
+            listen = target.listen_address(target.host(host))
+    endpoint = Endpoint(host, listen, accessory.port)
+    return address_of(endpoint.address, accessory)
+
+
+def address_of(joined: str, accessory: AccessoryConfig) -> AccessoryAddress:
+    """The address services get of an accessory at `host:port`."""
+    host, port = split_address(joined)
+    return AccessoryAddress(host, port, fill_url(accessory.url_template, host, port))
 
 
 def referenced(rt: Runtime, environment: str, texts: list[str]) -> dict[str, AccessoryAddress]:

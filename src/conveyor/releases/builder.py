@@ -317,9 +317,11 @@ def _dependencies(
         return None, None, []
     started = time.monotonic()
     key = dependency_key(spec, release_dir, svc.env, service)
+    # The service's own releases first, then those of the other services: a web service
+    # and its workers built from one code base (Django and Celery) share one install.
+    releases = sorted(store.list_releases(), key=lambda r: r.service != service)
     candidates = (
-        (Path(r.path), (r.manifest.get("dependencies") or {}).get("key"))
-        for r in store.list_releases(service)
+        (Path(r.path), (r.manifest.get("dependencies") or {}).get("key")) for r in releases
     )
     earlier = reusable(candidates, key, spec.paths)
     if earlier is not None:
@@ -328,10 +330,17 @@ def _dependencies(
             files = link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
             linked.extend(f"{path}/{f}" for f in files)
         names = ", ".join(spec.files)
-        log(f"{service}: {names} unchanged: dependencies linked from release {earlier.name}")
+        owner = next(r.service for r in releases if Path(r.path) == earlier)
+        of = "" if owner == service else f" of {owner}"
+        log(f"{service}: {names} unchanged: dependencies linked from release {earlier.name}{of}")
         with build_log.open("a") as out:
             out.write(f"# dependencies linked from {earlier} ({names} unchanged)\n")
-        reused = {"key": key, "reused_from": earlier.name, "seconds": _since(started)}
+        reused = {
+            "key": key,
+            "reused_from": earlier.name,
+            "reused_from_service": owner,
+            "seconds": _since(started),
+        }
         return reused, earlier, linked
     _run_build(spec.install, release_dir, env, build_log, service, "dependencies/install", log)
     return {"key": key, "reused_from": None, "seconds": _since(started)}, None, []
