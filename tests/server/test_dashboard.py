@@ -20,7 +20,7 @@ from conveyor.store.records import (
     SUCCEEDED,
     MeasurementRecordRow,
 )
-from tests.server.conftest import DEPLOYMENT, Api
+from tests.server.conftest import DEPLOYMENT, NOW, Api
 
 WAITING = "20261206-130000-beef"  # a production deployment that waits for approval
 
@@ -355,7 +355,7 @@ def test_the_alerts_page_shows_each_rule_and_probe_where_its_agent_left_it(api: 
             "  staging:\n"
             "    monitors:\n"
             "      rules: {errors: {alert: 'error_rate > 5% for 1m'}}\n"
-            "      probes: {up: {http: {path: /health}}}\n",
+            "      probes: {up: {path: /health}}\n",
         )
     )
     api.store.put_alert(
