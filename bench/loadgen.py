@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import http.client
 import select
+import ssl
 import threading
 import time
 from collections import Counter
@@ -104,11 +105,16 @@ class Load:
         max_seconds: float = 300.0,
         rate: float | None = None,
         post: Callable[[], bytes] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(url)
         self.post = post
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        # an https URL: TLS with `ssl_context` (the default context when None)
+        self.tls = (
+            (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        )
+        self.port = parts.port or (443 if self.tls else 80)
         self.path = parts.path or "/"
         self.clients = clients
         self.count_bodies = count_bodies
@@ -161,7 +167,12 @@ class Load:
                     conn.close()
                     conn = None
                 if conn is None:
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+                    if self.tls is not None:
+                        conn = http.client.HTTPSConnection(
+                            self.host, self.port, timeout=10, context=self.tls
+                        )
+                    else:
+                        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
                     uses = 0
                 answered = False
                 try:

@@ -213,7 +213,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif asked is not None:
             status = int(asked["number"])
         body = json.dumps(
-            {"name": self.server.name, "path": self.path, "host": self.headers.get("Host")}
+            {
+                "name": self.server.name,
+                "path": self.path,
+                "host": self.headers.get("Host"),
+                "proto": self.headers.get("X-Forwarded-Proto"),
+            }
         ).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -136,7 +136,7 @@ class FakeRouter:
     drained: list[str] = field(default_factory=list)
 
     async def ensure_environment(
-        self, environment: str, listen: str, routes: list[RouteSpec]
+        self, environment: str, listen: str, routes: list[RouteSpec], tls: object = None
     ) -> None:
         for route in routes:
             self.backends.setdefault((environment, route.service), {})

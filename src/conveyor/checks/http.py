@@ -7,6 +7,7 @@ import functools
 import ssl
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -17,10 +18,14 @@ _BODY_SNIPPET = 80
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def _ssl_context(trust: Path | None = None) -> ssl.SSLContext:
     # Building a context loads the CA bundle (~25 ms of CPU, blocking the event
-    # loop); health checks are polled, so build it once per process.
-    return httpx.create_ssl_context()
+    # loop); health checks are polled, so build it once per process (and file).
+    if trust is None:
+        return httpx.create_ssl_context()
+    from conveyor.routers.tls import trusting
+
+    return trusting(trust)
 
 
 def _describe_error(exc: Exception, timeout: float) -> str:
@@ -47,7 +52,8 @@ class HttpCheck:
     """`GET url` answers `expect_status` within `timeout` seconds; redirects are not followed.
 
     `secrets` are masked in the body line a failing result quotes; `host_header`, when
-    given, is the request's `Host:` (the URL's host and port otherwise).
+    given, is the request's `Host:` (the URL's host and port otherwise); `trust`, a
+    certificate file (an environment's `tls:`) an https URL may present besides the usual CAs.
     """
 
     def __init__(
@@ -57,12 +63,14 @@ class HttpCheck:
         timeout: float = 5.0,
         secrets: Sequence[str] = (),
         host_header: str | None = None,
+        trust: Path | None = None,
     ) -> None:
         self.url = url
         self.expect_status = expect_status
         self.timeout = timeout
         self.secrets = tuple(secrets)
         self.host_header = host_header  # sent as `Host:` instead of the URL's
+        self.trust = trust
 
     def __repr__(self) -> str:
         return (
@@ -78,7 +86,7 @@ class HttpCheck:
             follow_redirects=False,
             timeout=self.timeout,
             trust_env=False,
-            verify=_ssl_context() if self.url.startswith("https:") else False,
+            verify=_ssl_context(self.trust) if self.url.startswith("https:") else False,
         ) as client:
             start = time.perf_counter()
             try:

@@ -34,6 +34,7 @@ def validate(
     """
     loaded = load(defer_unset=True)
     config = loaded.config
+    _check_tls(loaded)
     warnings = loaded.unset_issues()
     missing = _missing_secrets(loaded, environment) if environment else []
     if as_json:
@@ -77,6 +78,22 @@ def validate(
     if environment:
         count = len(config.secrets_for(environment))
         say(f"  {environment}: {count} secret{'s' * (count != 1)}, all resolvable")
+
+
+def _check_tls(loaded: LoadedConfig) -> None:
+    """Each environment's `tls:` files exist, parse, match, and the key is private."""
+    from conveyor.routers.tls import environment_tls
+
+    issues: list[str] = []
+    hint: str | None = None
+    for name in loaded.config.environments:
+        try:
+            environment_tls(loaded, name)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            hint = exc.hint
+    if issues:
+        raise ConfigError(issues, source=str(loaded.path), hint=hint)
 
 
 def _missing_secrets(loaded: LoadedConfig, environment: str) -> list[str]:

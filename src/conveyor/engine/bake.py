@@ -35,6 +35,7 @@ from conveyor.engine.interruptions import Paused
 from conveyor.engine.plan import Analyze, Verify
 from conveyor.engine.runtime import Runtime
 from conveyor.errors import ConveyorError, VerifyFailedError
+from conveyor.routers.tls import trusted_certificate
 from conveyor.store.records import DeploymentRecord
 from conveyor.store.repository import Store
 
@@ -99,13 +100,14 @@ class Bake:
         self.index = index
         env = {**hook_env(deployment), "SMOKE_URL": step.url}
         root = ctx.rt.loaded.root
+        trust = trusted_certificate(ctx.rt.loaded, ctx.environment)
         self.checks: list[tuple[SmokeTest, Check]] = []
         for raw in step.tests:
             test = SmokeTest.model_validate(raw)
             check: Check
             if test.path is not None:
                 url = step.url.rstrip("/") + test.path
-                check = HttpCheck(url, test.expect_status, test.timeout)
+                check = HttpCheck(url, test.expect_status, test.timeout, trust=trust)
             else:
                 check = CommandCheck(command_argv(test.command or ""), root, env, test.timeout)
             self.checks.append((test, check))

@@ -1162,10 +1162,14 @@ def _lock_for(rt: Runtime, environment: str, deployment_id: str, message: str) -
 
 async def _ensure_routes(rt: Runtime, environment: str) -> None:
     from conveyor.routers.base import route_specs
+    from conveyor.routers.tls import environment_tls
 
     env_config = rt.environment(environment)
     routes = route_specs(rt.loaded.config.services)
-    await rt.router_for(environment).ensure_environment(environment, env_config.listen, routes)
+    tls = environment_tls(rt.loaded, environment)
+    await rt.router_for(environment).ensure_environment(
+        environment, env_config.listen, routes, tls=tls
+    )
 
 
 def _reload(rt: Runtime, deployment_id: str) -> DeploymentRecord:

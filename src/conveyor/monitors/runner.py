@@ -250,7 +250,12 @@ class MonitorRunner:
             if probe.type == "tcp":
                 host, port = _host_port(url)
                 return {url: TcpCheck(host, port, probe.timeout)}
-            return {url: HttpCheck(url + probe.path, probe.expect_status, probe.timeout)}
+            from conveyor.routers.tls import trusted_certificate
+
+            trust = trusted_certificate(self.rt.loaded, self.environment)
+            return {
+                url: HttpCheck(url + probe.path, probe.expect_status, probe.timeout, trust=trust)
+            }
         checks: dict[str, Check] = {}
         for instance in self.rt.store.list_instances(self.environment, probe.service):
             if instance.state != "serving" or not instance.address:

@@ -10,6 +10,7 @@ from conveyor.analysis.metrics import Histogram
 
 if TYPE_CHECKING:
     from conveyor.config.models import ServiceConfig
+    from conveyor.routers.tls import TlsFiles
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,17 @@ class Router(Protocol):
     """
 
     async def ensure_environment(
-        self, environment: str, listen: str, routes: list[RouteSpec]
+        self,
+        environment: str,
+        listen: str,
+        routes: list[RouteSpec],
+        tls: TlsFiles | None = None,
     ) -> None:
-        """Listen on `listen` and route each service; keeps existing backends."""
+        """Listen on `listen` and route each service; keeps existing backends.
+
+        With `tls`, `listen` serves HTTPS with its certificate (loaded again when the
+        files' content changed) and backends get `X-Forwarded-Proto: https`.
+        """
         ...
 
     async def remove_environment(self, environment: str) -> None:

@@ -5,7 +5,9 @@ Layout of the Caddy config (one environment = one HTTP server):
 * `apps.http.servers.<env>` listens on the environment's address, automatic
   HTTPS off. One route per service, `@id` = `conveyor-<env>-<service>`,
   matched by path prefix (`/api` matches `/api` and `/api/*`) and optional
-  host, longest prefix first, then a catch-all 404 route.
+  host, longest prefix first, then a catch-all 404 route. With `tls:`, a
+  connection policy selects the certificate tagged `conveyor-tls-<env>`,
+  loaded from the user's PEM files by `apps.tls.certificates.load_files`.
 * A service route's handlers: two `log_append` (route id and
   `{http.reverse_proxy.upstream.address}` into the access log), an optional
   `rewrite` with `strip_path_prefix`, then the backends:
@@ -94,6 +96,7 @@ from conveyor.routers.traffic import LogPosition, Tally, Window, valid_latency
 if TYPE_CHECKING:
     from conveyor.engine.runtime import Runtime
     from conveyor.routers.base import Router
+    from conveyor.routers.tls import TlsFiles
 
 __all__ = ["CaddyRouter", "build"]
 
@@ -229,13 +232,38 @@ def order_routes(routes: Iterable[RouteSpec]) -> list[RouteSpec]:
     return sorted(routes, key=lambda r: (-len(r.path), r.host is None, r.service))
 
 
+def tls_tag(environment: str) -> str:
+    """The tag of the certificate an environment's server presents (`tls:`)."""
+    return f"conveyor-tls-{environment}"
+
+
+def build_certificate(environment: str, tls: TlsFiles) -> dict[str, Any]:
+    """The `apps.tls.certificates.load_files` entry of an environment's `tls:` files.
+
+    The digest tag changes with the files' content, so a renewed certificate makes
+    the config differ and Caddy reads the files again.
+    """
+    return {
+        "certificate": str(tls.certificate),
+        "key": str(tls.key),
+        "format": "pem",
+        "tags": [tls_tag(environment), f"conveyor-digest-{tls.digest}"],
+    }
+
+
 def build_server(
     environment: str,
     listen: str,
     routes: list[RouteSpec],
     backends: Mapping[str, Mapping[str, int]],
+    tls: TlsFiles | None = None,
 ) -> dict[str, Any]:
-    """The Caddy server of an environment; `backends` maps service -> address -> weight."""
+    """The Caddy server of an environment; `backends` maps service -> address -> weight.
+
+    With `tls`, it serves HTTPS with the certificate tagged `tls_tag(environment)`
+    (automatic HTTPS stays off: no ACME, no redirect); Caddy's reverse proxy then
+    sends `X-Forwarded-Proto: https` to the backends by itself.
+    """
     built = [
         build_route(environment, spec, backends.get(spec.service, {}))
         for spec in order_routes(routes)
@@ -253,12 +281,17 @@ def build_server(
             ],
         }
     )
-    return {
+    server: dict[str, Any] = {
         "listen": [listen],
         "automatic_https": {"disable": True},
         "logs": {"default_logger_name": logger_name(environment)},
         "routes": built,
     }
+    if tls is not None:
+        server["tls_connection_policies"] = [
+            {"certificate_selection": {"any_tag": [tls_tag(environment)]}}
+        ]
+    return server
 
 
 def build_logger(access_log: Path, environment: str) -> dict[str, Any]:
@@ -594,9 +627,13 @@ class CaddyRouter:
     # -- Router protocol -----------------------------------------------------
 
     async def ensure_environment(
-        self, environment: str, listen: str, routes: list[RouteSpec]
+        self,
+        environment: str,
+        listen: str,
+        routes: list[RouteSpec],
+        tls: TlsFiles | None = None,
     ) -> None:
-        """Listen on `listen` and route each service; keeps existing backends.
+        """Listen on `listen` (HTTPS with `tls`) and route each service; keeps backends.
 
         One config load (the whole config, If-Match guarded) when something
         differs, none when the environment is already as asked.
@@ -621,7 +658,12 @@ class CaddyRouter:
                     backends[spec.service] = backends_of_route(
                         existing_routes.get(route_id(environment, spec.service), {})
                     )
-                servers[environment] = build_server(environment, listen, specs, backends)
+                servers[environment] = build_server(environment, listen, specs, backends, tls)
+                _set_certificate(
+                    wanted,
+                    environment,
+                    None if tls is None else build_certificate(environment, tls),
+                )
                 _ensure_logger(
                     wanted, environment, build_logger(self.access_log(environment), environment)
                 )
@@ -674,6 +716,7 @@ class CaddyRouter:
                 wanted = copy.deepcopy(config)
                 servers = ((wanted.get("apps") or {}).get("http") or {}).get("servers") or {}
                 servers.pop(environment, None)
+                _set_certificate(wanted, environment, None)
                 _drop_logger(wanted, environment)
                 if wanted != config:
                     response = await self._call(
@@ -910,6 +953,37 @@ def _ensure_logger(config: dict[str, Any], environment: str, logger: dict[str, A
     name = f"http.log.access.{logger_name(environment)}"
     if not any(name == e or name.startswith(e + ".") for e in excluded):
         default["exclude"] = [*excluded, name]
+
+
+def _set_certificate(
+    config: dict[str, Any], environment: str, entry: dict[str, Any] | None
+) -> None:
+    """Put the environment's certificate entry in `apps.tls` (or take it out), leaving
+    other certificates alone and no empty `tls` app behind."""
+    if entry is None and "tls" not in (config.get("apps") or {}):
+        return
+    apps = config.setdefault("apps", {})
+    tls_app = apps.get("tls") or {}
+    certificates = tls_app.get("certificates") or {}
+    files = [
+        f
+        for f in certificates.get("load_files") or []
+        if tls_tag(environment) not in f.get("tags", [])
+    ]
+    if entry is not None:
+        files.append(entry)
+    if files:
+        certificates["load_files"] = files
+    else:
+        certificates.pop("load_files", None)
+    if certificates:
+        tls_app["certificates"] = certificates
+    else:
+        tls_app.pop("certificates", None)
+    if tls_app:
+        apps["tls"] = tls_app
+    else:
+        apps.pop("tls", None)
 
 
 def _drop_logger(config: dict[str, Any], environment: str) -> None:

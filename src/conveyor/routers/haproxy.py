@@ -3,9 +3,11 @@
 Layout of the generated haproxy.cfg (see `haproxy_process` for how it runs):
 
 * one frontend per environment, `conveyor.<env>`, bound to its listen
-  address; one `use_backend` per service, longest path prefix first, matched
-  by prefix (`/api` matches `/api` and `/api/...`, not `/apix`) and optional
-  host; then a backend answering 404 "no route for this request ...".
+  address (`ssl crt <haproxy_dir>/tls/<env>.pem` with `tls:`: the
+  certificate and key in one 0600 file, `X-Forwarded-Proto: https`); one
+  `use_backend` per service, longest path prefix first, matched by prefix
+  (`/api` matches `/api` and `/api/...`, not `/apix`) and optional host;
+  then a backend answering 404 "no route for this request ...".
 * one backend per (environment, service), `conveyor.<env>.<service>`,
   `balance roundrobin` (a dynamic algorithm: servers can be added at
   runtime, weights change at once), an optional `replace-path` that strips
@@ -109,6 +111,7 @@ from conveyor.routers.traffic import LogPosition, Tally, Window, valid_latency
 if TYPE_CHECKING:
     from conveyor.engine.runtime import Runtime
     from conveyor.routers.base import Router
+    from conveyor.routers.tls import TlsFiles
 
 __all__ = ["HAProxyRouter", "build"]
 
@@ -634,10 +637,25 @@ class HAProxyRouter:
 
     # -- Router protocol -----------------------------------------------------
 
+    def tls_pem(self, environment: str) -> Path:
+        """The certificate and key of the environment's `tls:` in one file, as HAProxy's
+        `crt` wants them (0600, in a 0700 directory of the router's own)."""
+        return self.paths.haproxy_dir / "tls" / f"{environment}.pem"
+
+    def _write_tls(self, environment: str, tls: TlsFiles) -> None:
+        pem = self.tls_pem(environment)
+        pem.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pem.parent.chmod(0o700)
+        atomic_write_text(pem, tls.combined_pem.decode("ascii"))  # mkstemp: mode 0600
+
     async def ensure_environment(
-        self, environment: str, listen: str, routes: list[RouteSpec]
+        self,
+        environment: str,
+        listen: str,
+        routes: list[RouteSpec],
+        tls: TlsFiles | None = None,
     ) -> None:
-        """Listen on `listen` and route each service; keeps existing backends.
+        """Listen on `listen` (HTTPS with `tls`) and route each service; keeps backends.
 
         A config rewrite and a seamless reload when the layout differs from
         what the running worker loaded; otherwise only the servers are checked.
@@ -664,6 +682,8 @@ class HAProxyRouter:
                         listen=listen,
                         routes=specs,
                         backends={s.service: dict(old_backends.get(s.service, {})) for s in specs},
+                        tls_pem=None if tls is None else str(self.tls_pem(environment)),
+                        tls_digest=None if tls is None else tls.digest,
                     ),
                 },
                 carried=state.carried,
@@ -689,8 +709,12 @@ class HAProxyRouter:
                     hint=f"stop the program that listens on {listen} or change the "
                     "environment's listen address",
                 )
+            if tls is not None:
+                await asyncio.to_thread(self._write_tls, environment, tls)
             await self._reload(wanted, what=what)
             await asyncio.to_thread(self._save, wanted)
+            if tls is None:
+                self.tls_pem(environment).unlink(missing_ok=True)
 
     async def _running_layout(self, *, what: str) -> str | None:
         try:
@@ -720,6 +744,7 @@ class HAProxyRouter:
                 )
                 await self._reload(wanted, what=f"remove environment {environment}")
                 await asyncio.to_thread(self._save, wanted)
+            self.tls_pem(environment).unlink(missing_ok=True)
         prefix = backend_name(environment, "")
         async with self._locked(TRAFFIC_LOCK):
             traffic = _TrafficState.load(self._traffic_file())

@@ -145,10 +145,15 @@ class EnvironmentState:
     listen: str
     routes: list[RouteSpec]
     backends: dict[str, dict[str, int]]  # service -> address -> weight (as asked)
+    # `tls:`: the certificate+key PEM in the router's private dir, and its content's digest
+    tls_pem: str | None = None
+    tls_digest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "listen": self.listen,
+            "tls_pem": self.tls_pem,
+            "tls_digest": self.tls_digest,
             "routes": [
                 {
                     "service": r.service,
@@ -176,7 +181,13 @@ class EnvironmentState:
             str(service): {str(a): int(w) for a, w in weights.items()}
             for service, weights in (raw.get("backends") or {}).items()
         }
-        return cls(listen=str(raw["listen"]), routes=routes, backends=backends)
+        return cls(
+            listen=str(raw["listen"]),
+            routes=routes,
+            backends=backends,
+            tls_pem=raw.get("tls_pem") or None,
+            tls_digest=raw.get("tls_digest") or None,
+        )
 
 
 @dataclass
@@ -361,9 +372,19 @@ def render_layout(paths: Paths, state: RouterState) -> list[str]:
         lines += [
             "",
             f"frontend {frontend_name(environment)}",
-            f"    bind {env.listen}",
+        ]
+        if env.tls_pem:
+            lines += [
+                # the digest makes a renewed certificate a new layout: a reload reads it
+                f"    # tls {env.tls_digest}",
+                f"    bind {env.listen} ssl crt {env.tls_pem}",
+            ]
+        else:
+            lines.append(f"    bind {env.listen}")
+        scheme = "https" if env.tls_pem else "http"
+        lines += [
             "    http-request del-header X-Forwarded-For",
-            "    http-request set-header X-Forwarded-Proto http",
+            f"    http-request set-header X-Forwarded-Proto {scheme}",
             "    http-request set-header X-Forwarded-Host %[req.hdr(host)] "
             "if { req.hdr(host) -m found }",
         ]

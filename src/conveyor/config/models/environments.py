@@ -22,6 +22,7 @@ from conveyor.config.models.strategies import (
     _strategy_schema,
     _strategy_shorthand,
 )
+from conveyor.config.models.tls import TlsConfig
 from conveyor.config.models.values import (
     Env,
     EnvironmentName,
@@ -69,7 +70,12 @@ class EnvironmentConfig(_Model):
     url: str | None = Field(
         None,
         description="Public URL of the environment, starting with http:// or https://. "
-        'Default: "http://<listen host or 127.0.0.1>:<port>".',
+        'Default: "http://<listen host or 127.0.0.1>:<port>" (https:// with `tls:`).',
+    )
+    tls: TlsConfig | None = Field(
+        None,
+        description="Serve `listen` over HTTPS with this certificate and key (PEM files); "
+        "the instances get plain HTTP with X-Forwarded-Proto: https.",
     )
     ports: PortRange | None = Field(
         None,
@@ -182,7 +188,7 @@ class EnvironmentConfig(_Model):
 
     @property
     def effective_url(self) -> str:
-        """`url`, else `http://<listen host or 127.0.0.1>:<port>`."""
+        """`url`, else `http(s)://<listen host or 127.0.0.1>:<port>` (https with `tls:`)."""
         if self.url is not None:
             return self.url
         host = self.listen_host
@@ -192,4 +198,5 @@ class EnvironmentConfig(_Model):
             host = "::1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.listen_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.listen_port}"

@@ -1,0 +1,25 @@
+"""`tls:`: the certificate an environment's router serves HTTPS with."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, Field
+
+from conveyor.config.models.base import _Model
+
+
+class TlsConfig(_Model):
+    """PEM files on the deploying machine; the router serves the environment's `listen`
+    over HTTPS with them. The key is read by the router only, never copied into a release."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    certificate: str = Field(
+        min_length=1,
+        description="PEM file with the certificate, then its intermediates (relative to "
+        "conveyor.yml's directory).",
+    )
+    key: str = Field(
+        min_length=1,
+        description="PEM file with the certificate's private key, unencrypted; it must not be "
+        "readable by other users (chmod 600).",
+    )
