@@ -85,6 +85,7 @@ from conveyor.errors import (
     UsageError,
     VerifyFailedError,
 )
+from conveyor.routers.tls import environment_tls
 from conveyor.store.records import (
     ABORTED,
     ABORTING,
@@ -543,6 +544,7 @@ async def deploy(
     """
     env = proposal.environment
     check_unfinished(rt, env)
+    environment_tls(rt.loaded, env)  # files missing or unsafe: refused before anything starts
     try:
         overridden = enforce(rt, proposal, overrides or Overrides()) if kind == "deploy" else []
     except PolicyRefusedError as refusal:
@@ -1162,7 +1164,6 @@ def _lock_for(rt: Runtime, environment: str, deployment_id: str, message: str) -
 
 async def _ensure_routes(rt: Runtime, environment: str) -> None:
     from conveyor.routers.base import route_specs
-    from conveyor.routers.tls import environment_tls
 
     env_config = rt.environment(environment)
     routes = route_specs(rt.loaded.config.services)

@@ -277,6 +277,11 @@ def _excludes(loaded: LoadedConfig, svc: ServiceConfig, source: Path) -> Exclude
     patterns = [*ALWAYS_EXCLUDED, *svc.exclude]
     with contextlib.suppress(ValueError):  # the config file, when it is in the source
         patterns.append("/" + loaded.path.resolve().relative_to(source).as_posix())
+    for env in loaded.config.environments.values():  # a `tls:` key never enters a release
+        if env.tls is not None:
+            with contextlib.suppress(ValueError):
+                key = (loaded.root / env.tls.key).resolve()
+                patterns.append("/" + key.relative_to(source.resolve()).as_posix())
     return Excludes(patterns)
 
 

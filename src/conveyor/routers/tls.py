@@ -92,6 +92,7 @@ def _parse_issues(
     where: str, certificate: Path, key: Path, cert_pem: bytes, key_pem: bytes
 ) -> list[str]:
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     issues: list[str] = []
@@ -105,7 +106,7 @@ def _parse_issues(
     except TypeError:
         issues.append(f"{where}/key: {key} is encrypted; the router needs it unencrypted")
         return issues
-    except (ValueError, serialization.UnsupportedAlgorithm):  # type: ignore[attr-defined]
+    except (ValueError, UnsupportedAlgorithm):
         issues.append(f"{where}/key: {key} holds no PEM private key")
         return issues
     if chain:
