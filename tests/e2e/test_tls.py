@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.apps import make_app
-from tests.support.certs import Issued, issue
+from tests.support.certs import Issued, issue, served_serial
 from tests.support.load import traffic
 from tests.support.project import Project
 
@@ -101,6 +101,13 @@ def test_an_app_is_served_over_tls_and_redeployed_without_a_failure(
         assert result.requests > 50, result.summary()
         with httpx.Client(verify=issued.client_context(), trust_env=False) as client:
             assert client.get(url + "/").text == "v2 proto https\n"
+
+        # renewal: new files in place, a deploy with nothing else to do serves them
+        renewed = issue(tmp_path / "app" / "certs")
+        again = app.run("deploy", "staging")
+        assert "nothing to do" in again.stdout + again.stderr
+        port = int(app.env["LISTEN"].rpartition(":")[2])
+        assert served_serial("127.0.0.1", port, renewed.client_context()) == renewed.serial
 
         # the key was committed with the app, yet no release holds it
         releases = Path(app.env["CONVEYOR_HOME"]) / "releases"

@@ -1162,6 +1162,13 @@ def _lock_for(rt: Runtime, environment: str, deployment_id: str, message: str) -
     )
 
 
+async def reload_certificate(rt: Runtime, environment: str) -> None:
+    """With `tls:`, have the router load the files again when their content changed (a
+    deploy with nothing else to do is how a renewed certificate is put in service)."""
+    if environment_tls(rt.loaded, environment) is not None:
+        await _ensure_routes(rt, environment)
+
+
 async def _ensure_routes(rt: Runtime, environment: str) -> None:
     from conveyor.routers.base import route_specs
 
