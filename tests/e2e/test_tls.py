@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.routers.conftest import wait_until
 from tests.support.apps import make_app
 from tests.support.certs import Issued, issue, served_serial
 from tests.support.load import traffic
-from tests.support.project import Project
+from tests.support.project import Project, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -154,3 +155,52 @@ def test_unsafe_or_missing_files_are_refused_with_their_key_path(tmp_path: Path)
         checked.stderr
     )
     app.shutdown()
+
+
+@pytest.mark.parametrize("router", ["caddy", "haproxy"])
+def test_conveyor_server_is_reached_through_the_router_over_tls(
+    tmp_path: Path, router: str
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    config = CONFIG + f"    server: {{host: localhost, address: '{address}'}}\n"
+    issued = issue(tmp_path / "app" / "certs")
+    app = make_app(tmp_path, config, {"app.py": APP})
+    app.env["ROUTER"] = router
+    port = app.env["LISTEN"].rpartition(":")[2]
+    public = f"https://localhost:{port}"
+    try:
+        app.run("build")
+        app.run("deploy", "staging")
+        started = app.run("server", "start", "--listen", address)
+        assert f"and through staging's router: {public}/" in started.stdout
+        token = app.run("tokens", "create", "--name", "ops", "--role", "viewer").stdout.strip()
+        with httpx.Client(verify=issued.client_context(), trust_env=False, timeout=10) as client:
+
+            def healthy() -> bool:
+                try:
+                    return client.get(public + "/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(healthy, timeout=60, every=0.1)
+            answer = client.get(
+                public + "/api/environments", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 200 and answer.json()["project"] == "tls"
+            assert client.get(public + "/api/environments").status_code == 401
+            # the dashboard's cookies are Secure: the router said the request came over TLS
+            login = client.get(public + "/login")
+            assert login.status_code == 200
+            assert "; secure" in login.headers["set-cookie"].lower()
+            # the app keeps its own requests (another host name)
+            assert client.get(f"https://127.0.0.1:{port}/").text == "v1 proto https\n"
+        direct = httpx.get(f"http://{address}/login", trust_env=False)  # plain HTTP, no proxy
+        assert "; secure" not in direct.headers["set-cookie"].lower()
+        # a deploy (here one with nothing to do) keeps the server's route
+        app.run("deploy", "staging")
+        with httpx.Client(verify=issued.client_context(), trust_env=False) as client:
+            assert client.get(public + "/healthz").status_code == 200
+    finally:
+        app.run("server", "stop", check=False)
+        app.run("down", "staging", "--yes", check=False)
+        app.shutdown()

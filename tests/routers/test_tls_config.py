@@ -118,3 +118,19 @@ def test_the_file_checks_name_the_key_path(tmp_path: Path) -> None:
     assert caught.value.issues == [
         f"environments/prod/tls/key: {issued.key} holds no PEM private key"
     ]
+
+
+def test_the_server_route_comes_before_every_path_route_of_the_apps() -> None:
+    from conveyor.routers import caddy, haproxy_process
+    from conveyor.routers.base import SERVER_ROUTE
+
+    specs = [RouteSpec("web"), RouteSpec("api", "/api"), RouteSpec(SERVER_ROUTE, host="c.example")]
+    for order in (caddy.order_routes, haproxy_process.order_routes):
+        assert [r.service for r in order(specs)] == [SERVER_ROUTE, "api", "web"]
+    env = parse_config(CONFIG + "    server: {host: conveyor.example.com}\n", {}).environments[
+        "prod"
+    ]
+    assert env.server is not None
+    assert (env.server.host, env.server.address) == ("conveyor.example.com", "127.0.0.1:8700")
+    with pytest.raises(ConfigError, match=r"environments/prod/server/host"):
+        parse_config(CONFIG + "    server: {host: 'a b'}\n", {})

@@ -97,7 +97,7 @@ def deploy(
         )
         if not proposal.plan.steps:  # the releases run already; the jobs may have changed
             deployments.sync_agent(rt, environment, progress if not as_json else _silent)
-            await deployments.reload_certificate(rt, environment)  # and the certificate
+            await deployments.refresh_routes(rt, environment)  # and the certificate
             return proposal
         return await deployments.deploy(
             rt,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from conveyor.cli.context import STATE, JsonOption, load
 from conveyor.cli.output import emit_json, iso, local_time, say, warn
 from conveyor.errors import UsageError
+
+if TYPE_CHECKING:
+    from conveyor.config import LoadedConfig
 
 DEFAULT_LISTEN = "127.0.0.1:8700"
 PROGRAM = "conveyor-server"
@@ -113,6 +116,41 @@ def start(listen: str = ListenOption) -> None:
         owner="server",
     )
     say(f"conveyor server runs under supervisord on http://{listen} (log: {log})")
+    _route_through(loaded, listen)
+
+
+def _route_through(loaded: LoadedConfig, listen: str) -> None:
+    """Put the server's route into the router of each environment with `server:`."""
+    from conveyor.cli.context import run, runtime
+    from conveyor.engine import deployments
+
+    exposing = {n: e for n, e in loaded.config.environments.items() if e.server is not None}
+    if not exposing:
+        return
+    rt = runtime(defer_unset=True)
+
+    async def route() -> None:
+        for name in exposing:
+            await rt.ensure_platform(name)
+            await deployments.refresh_routes(rt, name)
+
+    run(route())
+    for name, env in exposing.items():
+        assert env.server is not None
+        if env.server.address != listen:
+            warn(
+                f"environments/{name}/server/address is {env.server.address}, but the "
+                f"server listens on {listen}: the router will not reach it",
+            )
+        say(f"  and through {name}'s router: {_public(env.effective_url, env.server.host)}")
+
+
+def _public(url: str, host: str) -> str:
+    """The environment's URL with the server's host name in it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + "/"
 
 
 @server_app.command()

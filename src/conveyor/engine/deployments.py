@@ -1162,22 +1162,33 @@ def _lock_for(rt: Runtime, environment: str, deployment_id: str, message: str) -
     )
 
 
-async def reload_certificate(rt: Runtime, environment: str) -> None:
-    """With `tls:`, have the router load the files again when their content changed (a
-    deploy with nothing else to do is how a renewed certificate is put in service)."""
-    if environment_tls(rt.loaded, environment) is not None:
+async def refresh_routes(rt: Runtime, environment: str) -> None:
+    """With `tls:` or `server:`, have the router load the certificate files again when
+    their content changed and route to `conveyor server` (a deploy with nothing else to
+    do is how a renewed certificate is put in service)."""
+    env = rt.environment(environment)
+    if env.tls is not None or env.server is not None:
         await _ensure_routes(rt, environment)
 
 
 async def _ensure_routes(rt: Runtime, environment: str) -> None:
-    from conveyor.routers.base import route_specs
+    from conveyor.routers.base import SERVER_ROUTE, RouteSpec, route_specs
 
     env_config = rt.environment(environment)
     routes = route_specs(rt.loaded.config.services)
+    exposed = env_config.server
+    if exposed is not None:
+        routes.append(RouteSpec(SERVER_ROUTE, host=exposed.host))
     tls = environment_tls(rt.loaded, environment)
-    await rt.router_for(environment).ensure_environment(
-        environment, env_config.listen, routes, tls=tls
-    )
+    router = rt.router_for(environment)
+    await router.ensure_environment(environment, env_config.listen, routes, tls=tls)
+    if exposed is not None:
+        await router.register(environment, SERVER_ROUTE, exposed.address)
+        weights = await router.weights(environment, SERVER_ROUTE)
+        if weights != {exposed.address: 1}:
+            await router.set_weights(environment, SERVER_ROUTE, {exposed.address: 1})
+            for address in set(weights) - {exposed.address}:  # `address:` was changed
+                await router.remove(environment, SERVER_ROUTE, address)
 
 
 def _reload(rt: Runtime, deployment_id: str) -> DeploymentRecord:

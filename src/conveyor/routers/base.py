@@ -23,6 +23,15 @@ class RouteSpec:
     strip_prefix: bool = False
 
 
+SERVER_ROUTE = "conveyor.server"  # not a service name conveyor.yml allows: no clash
+
+
+def route_order(spec: RouteSpec) -> tuple[bool, int, bool, str]:
+    """How the routers order routes: `conveyor server`'s (a host, every path) first, then
+    the longest path prefix first; at equal length a host-specific route first."""
+    return (spec.service != SERVER_ROUTE, -len(spec.path), spec.host is None, spec.service)
+
+
 def route_specs(services: Mapping[str, ServiceConfig]) -> list[RouteSpec]:
     """The route of each service of a config that receives requests (workers have none),
     as the routers take them."""

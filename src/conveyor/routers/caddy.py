@@ -89,7 +89,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from conveyor.errors import RouterError
-from conveyor.routers.base import RouteSpec, TrafficStats
+from conveyor.routers.base import RouteSpec, TrafficStats, route_order
 from conveyor.routers.caddy_process import atomic_write_text
 from conveyor.routers.traffic import LogPosition, Tally, Window, valid_latency
 
@@ -229,7 +229,7 @@ def order_routes(routes: Iterable[RouteSpec]) -> list[RouteSpec]:
     >>> [r.service for r in order_routes(specs)]
     ['v2', 'api', 'adm', 'web']
     """
-    return sorted(routes, key=lambda r: (-len(r.path), r.host is None, r.service))
+    return sorted(routes, key=route_order)
 
 
 def tls_tag(environment: str) -> str:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import RouterError
 from conveyor.paths import Paths
-from conveyor.routers.base import RouteSpec
+from conveyor.routers.base import RouteSpec, route_order
 from conveyor.routers.caddy_process import atomic_write_text
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ def order_routes(routes: Iterable[RouteSpec]) -> list[RouteSpec]:
     >>> [r.service for r in order_routes(specs)]
     ['v2', 'api', 'adm', 'web']
     """
-    return sorted(routes, key=lambda r: (-len(r.path), r.host is None, r.service))
+    return sorted(routes, key=route_order)
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from conveyor.config.models.strategies import (
     _strategy_schema,
     _strategy_shorthand,
 )
-from conveyor.config.models.tls import TlsConfig
+from conveyor.config.models.tls import ServerRouteConfig, TlsConfig
 from conveyor.config.models.values import (
     Env,
     EnvironmentName,
@@ -76,6 +76,11 @@ class EnvironmentConfig(_Model):
         None,
         description="Serve `listen` over HTTPS with this certificate and key (PEM files); "
         "the instances get plain HTTP with X-Forwarded-Proto: https.",
+    )
+    server: ServerRouteConfig | None = Field(
+        None,
+        description="Route the requests for `host` on this environment's listen address "
+        "(over its `tls:`) to `conveyor server`.",
     )
     ports: PortRange | None = Field(
         None,
