@@ -150,7 +150,9 @@ def _public(url: str, host: str) -> str:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + "/"
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}/"
 
 
 @server_app.command()
