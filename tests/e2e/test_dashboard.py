@@ -79,9 +79,21 @@ def press(driver: Any, action: str) -> None:
     """A deployment page's button, then its confirmation page's."""
     from selenium.webdriver.common.by import By
 
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
     driver.find_element(By.ID, f"button-{action}").click()
     wait_for("the confirmation page", lambda: driver.find_elements(By.ID, "confirm"), 30)
-    driver.find_element(By.ID, "confirm").click()
+    confirm = driver.find_element(By.ID, "confirm")
+    confirm.click()
+    # The click returns once the form is sent, not once the next page is shown: wait
+    # until the confirmation page is gone and the page it led to has loaded.
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(confirm))
+    wait_for(
+        "the page after confirming",
+        lambda: driver.execute_script("return document.readyState") == "complete",
+        30,
+    )
 
 
 def test_watch_approve_and_roll_back_a_canary_in_the_browser(shop: Project, tmp_path: Path) -> None:
