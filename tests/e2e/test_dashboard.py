@@ -78,7 +78,6 @@ def entries(driver: Any) -> list[str]:
 def press(driver: Any, action: str) -> None:
     """A deployment page's button, then its confirmation page's."""
     from selenium.webdriver.common.by import By
-
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
