@@ -75,24 +75,30 @@ def entries(driver: Any) -> list[str]:
     return [str(key) for key in keys]
 
 
-def press(driver: Any, action: str) -> None:
-    """A deployment page's button, then its confirmation page's."""
+def submit(driver: Any, element_id: str) -> None:
+    """Click a form's button and wait for the page the form leads to: the click returns
+    once the form is sent, not once the next page is shown."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
-    driver.find_element(By.ID, f"button-{action}").click()
-    wait_for("the confirmation page", lambda: driver.find_elements(By.ID, "confirm"), 30)
-    confirm = driver.find_element(By.ID, "confirm")
-    confirm.click()
-    # The click returns once the form is sent, not once the next page is shown: wait
-    # until the confirmation page is gone and the page it led to has loaded.
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(confirm))
+    button = driver.find_element(By.ID, element_id)
+    button.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(button))
     wait_for(
-        "the page after confirming",
+        "the page after the form",
         lambda: driver.execute_script("return document.readyState") == "complete",
         30,
     )
+
+
+def press(driver: Any, action: str) -> None:
+    """A deployment page's button, then its confirmation page's."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, f"button-{action}").click()
+    wait_for("the confirmation page", lambda: driver.find_elements(By.ID, "confirm"), 30)
+    submit(driver, "confirm")
 
 
 def test_watch_approve_and_roll_back_a_canary_in_the_browser(shop: Project, tmp_path: Path) -> None:
@@ -112,7 +118,7 @@ def test_watch_approve_and_roll_back_a_canary_in_the_browser(shop: Project, tmp_
         driver.get(server.base + "/environments")
         assert "/login" in driver.current_url
         driver.find_element(By.ID, "token").send_keys("cvt_not-a-token")
-        driver.find_element(By.ID, "login").click()
+        submit(driver, "login")
         assert "not valid" in text(driver, "login-error")
 
         log_in(driver, server.base, lead)

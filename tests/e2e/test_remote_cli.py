@@ -8,6 +8,7 @@ the local exit codes.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -122,6 +123,12 @@ def test_a_deploy_through_the_server_prints_what_a_local_deploy_prints(served: S
 
 def test_reading_commands_print_the_same_here_and_through_the_server(served: Served) -> None:
     ensure_deployed(served)
+    # Both reads must see the same state: wait until supervisord no longer says an
+    # instance is starting (it does for a moment after its health check passed).
+    wait_until(
+        "every instance running",
+        lambda: re.search(r"process=(?!running)", served.project.run("status").stdout) is None,
+    )
     for command in (["status"], ["history", "staging"], ["audit"]):
         for options in ([], ["--json"]):
             local = served.project.run(*command, *options)

@@ -3,6 +3,8 @@ record at the end; Ctrl-C stops the following and says the deployment goes on.""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 
 import httpx
@@ -89,8 +91,8 @@ def test_ctrl_c_stops_the_following_not_the_deployment(
     monkeypatch.setattr(commands, "POLL_S", 0.0)
 
     def interrupt(look: int) -> None:
-        if look == 2:
-            raise KeyboardInterrupt
+        if look == 2:  # Ctrl-C while a poll is answered
+            os.kill(os.getpid(), signal.SIGINT)
 
     explanations: list[dict[str, object]] = [{"status": "running", "steps": [step(1, "running")]}]
     with pytest.raises(typer.Exit) as stopped:

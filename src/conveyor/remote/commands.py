@@ -9,6 +9,7 @@ prints them; Ctrl-C stops the following, not the deployment.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -260,8 +261,13 @@ def follow(
     path = f"/api/deployments/{_segment(deployment_id)}"
     shown: set[int] = set()
     told_waiting = False
+    # Ctrl-C only marks the following as stopped: raised as KeyboardInterrupt in the
+    # middle of a request, it could leave the HTTP client's pool locked, and the CLI
+    # hung on exit closing it. The loop looks at the mark between two polls.
+    interrupted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: interrupted.append(number))
     try:
-        while True:
+        while not interrupted:
             explained: dict[str, Any] = api.get(path).body
             if not from_start and not shown:  # what ran before this command is not news
                 shown = {s["index"] for s in explained["steps"] if s["status"] != "running"}
@@ -284,14 +290,16 @@ def follow(
                     f"conveyor approve {deployment_id}"
                 )
             time.sleep(POLL_S)
-    except KeyboardInterrupt:
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
         out = err_console()
         out.print(
             f"stopped following {deployment_id}: it goes on on the server ({api.url}); "
             f"see it with: conveyor status {env}, conveyor explain {deployment_id}",
             markup=False,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(130)
     return _record_of(api, started, explained), explained
 
 
