@@ -263,9 +263,16 @@ def follow(
     told_waiting = False
     # Ctrl-C only marks the following as stopped: raised as KeyboardInterrupt in the
     # middle of a request, it could leave the HTTP client's pool locked, and the CLI
-    # hung on exit closing it. The loop looks at the mark between two polls.
+    # hung on exit closing it. The loop looks at the mark between two polls; a second
+    # Ctrl-C (a server slow to answer) interrupts at once.
     interrupted: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, _frame: interrupted.append(number))
+
+    def interrupt(number: int, _frame: object) -> None:
+        interrupted.append(number)
+        if len(interrupted) > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
     try:
         while not interrupted:
             explained: dict[str, Any] = api.get(path).body
