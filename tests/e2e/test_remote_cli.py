@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_server import call, healthy, wait_until
 from tests.support.apps import SERVER, make_app
+from tests.support.dashboard import answers, call, wait_for
 from tests.support.project import Project, free_port
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     server = project.start("server", "--listen", f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until("the server to answer /healthz", lambda: server.poll() is None and healthy(url))
+        wait_for(
+            "the server to answer /healthz",
+            lambda: server.poll() is None and answers(url + "/healthz"),
+        )
         project.run("build")
         names = {"ci": "deployer", "alice": "approver", "dash": "viewer", "root": "admin"}
         yield Served(project, url, made(project, names))
@@ -125,7 +128,7 @@ def test_reading_commands_print_the_same_here_and_through_the_server(served: Ser
     ensure_deployed(served)
     # Both reads must see the same state: wait until supervisord no longer says an
     # instance is starting (it does for a moment after its health check passed).
-    wait_until(
+    wait_for(
         "every instance running",
         lambda: re.search(r"process=(?!running)", served.project.run("status").stdout) is None,
     )
@@ -212,7 +215,7 @@ def test_approve_through_the_server_and_ctrl_c_stops_only_the_following(served: 
         data = served.api(f"/api/deployments/{deployment}")
         return data if data["status"] not in ("awaiting_approval", "running") else None
 
-    assert wait_until("the approved deploy to end", finished, timeout=90)["status"] == "succeeded"
+    assert wait_for("the approved deploy to end", finished, timeout=90)["status"] == "succeeded"
 
 
 def test_commands_that_need_the_servers_machine_are_refused(served: Served) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.apps import SERVER, make_app
+from tests.support.dashboard import answers, call, wait_for
 from tests.support.project import Project, free_port
 
 pytestmark = pytest.mark.slow
@@ -34,37 +34,6 @@ environments:
 """
 
 
-def call(base: str, method: str, path: str, token: str, body: object = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def wait_until(what: str, check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(base + "/healthz", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Project, str, subprocess.Popen[str]]]:
     project = make_app(tmp_path, CONFIG, {"server.py": SERVER})
@@ -72,7 +41,10 @@ def served(tmp_path: Path) -> Iterator[tuple[Project, str, subprocess.Popen[str]
     server = project.start("server", "--listen", f"127.0.0.1:{port}")
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until("the server to answer /healthz", lambda: server.poll() is None and healthy(base))
+        wait_for(
+            "the server to answer /healthz",
+            lambda: server.poll() is None and answers(base + "/healthz"),
+        )
         yield project, base, server
     finally:
         server.terminate()
@@ -111,7 +83,7 @@ def test_deploy_through_the_api_and_read_it_back(
         assert status == 200, explained
         return explained if explained["status"] not in ("running", "pending") else None
 
-    explained = wait_until("the deployment to finish", finished, timeout=120)
+    explained = wait_for("the deployment to finish", finished, timeout=120)
     assert explained["status"] == "succeeded", explained
     listen = project.env["LISTEN"]
     with urllib.request.urlopen(f"http://{listen}/", timeout=10) as answer:
@@ -148,12 +120,12 @@ def test_server_start_runs_it_under_supervisord_and_stop_ends_it(tmp_path: Path)
     try:
         started = project.run("server", "start", "--listen", base.removeprefix("http://"))
         assert "under supervisord" in started.stdout
-        wait_until("the supervised server to answer", lambda: healthy(base))
+        wait_for("the supervised server to answer", lambda: answers(base + "/healthz"))
         viewer = token(project, "dashboard", "viewer")
         status, report = call(base, "GET", "/api/environments", viewer)
         assert status == 200 and report["project"] == "api"
         assert "conveyor server stopped" in project.run("server", "stop").stdout
-        assert not healthy(base)
+        assert not answers(base + "/healthz")
         assert "was not running" in project.run("server", "stop").stdout
     finally:
         project.shutdown()
