@@ -21,22 +21,12 @@ import yaml
 from tests.support.postgres import scratch_database
 from tests.support.project import Project, make_project
 from tests.support.receiver import Receiver, receiver
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 SECRET = "job-secret-5d8e1f2a9b"  # a secret of staging, from the deployer's shell only
 T = TypeVar("T")
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """The first truthy result of `probe` within `timeout` seconds, else fail with `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def edit(project: Project, change: Callable[[dict[str, Any]], None], message: str) -> None:
@@ -123,7 +113,7 @@ def runs(shop: Project, job: str) -> list[dict[str, Any]]:
 
 
 def test_the_agent_runs_jobs_and_records_their_exit_codes(shop: Project) -> None:
-    done = wait_until(
+    done = wait_for(
         "3 runs of tick and 2 of fails",
         lambda: (
             len([r for r in runs(shop, "tick") if r["status"] == "succeeded"]) >= 3
@@ -148,9 +138,7 @@ def test_the_agent_runs_jobs_and_records_their_exit_codes(shop: Project) -> None
     failed = [r for r in runs(shop, "fails") if r["status"] == "failed"]
     assert all(r["exit_code"] == 3 and r["output"] == "about to fail" for r in failed)
     # One that outlives its timeout is killed.
-    ended = wait_until(
-        "a run of hangs", lambda: [r for r in runs(shop, "hangs") if r["finished_at"]]
-    )
+    ended = wait_for("a run of hangs", lambda: [r for r in runs(shop, "hangs") if r["finished_at"]])
     hung = ended[0]
     assert hung["status"] == "failed"
     assert hung["detail"] == "timed out after 1s: killed" and hung["output"] == "waiting"
@@ -169,19 +157,19 @@ def test_a_failed_run_notifies(shop: Project, http: Receiver) -> None:
             if r.headers.get("x-conveyor-event") == "job_failed" and r.json()["job"] == job
         ]
 
-    body = wait_until("a job_failed webhook for fails", lambda: told("fails"))[0]
+    body = wait_for("a job_failed webhook for fails", lambda: told("fails"))[0]
     assert body["event"] == "job_failed" and body["environment"] == "staging"
     assert body["kind"] == "job" and body["deployment"].startswith("job-run-")
     assert body["error"].startswith("exit 3") and "about to fail" in body["error"]
     assert body["reason"] == "api: echo about to fail; exit 3"
-    hung = wait_until("one for hangs", lambda: told("hangs"))[0]
+    hung = wait_for("one for hangs", lambda: told("hangs"))[0]
     assert "timed out after 1s: killed" in hung["error"]
     jobs = {r.json()["job"] for r in list(http.received)}
     assert "tick" not in jobs  # it succeeds: never notified
 
 
 def test_a_run_due_while_the_last_one_goes_is_skipped(shop: Project) -> None:
-    wait_until(
+    wait_for(
         "two finished runs of slow",
         lambda: len([r for r in runs(shop, "slow") if r["status"] == "succeeded"]) >= 2,
     )
@@ -195,7 +183,7 @@ def test_a_run_due_while_the_last_one_goes_is_skipped(shop: Project) -> None:
 
 
 def test_a_backup_job_keeps_its_last_backups(shop: Project) -> None:
-    wait_until(
+    wait_for(
         "4 backups by the job",
         lambda: len([r for r in runs(shop, "backup-main") if r["status"] == "succeeded"]) >= 4,
     )
@@ -234,7 +222,7 @@ def test_jobs_json_shows_the_last_and_next_runs(shop: Project) -> None:
 def test_jobs_run_runs_one_now(shop: Project) -> None:
     first = shop.start("jobs", "run", "staging", "by-hand")
     try:
-        wait_until("the run by hand", lambda: runs(shop, "by-hand"))
+        wait_for("the run by hand", lambda: runs(shop, "by-hand"))
         # While it goes, another run of the job is refused, and recorded so.
         second = shop.run("jobs", "run", "staging", "by-hand", "--json", check=False)
         refused = json.loads(second.stdout)
@@ -267,7 +255,7 @@ def test_a_deploy_restarts_the_agent_with_the_new_jobs(shop: Project) -> None:
     after = report(shop)
     assert after["agent"]["running"] and after["agent"]["pid"] != before
     assert [j["name"] for j in after["jobs"]] == ["tick", "hello"]
-    wait_until("a run of hello", lambda: [r for r in runs(shop, "hello") if r["exit_code"] == 0])
+    wait_for("a run of hello", lambda: [r for r in runs(shop, "hello") if r["exit_code"] == 0])
     stopped_at = time.time()
     time.sleep(3)  # the removed jobs are no longer scheduled: nothing new for 3 s
     assert not [

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,20 +26,10 @@ from bench.loadgen import Load
 from tests.e2e.test_shop import url
 from tests.support.project import Project, make_project
 from tests.support.receiver import Receiver, receiver
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """The first truthy result of `probe` within `timeout` seconds, else fail with `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +103,7 @@ def alert_state(shop: Project, name: str) -> dict[str, Any]:
 def test_an_error_burst_fires_rolls_back_inside_the_window_and_resolves(
     shop: Project, http: Receiver
 ) -> None:
-    wait_until(  # the agent lists its monitors as it starts
+    wait_for(  # the agent lists its monitors as it starts
         "the monitors in conveyor status",
         lambda: (
             {a["name"]: a["state"] for a in environment(shop)["alerts"]}
@@ -125,18 +114,18 @@ def test_an_error_burst_fires_rolls_back_inside_the_window_and_resolves(
     shop.write_faults(error_rate=0.5)
     with Load(url(shop), clients=2, rate=60.0):
         shop.run("deploy", "staging", "--build")
-        fired = wait_until("alert_firing of errors", lambda: alerts(http, "errors"))
+        fired = wait_for("alert_firing of errors", lambda: alerts(http, "errors"))
         assert fired[0]["event"] == "alert_firing"
         assert fired[0]["kind"] == "alert" and fired[0]["user"] == "monitor errors"
         assert fired[0]["reason"] == "error_rate > 20% for 2s"
         assert fired[0]["error"].startswith("error_rate ")
-        wait_until(
+        wait_for(
             "the rollback by the monitor",
             lambda: any(
                 d["kind"] == "rollback" and d["status"] == "succeeded" for d in history(shop)
             ),
         )
-        wait_until(
+        wait_for(
             "alert_resolved of errors",
             lambda: events_of(http, "errors") == ["alert_firing", "alert_resolved"],
         )
@@ -168,21 +157,21 @@ def test_a_firing_alert_survives_the_agents_restart_without_a_second_notificatio
     flag = shop.root.parent / "gate-closed"
     runs = Path(f"{flag}.runs")
     flag.touch()
-    wait_until("alert_firing of gate", lambda: events_of(http, "gate") == ["alert_firing"])
+    wait_for("alert_firing of gate", lambda: events_of(http, "gate") == ["alert_firing"])
     assert alert_state(shop, "gate")["state"] == "firing"
     first = agent_pid(shop)
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    second = wait_until("the agent started again", lambda: (agent_pid(shop) or first) != first)
+    second = wait_for("the agent started again", lambda: (agent_pid(shop) or first) != first)
     assert second != first
     seen = len(runs.read_text().splitlines())
     # the new agent has checked the gate (still closed) twice
-    wait_until(
+    wait_for(
         "the probe run by the new agent", lambda: len(runs.read_text().splitlines()) > seen + 1
     )
     assert events_of(http, "gate") == ["alert_firing"]  # not announced again
     flag.unlink()
-    wait_until(
+    wait_for(
         "alert_resolved of gate",
         lambda: events_of(http, "gate") == ["alert_firing", "alert_resolved"],
     )

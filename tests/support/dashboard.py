@@ -8,28 +8,14 @@ import contextlib
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.support.project import Project, free_port
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T], timeout: float = 60.0, every: float = 0.1) -> T:
-    """`check()`'s first truthy answer, or AssertionError naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
+from tests.support.waiting import wait_for
 
 
 def call(base: str, method: str, path: str, token: str, body: object = None) -> tuple[int, Any]:
