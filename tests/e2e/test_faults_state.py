@@ -7,6 +7,7 @@ while a deploy runs.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -219,12 +220,12 @@ def test_last_good_copy_is_kept_after_each_deployment(deployed: tuple[Project, s
     shop, _ = deployed
     copy = shop.home / "state.db.last-good"
     assert (copy.stat().st_mode & 0o777) == 0o600
-    with sqlite3.connect(copy) as conn:
+    with contextlib.closing(sqlite3.connect(copy)) as conn:
         (count,) = conn.execute("SELECT count(*) FROM deployments").fetchone()
     assert count == 1
     change_api(shop, "v2")
     shop.run("deploy", "staging", "--build")
-    with sqlite3.connect(copy) as conn:
+    with contextlib.closing(sqlite3.connect(copy)) as conn:
         (count,) = conn.execute("SELECT count(*) FROM deployments").fetchone()
     assert count == 2
 

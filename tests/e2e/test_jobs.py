@@ -9,6 +9,7 @@ the agent with the new jobs, and `conveyor down` stops it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import time
@@ -104,7 +105,9 @@ def runs(shop: Project, job: str) -> list[dict[str, Any]]:
     """Every run of `job` in staging, oldest first, read from the state database."""
     import sqlite3
 
-    with sqlite3.connect(shop.home / "state.db") as db:
+    # Closed at once: a connection left for the garbage collector keeps its stale view
+    # of the WAL once another process has checkpointed and removed it.
+    with contextlib.closing(sqlite3.connect(shop.home / "state.db")) as db:
         db.row_factory = sqlite3.Row
         rows = db.execute(
             "select * from job_runs where environment = 'staging' and job = ? order by id", (job,)

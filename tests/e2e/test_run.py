@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import select
@@ -105,7 +106,7 @@ def test_secrets_stay_out_of_the_history_and_the_store(deployed: tuple[Project, 
     assert state
     for path in state:
         assert TOKEN.encode() not in path.read_bytes(), path
-    with sqlite3.connect(next(p for p in state if p.name == "state.db")) as db:
+    with contextlib.closing(sqlite3.connect(next(p for p in state if p.name == "state.db"))) as db:
         rows = db.execute("select message, data from events where kind = 'run'").fetchall()
     assert rows and all(TOKEN not in str(row) for row in rows)
 

@@ -3,6 +3,7 @@ and the one redaction filter every output goes through."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sqlite3
@@ -274,5 +275,6 @@ def test_the_state_database_never_stores_a_registered_value(tmp_path: Path) -> N
     store.close()
     for path in tmp_path.iterdir():
         assert b"planted-secret-42" not in path.read_bytes(), path
-    rows = sqlite3.connect(tmp_path / "state.db").execute("select message from events").fetchall()
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as db:
+        rows = db.execute("select message from events").fetchall()
     assert rows == [("failed with ***",)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -122,7 +123,7 @@ def test_snapshot_leaves_missing_and_older_databases_to_the_store(
 ) -> None:
     assert SnapshotReader.open(tmp_path / "missing.db") is None
     assert not (tmp_path / "missing.db").exists()
-    with sqlite3.connect(project.paths.state_db) as conn:
+    with contextlib.closing(sqlite3.connect(project.paths.state_db)) as conn, conn:
         conn.execute("UPDATE alembic_version SET version_num = '0000'")
     assert SnapshotReader.open(project.paths.state_db) is None
     load_config()
