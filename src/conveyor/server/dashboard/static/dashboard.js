@@ -15,16 +15,19 @@
   source.addEventListener("open", function () { root.dataset.live = "live"; live.textContent = "live"; });
   source.addEventListener("entry", function (event) {
     var d = data(event), node = parse(d.html).firstElementChild, old = document.getElementById(d.key);
-    if (old) { old.replaceWith(node); return; }
+    if (old) { if (!old.isEqualNode(node)) old.replaceWith(node); return; }
     var list = document.getElementById("timeline"), end = document.getElementById("end");
     if (end && d.key !== "end") list.insertBefore(node, end); else list.appendChild(node);
   });
-  source.addEventListener("summary", function (event) {
-    document.getElementById("summary").replaceChildren(parse(data(event).html));
-  });
-  source.addEventListener("charts", function (event) {
-    document.getElementById("charts").replaceChildren(parse(data(event).html));
-  });
+  // The stream starts with every part as it is now: a part the page already shows is
+  // left alone, so that a button about to be clicked (or a focused one) is not replaced.
+  function fill(id, html) {
+    var box = document.getElementById(id), fresh = box.cloneNode(false);
+    fresh.appendChild(parse(html));
+    if (!fresh.isEqualNode(box)) box.replaceChildren.apply(box, Array.from(fresh.childNodes));
+  }
+  source.addEventListener("summary", function (event) { fill("summary", data(event).html); });
+  source.addEventListener("charts", function (event) { fill("charts", data(event).html); });
   source.addEventListener("end", function () {
     source.close(); root.dataset.live = "ended"; live.textContent = "finished";
   });
