@@ -77,29 +77,39 @@ def _passable_temp_dirs() -> None:
 
 _passable_temp_dirs()
 
-# The end-to-end files, longest first (`--durations`, 2 cores).
+# The longest files first (seconds of a full run on 2 cores, `--junitxml`), so that the
+# workers' last files are short ones and none waits long for another at the end.
 LONGEST_FIRST = (
-    "e2e/test_fleet_faults.py",
-    "e2e/test_erp.py",
-    "e2e/test_node_apps.py",
-    "e2e/test_python_apps.py",
-    "e2e/test_flask_app.py",
-    "e2e/test_progressive.py",
-    "e2e/test_databases.py",
-    "e2e/test_recovery.py",
-    "e2e/test_shop.py",
-    "e2e/test_fleet_commands.py",
-    "e2e/test_fleet_strategies.py",
-    "e2e/test_fleet_apps.py",
-    "e2e/test_django_migrations.py",
-    "targets/test_ssh_target.py",
-    "e2e/test_hosts_cli.py",
-    "e2e/test_policies.py",
-    "e2e/test_operations.py",
-    "e2e/test_hooks_notify.py",
-    "e2e/test_haproxy.py",
-    "pipeline/test_pipeline_cli.py",
-    "databases/test_db_cli.py",
+    "e2e/test_progressive.py",  # 262
+    "e2e/test_fleet_faults.py",  # 180
+    "e2e/test_databases.py",  # 169
+    "e2e/test_erp.py",  # 159
+    "e2e/test_faults_supervisord.py",  # 113
+    "targets/test_ssh_target.py",  # 105
+    "e2e/test_operations.py",  # 100
+    "e2e/test_node_apps.py",  # 96
+    "e2e/test_recovery.py",  # 94
+    "e2e/test_fleet_strategies.py",  # 91
+    "e2e/test_workers.py",  # 84
+    "e2e/test_python_apps.py",  # 76
+    "e2e/test_faults_state.py",  # 66
+    "e2e/test_fleet_workers.py",  # 65
+    "e2e/test_verify.py",  # 62
+    "e2e/test_jobs.py",  # 61
+    "e2e/test_policies.py",  # 56
+    "e2e/test_django_migrations.py",  # 54
+    "pipeline/test_pipeline_cli.py",  # 49
+    "e2e/test_fleet_commands.py",  # 48
+    "releases/test_builder.py",  # 48
+    "e2e/test_fleet_apps.py",  # 47
+    "e2e/test_fleet_accessories.py",  # 46
+    "e2e/test_shop.py",  # 45
+    "e2e/test_tls.py",  # 45
+    "databases/test_db_cli.py",  # 45
+    "frameworks/test_node.py",  # 43
+    "e2e/test_shutdown.py",  # 43
+    "e2e/test_dashboard.py",  # 36
+    "e2e/test_secrets.py",  # 35
 )
 
 
