@@ -59,8 +59,7 @@ def read_report(report: ReportConfig, workdir: Path) -> ReportResult:
         name = report.sarif
         kind, findings = "sarif", sarif_findings(workdir / name, base=workdir)
     elif isinstance(report, PipAuditReport):
-        name = report.pip_audit
-        kind, findings = "pip_audit", pip_audit_findings(workdir / name)
+        return read_pip_audit(workdir / report.pip_audit, report.pip_audit, report.fail_on)
     else:
         assert isinstance(report, NpmAuditReport)
         name = report.npm_audit
@@ -224,18 +223,50 @@ def _shown_uri(uri: str, base: Path | None) -> str:
     return uri
 
 
-def pip_audit_findings(path: Path) -> list[Finding]:
-    """`pip-audit -f json`: each vulnerability of each dependency. pip-audit reports no
-    severity, so every one counts as high."""
+def _pip_audit_dependencies(path: Path) -> list[dict[str, Any]]:
     data = _json(path)
     dependencies = data.get("dependencies") if isinstance(data, dict) else data
     if not isinstance(dependencies, list):
         raise ReportError(f"{path} is not pip-audit JSON (no dependencies)")
+    return [d for d in dependencies if isinstance(d, dict)]
+
+
+def pip_audit_findings(path: Path) -> list[Finding]:
+    """`pip-audit -f json`: each vulnerability of each dependency. pip-audit reports no
+    severity, so every one counts as high."""
     return [
         Finding("high", f"{vuln.get('id', '?')} in {dep.get('name')} {dep.get('version', '')}")
-        for dep in dependencies
+        for dep in _pip_audit_dependencies(path)
         for vuln in dep.get("vulns") or []
     ]
+
+
+def read_pip_audit(path: Path, shown: str, fail_on: str) -> ReportResult:
+    """The findings' gate, and what pip-audit could not audit: a dependency it skipped
+    (its `skip_reason`: not on PyPI, or the vulnerability service did not answer) is
+    counted and named. When it skipped every one, nothing was audited and the gate fails:
+    0 findings would say the dependencies are safe when nobody looked."""
+    dependencies = _pip_audit_dependencies(path)
+    result = findings_result("pip_audit", shown, pip_audit_findings(path), fail_on)
+    skipped = [d for d in dependencies if d.get("skip_reason")]
+    if not skipped:
+        return result
+    figures = {**result.figures, "dependencies": len(dependencies), "not_audited": len(skipped)}
+    reason = str(skipped[0]["skip_reason"])
+    if len(skipped) == len(dependencies):
+        summary = (
+            f"audited none of the {len(dependencies)} dependencies (pip-audit skipped each; "
+            f"first: {reason}): check that this machine reaches pip-audit's vulnerability "
+            "service"
+        )
+        return ReportResult("pip_audit", shown, False, summary, figures)
+    names = ", ".join(str(d.get("name", "?")) for d in skipped[:5])
+    more = " ..." if len(skipped) > 5 else ""
+    summary = (
+        f"{result.summary}; {len(skipped)} of {len(dependencies)} dependencies not audited "
+        f"({names}{more}; first: {reason})"
+    )
+    return ReportResult("pip_audit", shown, result.ok, summary, figures)
 
 
 _NPM = {"critical": "critical", "high": "high", "moderate": "medium", "low": "low", "info": "low"}
