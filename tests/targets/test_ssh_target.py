@@ -35,6 +35,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 T = TypeVar("T")
 
 
+COMMIT_TIME = 1_767_225_600  # the same for every release: rsync hard-links equal files
+
+
 def build_release(paths: Paths, release_id: str, files: dict[str, str]) -> tuple[Path, str]:
     """A sealed release of service `web` in the deployer's home, as `conveyor build` leaves
     one: its file list, manifest and read-only tree; returns its path and digest."""
@@ -47,6 +50,8 @@ def build_release(paths: Paths, release_id: str, files: dict[str, str]) -> tuple
     (root / "bin" / "tool").write_text("#!/bin/sh\necho tool\n")
     (root / "bin" / "tool").chmod(0o755)
     (root / "link").symlink_to("app.py")
+    for path in root.rglob("*"):  # a build gives each file its commit's time
+        os.utime(path, (COMMIT_TIME, COMMIT_TIME), follow_symlinks=False)
     sealed = seal.record(root, ["tmp"])
     (root / seal.MANIFEST).write_text(json.dumps({"writable": ["tmp"]}))
     seal.make_read_only(root, ["tmp"])
