@@ -47,16 +47,22 @@ def test_a_job_runs_on_the_services_run_host(
     config["environments"][ENV]["run_host"] = "host2"
     config["environments"][ENV]["services"] = {"api": {"replicas": 2}, "web": {"replicas": 1}}
     config["environments"][ENV]["secrets"] = {"JOB_TOKEN": {"env": "SHOP_JOB_TOKEN"}}
+    command = f'echo "$(id -un) $PWD token=$JOB_TOKEN" > "$DATA_DIR/{MARK}"; cat "$DATA_DIR/{MARK}"'
     config["jobs"] = {
         "where": {
-            # Every 10 s: a run by hand right after a scheduled one is not skipped as
-            # overlapping it (a run over SSH can take over a second on a loaded machine).
-            "schedule": "*/10 * * * * *",
+            "schedule": "*/2 * * * * *",
             "service": "api",
-            "command": f'echo "$(id -un) $PWD token=$JOB_TOKEN" > "$DATA_DIR/{MARK}"; cat '
-            f'"$DATA_DIR/{MARK}"',
+            "command": command,
             "environments": [ENV],
-        }
+        },
+        # Run by hand only (at 03:00 on January 1st): a job of its own, so that a scheduled
+        # run of `where` still going (over SSH, on a loaded machine) cannot make it skip.
+        "by-hand": {
+            "schedule": "0 3 1 1 *",
+            "service": "api",
+            "command": command,
+            "environments": [ENV],
+        },
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     shop.commit("a job on the fleet")
@@ -74,18 +80,21 @@ def test_a_job_runs_on_the_services_run_host(
         assert token == f"token={SECRET}"  # the secret reached the command on the host
         assert not (data_dir(hosts, "host1") / MARK).exists()
 
-        def finished() -> Any:
+        def succeeded() -> Any:
+            """The report once `where`'s latest run is a finished one (not a run going, or
+            one skipped because the one before it was still going)."""
             report: Any = json.loads(shop.run("jobs", ENV, "--json").stdout)
-            (job,) = report["jobs"]
-            return report if job["last_run"]["status"] != "running" else None
+            (job,) = [j for j in report["jobs"] if j["name"] == "where"]
+            last = job["last_run"]
+            return (report, last) if last and last["status"] in ("succeeded", "failed") else None
 
-        report = wait_for("the scheduled run to be recorded", finished, every=0.2)
-        last = report["jobs"][0]["last_run"]
+        report, last = wait_for("a scheduled run recorded", succeeded, every=0.2)
         assert (last["status"], last["exit_code"], last["host"]) == ("succeeded", 0, "host2")
         assert last["output"] == f"{user2} {where} token=***"  # masked in the store
         assert report["agent"]["running"]
-        ran = json.loads(shop.run("jobs", "run", ENV, "where", "--json").stdout)
+        ran = json.loads(shop.run("jobs", "run", ENV, "by-hand", "--json").stdout)
         assert (ran["host"], ran["exit_code"], ran["trigger"]) == ("host2", 0, "manual")
+        assert ran["output"] == f"{user2} {where} token=***"
         assert SECRET.encode() not in (shop.home / "state.db").read_bytes()
     finally:
         down(shop)
