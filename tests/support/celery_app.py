@@ -283,7 +283,18 @@ def beat_processes(home: Path) -> list[int]:
         celery = any(a.endswith(b"celery") for a in argv[:3])
         if celery and b"beat" in argv and cwd.startswith(str(home)):
             found.append(int(entry.name))
-    return found
+    # Only those still running once the scan is over. A scan takes a while on a loaded
+    # machine: it can read an old beat that exits a moment later, then the new one that
+    # starts after it (a higher pid, read later), and would count two beats at once.
+    return [pid for pid in found if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is alive and not a zombie (whose cmdline reads empty)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
