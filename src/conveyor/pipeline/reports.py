@@ -234,9 +234,13 @@ def _pip_audit_dependencies(path: Path) -> list[dict[str, Any]]:
 def pip_audit_findings(path: Path) -> list[Finding]:
     """`pip-audit -f json`: each vulnerability of each dependency. pip-audit reports no
     severity, so every one counts as high."""
+    return _vulnerabilities(_pip_audit_dependencies(path))
+
+
+def _vulnerabilities(dependencies: list[dict[str, Any]]) -> list[Finding]:
     return [
         Finding("high", f"{vuln.get('id', '?')} in {dep.get('name')} {dep.get('version', '')}")
-        for dep in _pip_audit_dependencies(path)
+        for dep in dependencies
         for vuln in dep.get("vulns") or []
     ]
 
@@ -247,7 +251,7 @@ def read_pip_audit(path: Path, shown: str, fail_on: str) -> ReportResult:
     counted and named. When it skipped every one, nothing was audited and the gate fails:
     0 findings would say the dependencies are safe when nobody looked."""
     dependencies = _pip_audit_dependencies(path)
-    result = findings_result("pip_audit", shown, pip_audit_findings(path), fail_on)
+    result = findings_result("pip_audit", shown, _vulnerabilities(dependencies), fail_on)
     skipped = [d for d in dependencies if d.get("skip_reason")]
     if not skipped:
         return result
