@@ -18,6 +18,7 @@ import yaml
 
 from tests.support import generators
 from tests.support.postgres import scratch_database
+from tests.support.project import init_repository
 
 pytestmark = pytest.mark.e2e  # builds a virtualenv of Django and Celery the first time
 
@@ -55,10 +56,7 @@ def test_the_examples_pipeline_runs_its_jobs(tmp_path: Path) -> None:
     on the development machines) it audits nothing, says so and fails the pipeline."""
     project = tmp_path / "erp"
     shutil.copytree(ERP, project, ignore=shutil.ignore_patterns(".venv", "reports", ".conveyor"))
-    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
-    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=project, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "the example"], cwd=project, check=True)
+    init_repository(project)
     with scratch_database("erp_tests") as (url, _):
         env = {
             **os.environ,  # the deployer's shell: pip's index and certificates for pip-audit
