@@ -1,14 +1,19 @@
-"""A real HTTP server in a thread, whose answers the tests choose per path."""
+"""A real HTTP server in a thread, whose answers the tests choose per path.
+
+`/slow` hangs until the test ends (at most a minute): a check's timeout must cut it short,
+and a test that ignored the timeout would take that minute, not a second more.
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+SLOW_S = 60.0  # how long /slow hangs at most; the fixture releases it at the end of the test
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -21,7 +26,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.hits[self.path] = self.server.hits.get(self.path, 0) + 1
         if self.path == "/slow":
-            time.sleep(2)
+            self.server.released.wait(SLOW_S)
         if self.path == "/flaky":
             # Healthy from the third request on.
             status, body = (200, b"ok") if self.server.hits[self.path] >= 3 else (503, b"warming")
@@ -54,6 +59,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.hits: dict[str, int] = {}
+        self.released = threading.Event()  # set at the end of the test: /slow answers then
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that time out on /slow close early; that is the point
@@ -69,6 +75,7 @@ def http_server() -> Iterator[_Server]:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield server
+    server.released.set()  # no handler outlives the test
     server.shutdown()
     server.server_close()
     thread.join()

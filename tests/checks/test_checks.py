@@ -51,9 +51,10 @@ def test_http_connection_refused(free_port):
 
 
 def test_http_timeout_of_slow_server(http_server):
+    # /slow hangs for a minute: ignoring the timeout would take that long.
     start = time.monotonic()
     result = asyncio.run(HttpCheck(f"{http_server.base}/slow", timeout=0.3).run())
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 15
     assert not result.ok
     assert result.detail == f"GET {http_server.base}/slow -> timed out after 0.3 s"
 
@@ -128,23 +129,26 @@ def test_command_env_is_added_to_the_inherited_environment(tmp_path, monkeypatch
 
 def test_command_timeout_kills_the_process_group(tmp_path):
     pidfile = tmp_path / "child.pid"
-    # The shell starts a child that would outlive a kill of the shell alone.
-    script = f"sleep 30 & echo $! > {pidfile}; echo waiting; wait"
+    # The shell starts a child that would outlive a kill of the shell alone; without the
+    # timeout, the check would wait the minute of its sleep. The timeout runs from the
+    # shell's start: 1 s is time enough for it to write the pid file and say "waiting".
+    script = f"sleep 60 & echo $! > {pidfile}; echo waiting; wait"
     start = time.monotonic()
-    result = asyncio.run(CommandCheck(["/bin/sh", "-c", script], timeout=0.5).run())
-    assert time.monotonic() - start < 3
+    result = asyncio.run(CommandCheck(["/bin/sh", "-c", script], timeout=1).run())
+    assert time.monotonic() - start < 15
     assert not result.ok
-    assert result.detail.endswith("-> timed out after 0.5 s, killed: waiting")
+    assert result.detail.endswith("-> timed out after 1 s, killed: waiting")
     child = int(pidfile.read_text())
     assert not _alive(child)
 
 
 def test_command_leftover_background_child_does_not_hang_the_check(tmp_path):
     pidfile = tmp_path / "child.pid"
-    script = f"sleep 30 & echo $! > {pidfile}; echo started"
+    # Waiting for the child's end of the output would take the minute of the timeout.
+    script = f"sleep 60 & echo $! > {pidfile}; echo started"
     start = time.monotonic()
-    result = asyncio.run(CommandCheck(["/bin/sh", "-c", script], timeout=10).run())
-    assert time.monotonic() - start < 3
+    result = asyncio.run(CommandCheck(["/bin/sh", "-c", script], timeout=60).run())
+    assert time.monotonic() - start < 15
     assert result.ok
     assert result.detail.endswith(": started")
     assert not _alive(int(pidfile.read_text()))

@@ -448,10 +448,11 @@ def test_drain_waits_for_an_old_worker_that_may_still_route_to_the_server(
 
     async def drained() -> tuple[int, float]:
         started = time.monotonic()
-        return await router.drain(env, "api", a.address, timeout=10), time.monotonic() - started
+        return await router.drain(env, "api", a.address, timeout=60), time.monotonic() - started
 
     left, waited = run(drained())
-    assert left == 0 and waited < 2  # the old worker left with its last connection
+    # the old worker left with its last connection: no waiting for the minute of the timeout
+    assert left == 0 and waited < 15
 
 
 def test_remove_during_a_request_lets_it_finish_then_deletes_the_server(

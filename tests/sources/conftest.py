@@ -1,7 +1,8 @@
 """Real servers for the metric sources: an HTTP server in a thread, and Prometheus.
 
 `Server` answers each path with what a test put in `routes` (status, headers,
-body, delay) and keeps the headers of the requests it got. The session's
+body, delay) and keeps the headers of the requests it got; a delayed answer is
+cut short when the server stops, so a long delay never outlives its test. The session's
 Prometheus scrapes one such server, serving a text exposition, every second.
 """
 
@@ -49,7 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests.append((path, dict(self.headers.items())))
         route = self.server.routes.get(path, Route(404, b"no such page", "text/plain"))
         if route.delay:
-            time.sleep(route.delay)
+            self.server.released.wait(route.delay)
         self.send_response(route.status)
         self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(len(route.body)))
@@ -66,6 +67,7 @@ class Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.released = threading.Event()  # set when the server stops: delays end
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients that time out on a slow route close early; that is the point
@@ -83,6 +85,7 @@ def _serve() -> tuple[Server, threading.Thread]:
 
 
 def _stop(server: Server, thread: threading.Thread) -> None:
+    server.released.set()
     server.shutdown()
     server.server_close()
     thread.join()

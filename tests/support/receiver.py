@@ -3,7 +3,8 @@ GitHub API requests, for the notification tests.
 
 It answers like GitHub's deployments API where the path says so (a new
 deployment gets the next id), 200 elsewhere; `fail` makes chosen paths answer
-an error (`failures_left`: the next few times), `delay` makes them slow.
+an error (`failures_left`: the next few times), `delay` makes them slow (a delayed
+answer is cut short when the receiver stops, so a long delay never outlives its test).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 answer = {"message": "the receiver was told to fail"}
         if delay:
-            time.sleep(delay)
+            self.server.released.wait(delay)
         payload = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -75,6 +76,7 @@ class Receiver(ThreadingHTTPServer):
         self.fail: dict[str, int] = {}  # path -> the status to answer
         self.failures_left: dict[str, int] = {}  # path -> how many more times to answer 503
         self.delay: dict[str, float] = {}  # path -> seconds before answering
+        self.released = threading.Event()  # set when the receiver stops: delays end
         self.next_id = 100
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -106,6 +108,7 @@ def receiver() -> Iterator[Receiver]:
     try:
         yield server
     finally:
+        server.released.set()
         server.shutdown()
         server.server_close()
         thread.join()

@@ -36,26 +36,32 @@ def test_stop_waits_for_the_group_removes_the_files_then_updates(tmp_path: Path)
     # A process group that outlives the stop (supervisorctl's stand-in signals nothing):
     # the stop waits for it, and SIGKILLs the group after the timeout. It is this
     # process's child (setsid execs in place), reaped at once by a thread, as
-    # supervisord reaps its own.
-    group = subprocess.Popen(["setsid", "sleep", "30"])
+    # supervisord reaps its own. Left alone, it sleeps a minute.
+    group = subprocess.Popen(["setsid", "sleep", "60"])
     reaper = threading.Thread(target=group.wait, daemon=True)
     reaper.start()
-    time.sleep(0.1)
-    started = time.monotonic()
-    done = run(
-        ssh_stop.stop_argv(
-            "web-1",
-            group.pid,
-            0.5,
-            PurePosixPath(conf),
-            PurePosixPath(launch),
-            stand_in(tmp_path),
+    try:
+        time.sleep(0.1)
+        started = time.monotonic()
+        done = run(
+            ssh_stop.stop_argv(
+                "web-1",
+                group.pid,
+                0.5,
+                PurePosixPath(conf),
+                PurePosixPath(launch),
+                stand_in(tmp_path),
+            )
         )
-    )
-    reaper.join(5)
+        took = time.monotonic() - started
+        reaper.join(5)
+    finally:
+        if group.returncode is None:  # the stop failed: the sleep must not outlive the test
+            group.kill()
+            reaper.join(5)
     assert group.returncode == -9
     assert (done.returncode, done.stdout) == (0, "")
-    assert 0.4 < time.monotonic() - started < 10
+    assert 0.4 < took < 15  # the 0.5 s timeout, not the minute of the sleep
     assert (tmp_path / "calls.log").read_text().splitlines() == ["stop web-1", "update web-1"]
     assert not conf.exists() and not launch.exists()
     try:
@@ -69,11 +75,11 @@ def test_stop_waits_for_the_group_removes_the_files_then_updates(tmp_path: Path)
 def test_a_program_not_running_is_removed_without_waiting(tmp_path: Path) -> None:
     conf, launch = files(tmp_path)
     argv = ssh_stop.stop_argv(
-        "web-1", None, 10, PurePosixPath(conf), PurePosixPath(launch), stand_in(tmp_path)
+        "web-1", None, 60, PurePosixPath(conf), PurePosixPath(launch), stand_in(tmp_path)
     )
     assert argv[5] == ""  # no process group to wait for
     started = time.monotonic()
     assert run(argv).returncode == 0
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # not the minute of the timeout
     assert (tmp_path / "calls.log").read_text().splitlines() == ["stop web-1", "update web-1"]
     assert not conf.exists() and not launch.exists()
