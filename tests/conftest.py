@@ -80,6 +80,7 @@ _passable_temp_dirs()
 # The longest files first (seconds of a full run on 2 cores, `--junitxml`), so that the
 # workers' last files are short ones and none waits long for another at the end.
 LONGEST_FIRST = (
+    "e2e/test_fleet_erp.py",  # 244
     "e2e/test_progressive.py",  # 262
     "e2e/test_fleet_faults.py",  # 180
     "e2e/test_databases.py",  # 169

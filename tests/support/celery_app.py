@@ -1,10 +1,11 @@
 """A small Celery project for the worker and singleton tests: a web service, a Celery
 worker and a Celery beat, with the test's own `redis-server` as the broker.
 
-- `tasks.py`: `record(n)` takes a little while, then counts task n in Redis
-  (`HINCRBY processed n 1`) and notes which release ran it and when (`done_at`); beat sends `tick` every
-  half second, which counts its beat's instance name (`ticks`, and `tick_log` with the
-  time). Exactly once means every n has the count 1.
+- `tasks.py`: `record(n)` takes a little while, then counts its run of task n in Redis
+  (`HINCRBY runs n 1`) and, on the first run only, marks n processed (`HSETNX
+  processed n 1`) and notes which release ran it and when (`done_at`); beat sends `tick`
+  every half second, which counts its beat's instance name (`ticks`, and `tick_log` with
+  the time). A task lost is an n missing from `processed`.
 - `enqueue.py N FIRST`: queues tasks FIRST..FIRST+N-1, 20 a second; `queued` is
   one past the last one queued.
 - `app/version.txt` changes every service's release, `beat-version.txt` only beat's.
@@ -45,8 +46,8 @@ BROKER = os.environ["BROKER_URL"]
 app = Celery("tasks", broker=BROKER)
 app.conf.update(
     # Celery's default acknowledgement (when a task starts): a warm shutdown finishes the
-    # running tasks and gives the reserved ones back. (Acknowledged late, a task that
-    # ends as its worker stops can run twice: at least once, not exactly once.)
+    # running tasks and gives the reserved ones back. (Acknowledged late, every task
+    # running as its worker stops would run again.)
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     beat_schedule={"tick": {"task": "tasks.tick", "schedule": 0.5}},
@@ -57,10 +58,14 @@ RELEASE = os.environ.get("CONVEYOR_RELEASE", "")
 
 @app.task
 def record(n):
+    # Idempotent, as a Celery task must be: Celery can run a task again around a
+    # worker's warm shutdown (celery/celery#3796). Every run counts in `runs`; the
+    # effect (`processed`) happens once.
     time.sleep(0.05)
-    store.hincrby("processed", str(n), 1)
-    store.hset("release_of", str(n), RELEASE)
-    store.hset("done_at", str(n), repr(time.time()))
+    store.hincrby("runs", str(n), 1)
+    if store.hsetnx("processed", str(n), 1):
+        store.hset("release_of", str(n), RELEASE)
+        store.hset("done_at", str(n), repr(time.time()))
 
 
 @app.task

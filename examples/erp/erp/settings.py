@@ -144,7 +144,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")  # memory: builds, tests
 # Celery's default (early) acknowledgement: a worker replaced by a deploy gets a warm
 # shutdown (SIGTERM to its main process) and finishes the tasks it holds; late
-# acknowledgement would deliver a task again after a roll (at least once, not once).
+# acknowledgement would deliver every task it was running again. Early acknowledgement
+# is not "exactly once" either: around a warm shutdown Celery can still run a task a
+# second time (celery/celery#3796), so tasks are idempotent (orders/tasks.py).
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {

@@ -45,3 +45,14 @@ def test_heartbeat_counts(client: Client) -> None:
 @pytest.mark.django_db
 def test_only_post_creates_orders(client: Client) -> None:
     assert client.get("/orders/").status_code == 405
+
+
+@pytest.mark.django_db
+def test_an_order_delivered_twice_is_processed_once(client: Client, monkeypatch) -> None:
+    monkeypatch.setattr(process_order, "delay", lambda *args: None)
+    created = client.post("/orders/", json.dumps({"reference": "B-1"}), "application/json")
+    order_id = created.json()["id"]
+    process_order(order_id, 0)
+    process_order(order_id, 0)  # Celery delivered it again
+    assert Order.objects.get(pk=order_id).times_processed == 1
+    assert client.get("/orders/stats/").json()["twice"] == 0
