@@ -41,9 +41,11 @@ def test_each_environment_gets_the_registered_plugin_it_names(rt: Runtime) -> No
     assert isinstance(rt.router_for("staging"), CaddyRouter)
     assert isinstance(rt.router_for("production"), HAProxyRouter)
     assert isinstance(rt.target_for("staging"), LocalTarget)
-    # Shared plugins are built once per command.
-    assert rt.router_for("staging") is rt.router_for("qa")
+    # Plugins are built once per command: a shared one serves every environment; Caddy
+    # once per environment (an environment's router may run on one of its hosts).
     assert rt.target_for("staging") is rt.target_for("production")
+    assert rt.router_for("staging") is rt.router_for("staging")
+    assert rt.router_for("staging") is not rt.router_for("qa")
 
 
 def test_registry_names_match_the_config_choices() -> None:

@@ -14,7 +14,7 @@ The SSH target (issue 14 §2) registers here as `Plugin("ssh",
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,11 +32,13 @@ class Plugin:
     factory: str
     description: str
     per_environment: bool = False
-    ensure: str = ""  # "module:function": async function(rt) that starts what it needs
+    # "module:function": async function(rt, environments) that starts what the
+    # environments that name the plugin need.
+    ensure: str = ""
 
-    async def ensure_running(self, rt: Runtime) -> None:
+    async def ensure_running(self, rt: Runtime, environments: Sequence[str]) -> None:
         if self.ensure:
-            await _load(self.ensure)(rt)
+            await _load(self.ensure)(rt, environments)
 
     def build(self, rt: Runtime, environment: str) -> Any:
         make: Callable[[Runtime, str], Any] = _load(self.factory)
@@ -73,6 +75,7 @@ ROUTERS: dict[str, Plugin] = _registry(
         "caddy",
         "conveyor.routers.caddy:build",
         "embedded Caddy, the default",
+        per_environment=True,  # the home's Caddy, or the one on a `router_host`
         ensure="conveyor.routers.caddy_platform:ensure_caddy",
     ),
     Plugin(

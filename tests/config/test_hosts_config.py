@@ -114,6 +114,29 @@ def problems(environments: str, services: str = "") -> list[str]:
             """,
             'environments/prod/run_host: unknown host "b" (hosts: a)',
         ),
+        (
+            """\
+            prod:
+              listen: ':80'
+              target: ssh
+              router_host: b
+              hosts: [{name: a, address: 10.0.0.1, user: u, roles: [web, jobs]}]
+            """,
+            'environments/prod/router_host: unknown host "b" (hosts: a)',
+        ),
+        (
+            """\
+            prod:
+              listen: ':80'
+              target: ssh
+              router: haproxy
+              router_host: a
+              hosts: [{name: a, address: 10.0.0.1, user: u, roles: [web, jobs]}]
+            """,
+            "environments/prod/router_host: the router on a host is Caddy (`router: caddy`); "
+            'router "haproxy" runs where Conveyor runs: remove router_host or use '
+            "`router: caddy`",
+        ),
     ],
 )
 def test_host_lists_are_checked_with_key_paths(environment: str, expected: str) -> None:
@@ -134,8 +157,13 @@ def test_host_lists_are_checked_with_key_paths(environment: str, expected: str) 
         ),
         (
             "prod: {listen: ':80', router_host: web1}",
-            'environments/prod/router_host: the router runs where Conveyor runs ("local") for '
-            'now; a router on one of the hosts is not supported yet, got "web1"',
+            "environments/prod/router_host: only `target: ssh` runs on hosts; the router of a "
+            '"local" environment runs where Conveyor runs ("local")',
+        ),
+        (
+            "prod: {listen: ':80', router_host: Web_1}",
+            'environments/prod/router_host: expected "local" (where Conveyor runs) or the name '
+            'of one of the environment\'s hosts, got "Web_1"',
         ),
         (
             "prod: {listen: ':80', hosts: [{name: local, address: h, user: u}]}",
@@ -365,3 +393,36 @@ def test_run_as_of_a_service_is_refused_naming_the_user_to_log_in_as() -> None:
         "as each host's login user (its `user:`), never as another user; remove run_as, or "
         'log in to the hosts as "app" (`user: app`)'
     ]
+
+
+@needs_ssh
+def test_a_router_on_a_host_is_reached_at_that_hosts_address() -> None:
+    hosts = "[{name: a, address: 10.0.0.1, user: u, roles: [web, jobs]}]"
+    loopback = problems(
+        f"prod: {{listen: '127.0.0.1:80', target: ssh, router_host: a, hosts: {hosts}}}"
+    )
+    assert (
+        "environments/prod/listen: the router runs on host a (router_host), where "
+        "127.0.0.1:80 is reachable from that host only; listen on its address (or 0.0.0.0)"
+    ) in loopback
+    inventory = problems(
+        "prod: {listen: ':80', target: ssh, router_host: a, hosts: {inventory: x.json}}"
+    )
+    assert any(
+        p.startswith("environments/prod/url: required: the router runs on host a")
+        for p in inventory
+    )
+    text = BASE + f"  prod: {{listen: '0.0.0.0:80', target: ssh, router_host: a, hosts: {hosts}}}\n"
+    assert parse_config(text, {}).environment("prod").effective_url == "http://10.0.0.1:80"
+
+
+@needs_ssh
+def test_a_router_on_a_host_does_not_take_tls_yet() -> None:
+    found = problems(
+        "prod: {listen: '0.0.0.0:443', target: ssh, router_host: a, "
+        "tls: {certificate: site.pem, key: site.key}, "
+        "hosts: [{name: a, address: 10.0.0.1, user: u, roles: [web, jobs]}]}"
+    )
+    assert any(
+        p.startswith("environments/prod/tls: the router on a host (router_host a)") for p in found
+    )

@@ -241,7 +241,7 @@ def test_traffic_state_of_an_older_version_or_damaged_starts_over(tmp_path: Path
 
 def test_bootstrap_config_and_command_line(tmp_path: Path) -> None:
     paths = Paths(tmp_path / "home")
-    config = bootstrap_config(paths)
+    config = bootstrap_config(paths.caddy_admin_socket)
     assert config["admin"]["listen"] == f"unix/{paths.caddy_admin_socket}"
     assert config["apps"]["http"]["servers"] == {}
     assert "http.log.access" in config["logging"]["logs"]["default"]["exclude"]

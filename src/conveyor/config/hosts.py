@@ -15,7 +15,8 @@
 Roles: a host carries the services that share one of its roles; both sides default
 to `[web]`, so without any `roles:` every service runs on every host. A host with
 `roles: []` carries no service (a bastion). The router runs where Conveyor runs
-(`router_host: local`, the only value supported for now).
+(`router_host: local`, the default) or on one of the hosts (`router_host: web1`, with
+`router: caddy`): traffic then enters there, and Conveyor drives it over SSH.
 
 The models here only check what one host entry says; `config_issues` checks the
 list against itself and the services (names, addresses, jumps, roles), and the
@@ -34,6 +35,7 @@ from conveyor.config.durations import describe_value, problem
 
 if TYPE_CHECKING:
     from conveyor.config.models import Config
+    from conveyor.config.models.environments import EnvironmentConfig
 
 __all__ = [
     "DEFAULT_ROLES",
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 HOST_TARGET = "ssh"  # the target that runs on `hosts:`
+ROUTER_ON_HOSTS = "caddy"  # the router that runs on one of them (`router_host:`)
 LOCAL_HOST = "local"  # where Conveyor runs (the local target's one host)
 DEFAULT_ROLES = ("web",)
 
@@ -102,12 +105,14 @@ def _check_user(value: object) -> str:
 
 
 def _check_router_host(value: object) -> str:
-    if value != LOCAL_HOST:
+    if value == LOCAL_HOST:
+        return LOCAL_HOST
+    if not isinstance(value, str) or not _HOST_NAME.fullmatch(value):
         raise problem(
-            f'the router runs where Conveyor runs ("{LOCAL_HOST}") for now; a router on one '
-            f"of the hosts is not supported yet, got {describe_value(value)}"
+            f'expected "{LOCAL_HOST}" (where Conveyor runs) or the name of one of the '
+            f"environment's hosts, got {describe_value(value)}"
         )
-    return LOCAL_HOST
+    return value
 
 
 HostName = Annotated[str, PlainValidator(_check_host_name)]
@@ -179,8 +184,8 @@ def hosts_field() -> Any:
 def router_host_field() -> Any:
     return Field(
         LOCAL_HOST,
-        description=f'Where the router runs: "{LOCAL_HOST}", the machine Conveyor runs on (the '
-        "only choice for now).",
+        description=f'Where the router runs: "{LOCAL_HOST}", the machine Conveyor runs on '
+        "(default), or the name of one of the environment's hosts (`router: caddy`).",
     )
 
 
@@ -262,11 +267,12 @@ def service_issues(
     that is not a host."""
     issues: list[str] = []
     env = config.environments[environment]
-    if env.run_host is not None and env.run_host not in {h.name for h in hosts}:
-        known = ", ".join(sorted({h.name for h in hosts}))
-        issues.append(
-            f'environments/{environment}/run_host: unknown host "{env.run_host}" (hosts: {known})'
-        )
+    known = ", ".join(sorted({h.name for h in hosts}))
+    for key, name in (("run_host", env.run_host), ("router_host", env.router_host)):
+        if name not in (None, LOCAL_HOST) and name not in {h.name for h in hosts}:
+            issues.append(
+                f'environments/{environment}/{key}: unknown host "{name}" (hosts: {known})'
+            )
     offered = sorted({role for host in hosts for role in host.roles})
     for name, service in config.services.items():
         if not any(carries(host.roles, service.roles) for host in hosts):
@@ -300,6 +306,20 @@ def config_issues(config: Config) -> list[str]:
             issues.append(
                 f"environments/{name}/run_host: only `target: {HOST_TARGET}` runs on hosts"
             )
+        if env.router_host != LOCAL_HOST:
+            if env.target != HOST_TARGET:
+                issues.append(
+                    f"environments/{name}/router_host: only `target: {HOST_TARGET}` runs on "
+                    f'hosts; the router of a "{env.target}" environment runs where Conveyor '
+                    f'runs ("{LOCAL_HOST}")'
+                )
+            elif env.router != ROUTER_ON_HOSTS:
+                issues.append(
+                    f"environments/{name}/router_host: the router on a host is Caddy "
+                    f'(`router: {ROUTER_ON_HOSTS}`); router "{env.router}" runs where '
+                    f"Conveyor runs: remove router_host or use `router: {ROUTER_ON_HOSTS}`"
+                )
+            issues.extend(router_listen_issues(name, env))
         if env.target == HOST_TARGET:
             issues.extend(run_as_issues(config, name))
         issues.extend(fleet_strategy_issues(name, env))
@@ -310,6 +330,32 @@ def config_issues(config: Config) -> list[str]:
             issues.extend(host_list_issues(env.hosts, where))
             issues.extend(service_issues(config, name, env.hosts, where))
     return issues
+
+
+def router_listen_issues(environment: str, env: EnvironmentConfig) -> list[str]:
+    """A router on a host must be reachable: not on its loopback, and, listening on every
+    interface of a host read from an inventory, with the `url:` to reach it by. No `tls:` yet."""
+    if env.tls is not None:
+        return [
+            f"environments/{environment}/tls: the router on a host (router_host "
+            f"{env.router_host}) does not serve HTTPS yet: its certificate files are on this "
+            "machine. Use `router_host: local`, or terminate TLS in front of the host"
+        ]
+    host = env.listen_host
+    if host.startswith("127.") or host in ("::1", "localhost"):
+        return [
+            f"environments/{environment}/listen: the router runs on host {env.router_host} "
+            f"(router_host), where {env.listen} is reachable from that host only; listen on "
+            "its address (or 0.0.0.0)"
+        ]
+    if host in ("", "0.0.0.0", "::") and env.url is None and not isinstance(env.hosts, list):
+        return [
+            f"environments/{environment}/url: required: the router runs on host "
+            f"{env.router_host} of an inventory and listens on every interface "
+            f"({env.listen}); give the URL it answers at (smoke tests and messages use it), "
+            "or listen on its address"
+        ]
+    return []
 
 
 def run_as_issues(config: Config, environment: str) -> list[str]:

@@ -249,7 +249,7 @@ def config_digest(spec: InstanceSpec) -> str:
 async def _ensure_target(rt: Runtime, environment: str) -> None:
     from conveyor.plugins import TARGETS
 
-    await TARGETS[rt.environment(environment).target].ensure_running(rt)
+    await TARGETS[rt.environment(environment).target].ensure_running(rt, [environment])
 
 
 def _remote(rt: Runtime, environment: str, name: str) -> tuple[SshTarget, str] | None:

@@ -124,11 +124,12 @@ class Runtime:
         With an environment, only its target and router; without, every one in use.
         """
         names = [environment] if environment else list(self.loaded.config.environments)
-        envs = [self.environment(name) for name in names]
-        for kind in dict.fromkeys(env.target for env in envs):
-            await TARGETS[kind].ensure_running(self)
-        for kind in dict.fromkeys(env.router for env in envs):
-            await ROUTERS[kind].ensure_running(self)
+        for registry, key in ((TARGETS, "target"), (ROUTERS, "router")):
+            by_kind: dict[str, list[str]] = {}
+            for name in names:
+                by_kind.setdefault(getattr(self.environment(name), key), []).append(name)
+            for kind, environments in by_kind.items():
+                await registry[kind].ensure_running(self, environments)
 
     async def recheck_platform(self, environment: str) -> None:
         """`ensure_platform` again, though this command checked it already: a failed step

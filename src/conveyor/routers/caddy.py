@@ -88,6 +88,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from conveyor.config.hosts import LOCAL_HOST
 from conveyor.errors import RouterError
 from conveyor.routers.base import RouteSpec, TrafficStats, route_order
 from conveyor.routers.caddy_process import atomic_write_text
@@ -102,7 +103,12 @@ __all__ = ["CaddyRouter", "build"]
 
 
 def build(rt: Runtime, environment: str) -> CaddyRouter:
-    """The `caddy` plugin (`conveyor.plugins`): one Caddy of the home for every environment."""
+    """The `caddy` plugin (`conveyor.plugins`): the home's Caddy, which serves every
+    environment whose router runs here, or the Caddy on the environment's `router_host`."""
+    if rt.environment(environment).router_host != LOCAL_HOST:
+        from conveyor.routers.caddy_remote import build_remote
+
+        return build_remote(rt, environment)
     return CaddyRouter(rt.paths.caddy_admin_socket, rt.paths.caddy_dir)
 
 
@@ -294,7 +300,7 @@ def build_server(
     return server
 
 
-def build_logger(access_log: Path, environment: str) -> dict[str, Any]:
+def build_logger(access_log: str | Path, environment: str) -> dict[str, Any]:
     """The logger that writes the environment's access log as JSON lines."""
     return {
         "writer": {
@@ -434,11 +440,33 @@ class CaddyRouter:
         self.state_dir = Path(state_dir).absolute()  # Caddy writes the access log here
         self.timeout = timeout
 
-    # -- paths ---------------------------------------------------------------
+    # -- where Caddy is: overridden by a Caddy on another host (caddy_remote) --
+
+    @property
+    def admin_name(self) -> str:
+        """The admin API, as error messages name it."""
+        return str(self.admin_socket)
 
     def access_log(self, environment: str) -> Path:
-        """Where Caddy writes the environment's access log."""
+        """Where Caddy writes the environment's access log (and where it is read)."""
         return self.state_dir / f"access-{environment}.log"
+
+    def caddy_access_log(self, environment: str) -> str:
+        """The access log's path as Caddy's config names it (on Caddy's host)."""
+        return str(self.access_log(environment))
+
+    async def fresh_access_log(self, environment: str) -> Path:
+        """The access log to count, with every line Caddy has written until now."""
+        return self.access_log(environment)
+
+    async def forget_access_logs(self, environment: str) -> None:
+        log = self.access_log(environment)
+        for path in [log, *rolled_logs(log)]:
+            path.unlink(missing_ok=True)
+
+    async def listen_is_free(self, listen: str) -> bool:
+        """Whether a program could bind `listen` on Caddy's host now."""
+        return _port_is_free(listen)
 
     def _traffic_file(self, environment: str) -> Path:
         return self.state_dir / f"traffic-{environment}.json"
@@ -490,19 +518,19 @@ class CaddyRouter:
                     await asyncio.sleep(0.05 * (attempt + 1))
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
             raise RouterError(
-                f"caddy: cannot reach the admin API on {self.admin_socket} "
+                f"caddy: cannot reach the admin API on {self.admin_name} "
                 f"while trying to {what}: {exc}",
                 hint=_HINT_NOT_RUNNING,
             ) from None
         except httpx.TimeoutException:
             raise RouterError(
-                f"caddy: the admin API on {self.admin_socket} did not answer within "
+                f"caddy: the admin API on {self.admin_name} did not answer within "
                 f"{self.timeout:g}s while trying to {what}",
                 hint=_HINT_NOT_RUNNING + "; a hung Caddy needs a restart",
             ) from None
         except httpx.HTTPError as exc:
             raise RouterError(
-                f"caddy: the admin API on {self.admin_socket} failed while trying to {what}: {exc}",
+                f"caddy: the admin API on {self.admin_name} failed while trying to {what}: {exc}",
                 hint=_HINT_NOT_RUNNING,
             ) from None
         if response.status_code < 400 or response.status_code in allow:
@@ -651,7 +679,7 @@ class CaddyRouter:
                     wanted.setdefault("apps", {}).setdefault("http", {}).setdefault("servers", {})
                 )
                 existing = servers.get(environment)
-                self._check_listen_available(environment, listen, servers)
+                await self._check_listen_available(environment, listen, servers)
                 existing_routes = {r.get("@id"): r for r in (existing or {}).get("routes") or []}
                 backends: dict[str, dict[str, int]] = {}
                 for spec in specs:
@@ -665,7 +693,9 @@ class CaddyRouter:
                     None if tls is None else build_certificate(environment, tls),
                 )
                 _ensure_logger(
-                    wanted, environment, build_logger(self.access_log(environment), environment)
+                    wanted,
+                    environment,
+                    build_logger(self.caddy_access_log(environment), environment),
                 )
                 if wanted == config:
                     return
@@ -686,7 +716,7 @@ class CaddyRouter:
             hint="another process is changing Caddy's config; retry when it is done",
         )
 
-    def _check_listen_available(
+    async def _check_listen_available(
         self, environment: str, listen: str, servers: Mapping[str, Any]
     ) -> None:
         """Refuse a listen address Caddy could not bind: a failed load has side effects."""
@@ -698,7 +728,7 @@ class CaddyRouter:
                     hint="give each environment its own listen address in conveyor.yml",
                 )
         existing = servers.get(environment) or {}
-        if listen not in (existing.get("listen") or []) and not _port_is_free(listen):
+        if listen not in (existing.get("listen") or []) and not await self.listen_is_free(listen):
             raise RouterError(
                 f"caddy: {listen} is already in use by another program; "
                 f"environment {environment} cannot listen there",
@@ -737,9 +767,7 @@ class CaddyRouter:
                     hint="another process is changing Caddy's config; retry when it is done",
                 )
         self._traffic_file(environment).unlink(missing_ok=True)
-        log = self.access_log(environment)
-        for path in [log, *rolled_logs(log)]:
-            path.unlink(missing_ok=True)
+        await self.forget_access_logs(environment)
 
     async def register(self, environment: str, service: str, address: str) -> None:
         """Add a backend with weight 0 (no traffic yet); a registered backend keeps its weight."""
@@ -858,7 +886,8 @@ class CaddyRouter:
         traffic = self._traffic_file(environment)
         if traffic.exists():
             async with self._locked(f".traffic-{environment}.lock"):
-                state = await asyncio.to_thread(self._read_traffic, environment)
+                log = await self.fresh_access_log(environment)
+                state = await asyncio.to_thread(self._read_traffic, environment, log)
                 state.forget(route_id(environment, service), address)
                 await asyncio.to_thread(state.save, traffic)
 
@@ -883,15 +912,16 @@ class CaddyRouter:
         rid = route_id(environment, service)
         traffic = self._traffic_file(environment)
         async with self._locked(f".traffic-{environment}.lock"):
-            state = await asyncio.to_thread(self._read_traffic, environment)
+            log = await self.fresh_access_log(environment)
+            state = await asyncio.to_thread(self._read_traffic, environment, log)
             # Asked after reading the log: see _TrafficState.keep_only.
             registered = await self._registered(environment)
             return await asyncio.to_thread(state.finish, traffic, rid, registered)
 
-    def _read_traffic(self, environment: str) -> _TrafficState:
-        """The saved traffic state plus the access log lines written since."""
+    def _read_traffic(self, environment: str, log: Path) -> _TrafficState:
+        """The saved traffic state plus the lines of `log` written since."""
         state = _TrafficState.load(self._traffic_file(environment))
-        state.ingest(self.access_log(environment))
+        state.ingest(log)
         return state
 
     async def _registered(self, environment: str) -> dict[str, list[str]] | None:

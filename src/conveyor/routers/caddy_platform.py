@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conveyor.config.hosts import LOCAL_HOST
 from conveyor.errors import RouterError
 
 if TYPE_CHECKING:
@@ -40,12 +42,21 @@ def ensure_listener_migration() -> list[str]:
     return ["set net.ipv4.tcp_migrate_req=1 so that Caddy's config reloads reset no connection"]
 
 
-async def ensure_caddy(rt: Runtime) -> None:
-    """Start Caddy under supervisord unless its admin socket answers (the `caddy` plugin's
-    `ensure`); also make config reloads keep queued connections (`ensure_listener_migration`)."""
-    await rt.ensure_supervisor()  # Caddy runs under it
-    rt.notes.extend(ensure_listener_migration())
-    await _ensure_caddy(rt)
+async def ensure_caddy(rt: Runtime, environments: Sequence[str]) -> None:
+    """The `caddy` plugin's `ensure`: the Caddy of each environment runs. The home's is
+    started under supervisord unless its admin socket answers (and config reloads made to
+    keep queued connections, `ensure_listener_migration`); one on a `router_host` is
+    started there (`caddy_remote`)."""
+    remote = [e for e in environments if rt.environment(e).router_host != LOCAL_HOST]
+    if len(remote) < len(environments):
+        await rt.ensure_supervisor()  # Caddy runs under it
+        rt.notes.extend(ensure_listener_migration())
+        await _ensure_caddy(rt)
+    if remote:
+        from conveyor.routers.caddy_remote import ensure_remote
+
+        for environment in remote:
+            await ensure_remote(rt, environment)
 
 
 async def _ensure_caddy(rt: Runtime) -> None:

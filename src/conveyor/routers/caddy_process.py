@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from conveyor.errors import RouterError
@@ -68,11 +68,11 @@ def resumed_listens(paths: Paths) -> list[str]:
         return []
 
 
-def bootstrap_config(paths: Paths) -> dict[str, Any]:
+def bootstrap_config(admin_socket: str | PurePath) -> dict[str, Any]:
     """The initial JSON config: admin API on the unix socket, no servers yet."""
     return {
         "admin": {
-            "listen": f"unix/{paths.caddy_admin_socket}",
+            "listen": f"unix/{admin_socket}",
             "config": {"persist": True},
         },
         "logging": {
@@ -106,7 +106,7 @@ def write_bootstrap_config(paths: Paths) -> Path:
     paths.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for directory in caddy_env(paths).values():
         Path(directory).mkdir(parents=True, exist_ok=True)
-    config = bootstrap_config(paths)
+    config = bootstrap_config(paths.caddy_admin_socket)
     target = paths.caddy_dir / BOOTSTRAP_NAME
     atomic_write_text(target, json.dumps(config, indent=2) + "\n")
     autosave = autosave_path(paths)
@@ -122,13 +122,12 @@ def write_bootstrap_config(paths: Paths) -> Path:
 
 def caddy_argv(paths: Paths) -> list[str]:
     """The command line that runs Caddy in the foreground (for supervisord or a test)."""
-    return [
-        str(caddy_executable()),
-        "run",
-        "--config",
-        str(paths.caddy_dir / BOOTSTRAP_NAME),
-        "--resume",
-    ]
+    return run_argv(caddy_executable(), paths.caddy_dir / BOOTSTRAP_NAME)
+
+
+def run_argv(executable: str | PurePath, bootstrap: str | PurePath) -> list[str]:
+    """`caddy run` with the bootstrap config, resuming the config it autosaved last."""
+    return [str(executable), "run", "--config", str(bootstrap), "--resume"]
 
 
 def atomic_write_text(target: Path, text: str) -> None:

@@ -42,7 +42,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -642,8 +642,9 @@ def prepare(paths: Paths) -> None:
     write_config(paths, RouterState.load(state_path(paths)))
 
 
-async def ensure_for(rt: Runtime) -> None:
-    """The `haproxy` plugin's `ensure`: HAProxy runs under the home's supervisord."""
+async def ensure_for(rt: Runtime, environments: Sequence[str]) -> None:
+    """The `haproxy` plugin's `ensure`: HAProxy runs under the home's supervisord (one for
+    every environment)."""
     await rt.ensure_supervisor()
     await ensure_haproxy(rt.supervisor, rt.paths)
 

@@ -5,12 +5,15 @@ Everything lives in one directory of the login user's home, one per project
 (no root) is enough:
 
     ~/.conveyor/<project>/
-        lib/                     Python packages Conveyor ships (supervisor)
+        lib/                     Python packages Conveyor ships (supervisor), and Caddy
+                                 on the router's host
         releases/<service>/<id>/ sealed releases, shipped from the deployer
         data/<env>/<service>/    DATA_DIR of each service, kept across releases
         logs/instances/          instance output (supervisord writes it)
         supervisor/              supervisord.conf, programs/*.conf, its log and pid
-        run/supervisor.sock      supervisord's control socket (0700 directory)
+        caddy/                   the router on its host: config, data, access logs
+        run/supervisor.sock      supervisord's control socket (0700 directory), and
+                                 caddy-admin.sock, the router's admin API
 
 supervisord runs from the shipped `lib/` with the host's own `python3`, and is
 driven with its `supervisorctl` over SSH. Paths here are relative to the login
@@ -76,6 +79,20 @@ class RemoteLayout:
     @property
     def supervisor_socket(self) -> PurePosixPath:
         return self.run_dir / "supervisor.sock"
+
+    @property
+    def caddy_dir(self) -> PurePosixPath:
+        """The router's files when it runs on the host (`router_host:`): its bootstrap
+        config, its data and autosaved config, its access logs."""
+        return self.home / "caddy"
+
+    @property
+    def caddy_binary(self) -> PurePosixPath:
+        return self.lib / "caddy"
+
+    @property
+    def caddy_admin_socket(self) -> PurePosixPath:
+        return self.run_dir / "caddy-admin.sock"
 
     def python_env(self) -> list[str]:
         """`env` arguments that let the host's python3 import the shipped packages."""

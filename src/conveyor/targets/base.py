@@ -25,6 +25,7 @@ LOCAL_HOST = "local"  # the name of the machine Conveyor runs on, as a host of i
 INSTANCE_OWNER = "instance"
 ACCESSORY_OWNER = "accessory"  # an accessory's program, named `ACCESSORY_PREFIX...`
 ACCESSORY_PREFIX = "accessory."  # environment and service names never hold a "."
+ROUTER_PREFIX = "router."  # the router's program on a host of the fleet (`router_host:`)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ def accessory_program(environment: str, name: str) -> str:
 def is_accessory(name: str) -> bool:
     """Whether the program `name` is an accessory's, not an instance's."""
     return name.startswith(ACCESSORY_PREFIX)
+
+
+def is_instance(name: str) -> bool:
+    """Whether the program `name` is an instance's (not an accessory's nor a router's)."""
+    return not name.startswith((ACCESSORY_PREFIX, ROUTER_PREFIX))
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,8 @@ def build(rt: Runtime, environment: str) -> LocalTarget:
     return LocalTarget(rt.supervisor, rt.paths)
 
 
-async def ensure_running(rt: Runtime) -> None:
-    """The `local` plugin's `ensure`: the home's supervisord runs."""
+async def ensure_running(rt: Runtime, environments: Sequence[str]) -> None:
+    """The `local` plugin's `ensure`: the home's supervisord runs (for every environment)."""
     await rt.ensure_supervisor()
 
 

@@ -51,7 +51,7 @@ from conveyor.targets.base import (
     Endpoint,
     InstanceSpec,
     InstanceStatus,
-    is_accessory,
+    is_instance,
 )
 from conveyor.targets.host_gate import HostGate
 from conveyor.targets.supervisor import _redact, check_program_name
@@ -82,12 +82,10 @@ def build(rt: Runtime, environment: str) -> SshTarget:
     )
 
 
-async def ensure_running(rt: Runtime) -> None:
-    """The `ssh` plugin's `ensure`: the project's supervisord runs on every host of every
-    environment with `target: ssh` (a rebooted host gets it back)."""
-    for environment in rt.loaded.config.environments:
-        if rt.environment(environment).target != "ssh":
-            continue
+async def ensure_running(rt: Runtime, environments: Sequence[str]) -> None:
+    """The `ssh` plugin's `ensure`: the project's supervisord runs on every host of these
+    environments (a rebooted host gets it back)."""
+    for environment in environments:
         target = rt.target_for(environment)
         assert isinstance(target, SshTarget)
         await target.ensure_supervisord()
@@ -412,7 +410,6 @@ class SshTarget:
             spec.stop_signal,
             spec.stop_as_group,
         )
-        conf = programs / f"{spec.name}.conf"
         data = env.get("DATA_DIR", "")
         current = await self.connections.run(
             host,
@@ -423,7 +420,7 @@ class SshTarget:
                 'test -d "$1" || { echo "missing"; exit 0; }; cat "$2" 2>/dev/null',
                 "sh",
                 str(release),
-                str(conf),
+                str(programs / f"{spec.name}.conf"),
                 data,
             ],
             timeout=COMMAND_TIMEOUT,
@@ -434,26 +431,71 @@ class SshTarget:
                 f"of {spec.service} is not on the host",
                 hint="ship it first (a deploy does) or deploy again",
             )
-        if current.stdout == program.conf:
-            status = await self.status(spec.name, host=host)
+        await self._load(host, spec.name, program, current.stdout, env)
+
+    async def run_program(
+        self,
+        host: HostSpec,
+        name: str,
+        argv: Sequence[str],
+        cwd: PurePosixPath,
+        env: dict[str, str],
+        *,
+        stop_timeout: float,
+        owner: str,
+    ) -> None:
+        """Have the host's supervisord run a program of Conveyor's own (the router on its
+        host, `name` outside the instances' names): loaded, or replaced when it changed."""
+        check_program_name(name)
+        home = await self.home(host)
+        programs = home / self.layout.programs_dir
+        program = ssh_programs.render_program(
+            name,
+            argv,
+            cwd,
+            env,
+            self.log_path(home, name),
+            stop_timeout,
+            programs / f"{name}.launch.json",
+            owner,
+        )
+        current = await self.connections.run(
+            host, ["cat", str(programs / f"{name}.conf")], timeout=COMMAND_TIMEOUT
+        )
+        await self._load(
+            host, name, program, current.stdout if current.exit_status == 0 else "", env
+        )
+
+    async def _load(
+        self,
+        host: HostSpec,
+        name: str,
+        program: ssh_programs.Program,
+        current: str,
+        env: Mapping[str, str],
+    ) -> None:
+        """Have supervisord run `program` (its file is `current` on the host now): started
+        again when the same one is stopped, written and updated when it differs."""
+        programs = await self.home(host) / self.layout.programs_dir
+        conf = programs / f"{name}.conf"
+        self._where[name] = host.name
+        if current == program.conf:
+            status = await self.status(name, host=host)
             if status.state in ("stopped", "exited", "fatal"):
-                await self._ctl(host, "start", spec.name)
+                await self._ctl(host, "start", name)
             return
         if program.launch is not None:
-            await _write(
-                self.connections, host, programs / f"{spec.name}.launch.json", program.launch
-            )
+            await _write(self.connections, host, programs / f"{name}.launch.json", program.launch)
         await _write(self.connections, host, conf, program.conf)
-        done = await self._ctl(host, "update", spec.name)
+        done = await self._ctl(host, "update", name)
         if done.exit_status != 0 or "ERROR" in done.stdout:
             await self.connections.run(host, ["rm", "-f", str(conf)], timeout=COMMAND_TIMEOUT)
             raise TargetError(
-                f"host {host.describe()}: supervisord did not take instance {spec.name}: "
+                f"host {host.describe()}: supervisord did not take {name}: "
                 f"{_redact((done.stdout + done.stderr).strip(), env)}",
                 hint=f"is it running? `conveyor setup ENV` starts it; see "
                 f"{self.layout.supervisor_dir}/supervisord.log on the host",
             )
-        self._where[spec.name] = host.name
 
     async def stop(self, name: str, timeout: float) -> None:
         """Stop the program (supervisord: SIGTERM to its group, SIGKILL after its stop
@@ -533,11 +575,11 @@ class SshTarget:
         return await self._statuses(self.host(host))
 
     async def list(self) -> builtins.list[InstanceStatus]:
-        """Every instance on every host (not the accessories), sorted by name."""
+        """Every instance on every host (not the accessories nor the router), sorted by name."""
         per_host = await every(*(self._statuses(h) for h in self._reachable()))
         merged: dict[str, InstanceStatus] = {}
         for found in per_host:
-            merged.update({n: s for n, s in found.items() if not is_accessory(n)})
+            merged.update({n: s for n, s in found.items() if is_instance(n)})
         return [merged[n] for n in sorted(merged)]
 
     async def logs(self, name: str, lines: int, *, host: str | None = None) -> builtins.list[str]:

@@ -193,14 +193,18 @@ class EnvironmentConfig(_Model):
 
     @property
     def effective_url(self) -> str:
-        """`url`, else `http(s)://<listen host or 127.0.0.1>:<port>` (https with `tls:`)."""
+        """`url`, else `http(s)://<listen host>:<port>` (https with `tls:`), where a listen
+        on every interface is reached at 127.0.0.1, or at the router host's address when
+        the router runs on a host of the list (`router_host:`)."""
         if self.url is not None:
             return self.url
         host = self.listen_host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
+        if host in ("", "0.0.0.0", "::"):
+            hosts = self.hosts if isinstance(self.hosts, list) else []
+            host = next(
+                (h.address for h in hosts if h.name == self.router_host),
+                "::1" if host == "::" else "127.0.0.1",
+            )
         if ":" in host:
             host = f"[{host}]"
         scheme = "https" if self.tls is not None else "http"
