@@ -14,11 +14,13 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
 from conveyor.paths import Paths
+from tests.e2e.test_fleet_faults import link, no_traceback, waiting_at
 from tests.e2e.test_fleet_strategies import history, only_api, serving
 from tests.e2e.test_progressive import releases_seen
 from tests.e2e.test_shop import build, change_api
@@ -87,9 +89,9 @@ def test_the_router_runs_on_host1_and_nothing_routes_here(
         "host1",
         "host2",
     ]
-    # `status` knows nothing is wrong; `hosts` still lists both.
-    report = json.loads(shop.run("status", ENV, "--json").stdout)
-    assert report["environments"][0]["services"]
+    # `status` finds nothing wrong: the listen address is host1's, not this machine's.
+    (report,) = json.loads(shop.run("status", ENV, "--json").stdout)["environments"]
+    assert report["router_host"] == "host1" and report["mismatches"] == [], report
 
 
 def test_a_canary_gets_its_share_from_the_router_on_host1_and_its_analysis_promotes_it(
@@ -157,6 +159,52 @@ def test_a_bad_canary_is_aborted_by_the_analysis_of_the_counts_from_host1(
     after = {n: (h, r) for n, (h, r, s) in placement(shop).items() if s == "serving"}
     assert after == before
     assert result.failures / max(1, result.requests) < 0.1, result.summary()
+
+
+def test_the_router_host_lost_mid_deploy_stops_it_for_resume_naming_the_host(
+    fleet: tuple[Project, Inventory], tmp_path: Path
+) -> None:
+    """host1, the router's host, goes away (its link down) just before the deploy's first
+    weight change: the deploy fails naming host1 and the step, and cannot restore the
+    router's weights without it, so the deployment waits for `resume`; with host1 back,
+    `resume` finishes the rollback and the previous release serves alone."""
+    shop, hosts = fleet
+    set_strategy(shop, {"type": "rolling"})
+    was = serving(shop)
+    change_api(shop, f"router lost {time.time()}")
+    release = build(shop)["api"]
+    arguments = only_api(release, shop)
+    proposed = shop.json("deploy", ENV, *arguments, "--dry-run")
+    assert isinstance(proposed, dict)
+    weights = next(n for n, s in enumerate(proposed["steps"], 1) if s["kind"] == "set_weights")
+    go_on = tmp_path / "go-on"
+    deploying = shop.start(
+        "deploy",
+        ENV,
+        *arguments,
+        env={"CONVEYOR_FAILPOINTS": f"executor.before_step:{weights}=wait:{go_on}"},
+    )
+    waiting_at(deploying)
+    link(hosts, 0, up=False)
+    try:
+        go_on.touch()
+        out, err = deploying.communicate(timeout=180)
+    finally:
+        link(hosts, 0, up=True)
+    failed = subprocess.CompletedProcess(deploying.args, deploying.returncode, out, err)
+    no_traceback(failed)
+    assert failed.returncode == 1, err
+    assert f"step {weights} (route api traffic to " in err, err
+    assert "error: host host1 (" in err and "is unreachable" in err, err
+
+    report = json.loads(shop.run("status", ENV, "--json").stdout)["environments"][0]
+    assert report["unfinished"] and report["mismatches"] == [], report
+    resumed = shop.run("resume", ENV, timeout=300)
+    no_traceback(resumed)
+    (record,) = history(shop)
+    assert record["status"] == "rolled_back", record
+    assert serving(shop) == was
+    assert {r for _, r, _ in placement(shop, "api").values()} == {was}  # the new one is gone
 
 
 def test_down_takes_the_environment_off_the_router_on_host1(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.engine.hosts_view import observe_hosts
 from conveyor.engine.instance_logs import follow, prefix, tail
-from conveyor.engine.serving import mismatches
+from conveyor.engine.serving import answers, mismatches
 from conveyor.engine.step_hosts import instance_hosts, plan_hosts, step_hosts, where
 from conveyor.errors import TargetError
 from conveyor.store.records import InstanceRecord
@@ -171,6 +172,34 @@ def test_an_instance_on_another_host_is_judged_by_its_hosts_supervisord() -> Non
 def test_a_local_instance_is_still_checked_against_its_port() -> None:
     local = report({"host": "local", "process": "running"})
     assert mismatches(local, {}, set()) == ["nothing listens on port 4000 of instance web-1"]
+
+
+def test_a_router_on_another_host_is_judged_by_whether_it_answers_at_the_url() -> None:
+    remote = {
+        "listen": "10.0.0.1:80",
+        "url": "http://10.0.0.1:80",
+        "router_host": "h1",
+        "services": [{"name": "web", "release": "r1", "instances": []}],
+    }
+    # This machine's kernel is not asked about host h1's port...
+    assert mismatches(remote, {80: []}, set(), router_answers=True) == []
+    # ...but a router there that does not answer is named.
+    assert mismatches(remote, {}, set(), router_answers=False) == [
+        "nothing answers at http://10.0.0.1:80 (the router on host h1), where web r1 should serve"
+    ]
+    local = {**remote, "router_host": "local"}
+    assert mismatches(local, {}, set()) == [
+        "nothing listens on 10.0.0.1:80, where web r1 should serve"
+    ]
+
+
+def test_answers_tells_a_listening_address_from_a_closed_one() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert answers(f"http://127.0.0.1:{port}")
+    assert not answers(f"http://127.0.0.1:{port}", timeout=0.5)
 
 
 # -- status: every host asked at once, one that does not answer named ---------------------

@@ -73,6 +73,9 @@ class EnvironmentSummary:
     """Service -> replicas in this environment (overrides applied), in file order."""
     target: str = "local"
     """Where its instances run (`target:`): status asks the hosts of any other."""
+    router_host: str = "local"
+    """Where its router runs (`router_host:`): status checks the listen address here only
+    when it is this machine."""
     kinds: dict[str, str] | None = None
     """Service -> its kind (`conveyor.config.kinds`: web, worker, singleton); None: web."""
 
@@ -101,6 +104,7 @@ class ConfigSummary:
                 strategy=env.strategy.type,
                 replicas={s: config.service_for(name, s).replicas for s in config.services},
                 target=env.target,
+                router_host=env.router_host,
                 kinds={s: service_kind(svc) for s, svc in config.services.items()},
             )
             for name, env in config.environments.items()
@@ -117,6 +121,7 @@ class ConfigSummary:
                     "listen": e.listen,
                     "strategy": e.strategy,
                     "target": e.target,
+                    "router_host": e.router_host,
                     "services": [
                         {"name": s, "replicas": n, "kind": e.kind(s)} for s, n in e.replicas.items()
                     ],
@@ -140,6 +145,7 @@ class ConfigSummary:
                     strategy=_text(e["strategy"]),
                     replicas=replicas,
                     target=_text(e.get("target", "local")),
+                    router_host=_text(e.get("router_host", "local")),
                     kinds=kinds,
                 )
                 environments[env.name] = env

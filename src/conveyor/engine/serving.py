@@ -18,7 +18,7 @@ from typing import Any
 
 from conveyor.paths import Paths
 
-__all__ = ["Holder", "gather", "mismatches", "router_pids", "wait_closed"]
+__all__ = ["Holder", "answers", "gather", "mismatches", "router_pids", "wait_closed"]
 
 ROUTER_OWNERS = ("caddy", "haproxy")
 
@@ -41,10 +41,31 @@ def _port(listen: str) -> int | None:
 
 
 def _ports(report: Mapping[str, Any]) -> list[int]:
-    ports = [p for p in [_port(str(report["listen"]))] if p is not None]
+    listen = _port(str(report["listen"])) if _router_here(report) else None
+    ports = [p for p in [listen] if p is not None]
     for service in report["services"]:
         ports += [int(i["port"]) for i in service["instances"] if i["port"] and _here(i)]
     return ports
+
+
+def _router_here(report: Mapping[str, Any]) -> bool:
+    """Whether the environment's router runs on this machine (`router_host: local`)."""
+    return bool(report.get("router_host", "local") == "local")
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts a TCP connection at the URL's host and port (the router
+    on another host, which this machine's kernel cannot be asked about)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _here(instance: Mapping[str, Any]) -> bool:
@@ -105,15 +126,27 @@ def router_pids(paths: Paths) -> set[int]:
 
 
 def mismatches(
-    report: Mapping[str, Any], holders: Mapping[int, list[Holder]], routers: set[int]
+    report: Mapping[str, Any],
+    holders: Mapping[int, list[Holder]],
+    routers: set[int],
+    router_answers: bool | None = None,
 ) -> list[str]:
     """What differs between the environment's status `report` (see engine.status) and
-    the processes listening on its ports. `routers`: pids of Conveyor's routers."""
+    the processes listening on its ports. `routers`: pids of Conveyor's routers;
+    `router_answers`: whether the router on another host accepts connections at the
+    environment's URL (`answers`)."""
     found: list[str] = []
     listen = str(report["listen"])
     port = _port(listen)
     deployed = [(s["name"], s["release"]) for s in report["services"] if s["release"]]
-    if port is not None:
+    if not _router_here(report):
+        if deployed and router_answers is False:
+            service, release = deployed[0]
+            found.append(
+                f"nothing answers at {report['url']} (the router on host "
+                f"{report['router_host']}), where {service} {release} should serve"
+            )
+    elif port is not None:
         on_listen = holders.get(port, [])
         for holder in on_listen:
             if holder.pgid not in routers:

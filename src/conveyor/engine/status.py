@@ -217,6 +217,7 @@ def environment_status(
         "name": name,
         "url": env.url,
         "listen": env.listen,
+        "router_host": env.router_host,
         "strategy": env.strategy,
         "lock": None
         if lock is None
@@ -271,7 +272,7 @@ def status_report(
     `hosts`: what the hosts of the environments on other hosts (`target: ssh`) said,
     by environment (`engine.hosts_view`); the others are this machine's supervisord's.
     """
-    from conveyor.engine.serving import gather, mismatches, router_pids
+    from conveyor.engine.serving import answers, gather, mismatches, router_pids
 
     processes = live_processes(paths)
     hosts = hosts or {}
@@ -288,7 +289,10 @@ def status_report(
     holders = gather(reports)
     routers = router_pids(paths)
     for report in reports:
-        report["mismatches"] = mismatches(report, holders, routers)
+        remote = report["router_host"] != "local"
+        report["mismatches"] = mismatches(
+            report, holders, routers, answers(str(report["url"])) if remote else None
+        )
     return {"project": config.project, "environments": reports}
 
 
