@@ -195,7 +195,9 @@ def test_the_router_host_lost_mid_deploy_stops_it_for_resume_naming_the_host(
     no_traceback(failed)
     assert failed.returncode == 1, err
     assert f"step {weights} (route api traffic to " in err, err
-    assert "error: host host1 (" in err and "is unreachable" in err, err
+    assert "host host1 (" in err and "is unreachable" in err, err
+    assert "stopped before restoring the previous releases" in err, err
+    assert "run `conveyor resume fleet` to finish restoring them" in err, err
 
     report = json.loads(shop.run("status", ENV, "--json").stdout)["environments"][0]
     assert report["unfinished"] and report["mismatches"] == [], report

@@ -1046,7 +1046,16 @@ async def _revert(
     rt: Runtime, deployment: DeploymentRecord, final: str, reason: str, progress: Progress
 ) -> DeploymentRecord:
     known = len(rt.notes)
-    await rt.recheck_platform(deployment.environment)
+    try:
+        await rt.recheck_platform(deployment.environment)
+    except HostUnreachableError as error:  # e.g. the router's host: nothing can move now
+        environment = deployment.environment
+        raise DeployError(
+            f"{reason}; deployment {deployment.id} stopped before restoring the previous "
+            f"releases: {error.message}",
+            hint=f"once host {error.host} answers again (`conveyor hosts {environment}`), "
+            f"run `conveyor resume {environment}` to finish restoring them",
+        ) from None
     for note in rt.notes[known:]:  # e.g. supervisord had died: likely why the step failed
         progress(f"note: {note}")
     del rt.notes[known:]
