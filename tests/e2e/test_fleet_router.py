@@ -38,7 +38,9 @@ QUICK = {
         "duration": "4s",
         "max_duration": "40s",
         "min_requests": 50,
-        "thresholds": ["error_rate < 2%", "p95 < 500ms"],
+        # What this test is about is the counting from host1's log: the error rate.
+        # (A latency threshold would judge how loaded this machine is.)
+        "thresholds": ["error_rate < 2%"],
     }
 }
 

@@ -40,7 +40,12 @@ from conveyor.routers.caddy import (
     CaddyRouter,
     rolled_logs,
 )
-from conveyor.routers.caddy_process import BOOTSTRAP_NAME, bootstrap_config, caddy_executable
+from conveyor.routers.caddy_process import (
+    BOOTSTRAP_NAME,
+    atomic_write_text,
+    bootstrap_config,
+    caddy_executable,
+)
 from conveyor.routers.caddy_process import run_argv as caddy_run_argv
 from conveyor.ssh.layout import RemoteLayout
 from conveyor.targets.base import ROUTER_PREFIX
@@ -145,7 +150,7 @@ class RemoteCaddyRouter(CaddyRouter):
         self.layout: RemoteLayout = target.layout
         self._forward: Any = None  # the SSH listener of the admin socket's forward
         self._forwarded_over: Any = None  # the SSH connection it belongs to
-        self._home: PurePosixPath | None = None
+        self._login: PurePosixPath | None = None  # the login directory on the host
         self._forwarding = asyncio.Lock()  # one forward, however many tasks ask at once
 
     @property
@@ -154,16 +159,17 @@ class RemoteCaddyRouter(CaddyRouter):
 
     # -- paths on the host -------------------------------------------------------
 
-    async def _remote(self) -> PurePosixPath:
-        """The project's directory on the host (absolute)."""
-        if self._home is None:
-            self._home = await self.target.home(self.host) / self.layout.home
-        return self._home
+    async def _on_host(self, path: PurePosixPath) -> PurePosixPath:
+        """The absolute path on the host of a path of `RemoteLayout` (asks the login
+        directory once)."""
+        if self._login is None:
+            self._login = await self.target.home(self.host)
+        return self._login / path
 
     def _remote_log(self, environment: str) -> PurePosixPath:
-        if self._home is None:  # pragma: no cover - every caller asked _remote() first
+        if self._login is None:  # pragma: no cover - every caller asked _on_host() first
             raise RouterError("caddy: the router host's directory is not known yet")
-        return self._home / "caddy" / f"access-{environment}.log"
+        return self._login / self.layout.caddy_dir / f"access-{environment}.log"
 
     def caddy_access_log(self, environment: str) -> str:
         return str(self._remote_log(environment))
@@ -188,13 +194,13 @@ class RemoteCaddyRouter(CaddyRouter):
             return
         if self._forward is not None:
             self._forward.close()
-        home = await self._remote()
+        remote_socket = await self._on_host(self.layout.caddy_admin_socket)
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _remove_stale_sockets(self.run_dir)
         self.admin_socket.unlink(missing_ok=True)
         try:
             self._forward = await connection.forward_local_path(
-                str(self.admin_socket), str(home / "run" / "caddy-admin.sock")
+                str(self.admin_socket), str(remote_socket)
             )
         except Exception as exc:  # asyncssh's errors and OSError alike
             raise RouterError(
@@ -223,11 +229,11 @@ class RemoteCaddyRouter(CaddyRouter):
         notes = await self._listener_migration_notes()
         if await self.answers():
             return notes
-        home = await self._remote()
-        binary = home / "lib" / "caddy"
+        binary = await self._on_host(self.layout.caddy_binary)
         await self._ship_binary(binary)
-        caddy_dir = home / "caddy"
-        bootstrap = json.dumps(bootstrap_config(home / "run" / "caddy-admin.sock"), indent=2)
+        caddy_dir = await self._on_host(self.layout.caddy_dir)
+        admin_socket = await self._on_host(self.layout.caddy_admin_socket)
+        bootstrap = json.dumps(bootstrap_config(admin_socket), indent=2)
         await self._run(
             [
                 "sh",
@@ -327,7 +333,7 @@ class RemoteCaddyRouter(CaddyRouter):
 
     async def fresh_access_log(self, environment: str) -> Path:
         """The local copy of the host's access log, with the lines appended since."""
-        await self._remote()
+        await self._on_host(self.layout.caddy_dir)
         local = self.access_log(environment)
         mark_file = self.state_dir / f"copied-{environment}.json"
         try:
@@ -347,12 +353,11 @@ class RemoteCaddyRouter(CaddyRouter):
                 f"{header[:200]!r}"
             ) from None
         await asyncio.to_thread(_append, local, lines.encode())
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        mark_file.write_text(json.dumps(new_mark) + "\n", encoding="utf-8")
+        atomic_write_text(mark_file, json.dumps(new_mark) + "\n")
         return local
 
     async def forget_access_logs(self, environment: str) -> None:
-        await self._remote()
+        await self._on_host(self.layout.caddy_dir)
         log = self.caddy_access_log(environment)
         stem = log.removesuffix(".log")
         await self._run(
