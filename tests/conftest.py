@@ -77,40 +77,50 @@ def _passable_temp_dirs() -> None:
 
 _passable_temp_dirs()
 
-# The longest files first (seconds of a full run on 2 cores, `--junitxml`), so that the
-# workers' last files are short ones and none waits long for another at the end.
+# The longest files first (seconds of a full run on 2 cores, `--junitxml`, with other
+# work beside it), so that the workers' last files are short ones and none waits long
+# for another at the end (`scripts/test` keeps this order: --no-loadscope-reorder).
 LONGEST_FIRST = (
-    "e2e/test_fleet_erp.py",  # 244
-    "e2e/test_progressive.py",  # 262
-    "e2e/test_fleet_faults.py",  # 180
-    "e2e/test_databases.py",  # 169
-    "e2e/test_erp.py",  # 159
-    "e2e/test_faults_supervisord.py",  # 113
-    "targets/test_ssh_target.py",  # 105
-    "e2e/test_operations.py",  # 100
-    "e2e/test_node_apps.py",  # 96
-    "e2e/test_recovery.py",  # 94
-    "e2e/test_fleet_strategies.py",  # 91
-    "e2e/test_workers.py",  # 84
-    "e2e/test_python_apps.py",  # 76
-    "e2e/test_faults_state.py",  # 66
-    "e2e/test_fleet_workers.py",  # 65
-    "e2e/test_verify.py",  # 62
-    "e2e/test_jobs.py",  # 61
-    "e2e/test_policies.py",  # 56
-    "e2e/test_django_migrations.py",  # 54
-    "pipeline/test_pipeline_cli.py",  # 49
-    "e2e/test_fleet_commands.py",  # 48
-    "releases/test_builder.py",  # 48
-    "e2e/test_fleet_apps.py",  # 47
-    "e2e/test_fleet_accessories.py",  # 46
-    "e2e/test_shop.py",  # 45
-    "e2e/test_tls.py",  # 45
-    "databases/test_db_cli.py",  # 45
-    "frameworks/test_node.py",  # 43
-    "e2e/test_shutdown.py",  # 43
-    "e2e/test_dashboard.py",  # 36
-    "e2e/test_secrets.py",  # 35
+    "e2e/test_progressive.py",  # 699
+    "e2e/test_databases.py",  # 511
+    "e2e/test_fleet_erp.py",  # 442
+    "e2e/test_faults_state.py",  # 372
+    "e2e/test_fleet_faults.py",  # 287
+    "e2e/test_faults_supervisord.py",  # 270
+    "e2e/test_erp.py",  # 227
+    "e2e/test_fleet_apps.py",  # 215
+    "e2e/test_recovery.py",  # 180
+    "e2e/test_fleet_strategies.py",  # 170
+    "e2e/test_python_apps.py",  # 166
+    "e2e/test_jobs.py",  # 163
+    "e2e/test_fleet_workers.py",  # 146
+    "e2e/test_fleet_router.py",  # 128
+    "releases/test_builder.py",  # 127
+    "databases/test_db_cli.py",  # 126
+    "targets/test_ssh_target.py",  # 125
+    "e2e/test_tls.py",  # 114
+    "e2e/test_django_migrations.py",  # 113
+    "e2e/test_shop.py",  # 105
+    "e2e/test_operations.py",  # 99
+    "e2e/test_workers.py",  # 96
+    "e2e/test_node_apps.py",  # 94
+    "e2e/test_shutdown.py",  # 93
+    "e2e/test_express_app.py",  # 91
+    "e2e/test_verify.py",  # 88
+    "e2e/test_policies.py",  # 86
+    "e2e/test_dashboard.py",  # 83
+    "e2e/test_run.py",  # 82
+    "e2e/test_fleet_commands.py",  # 81
+    "config/test_config_fuzz.py",  # 72
+    "e2e/test_hooks_notify.py",  # 70
+    "e2e/test_fleet_accessories.py",  # 70
+    "e2e/test_accessories.py",  # 68
+    "store/test_store_repository.py",  # 64
+    "e2e/test_secrets.py",  # 61
+    "e2e/test_fleet_verify.py",  # 59
+    "e2e/test_flask_app.py",  # 58
+    "cli/test_cli_errors.py",  # 54
+    "pipeline/test_pipeline_cli.py",  # 53
 )
 
 
