@@ -78,8 +78,10 @@ def _passable_temp_dirs() -> None:
 _passable_temp_dirs()
 
 # The longest files first (seconds of a full run on 2 cores, `--junitxml`, with other
-# work beside it), so that the workers' last files are short ones and none waits long
-# for another at the end (`scripts/test` keeps this order: --no-loadscope-reorder).
+# work beside it), among the files of the same number of tests: xdist's loadfile orders
+# files by their number of tests first. (Its `--no-loadscope-reorder` keeps this order
+# instead; tried, it ran every heavy end-to-end file at once at the start, and two
+# timing checks failed under that load: not used.)
 LONGEST_FIRST = (
     "e2e/test_progressive.py",  # 699
     "e2e/test_databases.py",  # 511

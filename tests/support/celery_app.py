@@ -283,22 +283,32 @@ def beat_processes(home: Path) -> list[int]:
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
             cwd = os.readlink(entry / "cwd")
+            started = _started(int(entry.name))
         except OSError:
             continue
         celery = any(a.endswith(b"celery") for a in argv[:3])
         if celery and b"beat" in argv and cwd.startswith(str(home)):
-            found.append(int(entry.name))
+            found.append((int(entry.name), started))
     # Only those still running once the scan is over. A scan takes a while on a loaded
     # machine: it can read an old beat that exits a moment later, then the new one that
     # starts after it (a higher pid, read later), and would count two beats at once.
-    return [pid for pid in found if _running(pid)]
+    # "Still running" means the same process: the suite starts so many that pids wrap
+    # around (pid_max 32768) and an old beat's pid is soon another process's.
+    return [pid for pid, started in found if _running(pid, started)]
 
 
-def _running(pid: int) -> bool:
-    """Whether `pid` is alive and not a zombie (whose cmdline reads empty)."""
+def _started(pid: int) -> int:
+    """When the process started (clock ticks after boot, /proc/PID/stat field 22)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _running(pid: int, started: int) -> bool:
+    """Whether the process `pid` that started at `started` is alive and not a zombie
+    (whose cmdline reads empty)."""
     try:
-        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
-    except OSError:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes()) and _started(pid) == started
+    except (OSError, ValueError, IndexError):
         return False
 
 

@@ -478,11 +478,11 @@ class SshTarget:
         again when the same one is stopped, written and updated when it differs."""
         programs = await self.home(host) / self.layout.programs_dir
         conf = programs / f"{name}.conf"
-        self._where[name] = host.name
         if current == program.conf:
             status = await self.status(name, host=host)
             if status.state in ("stopped", "exited", "fatal"):
                 await self._ctl(host, "start", name)
+            self._where[name] = host.name
             return
         if program.launch is not None:
             await _write(self.connections, host, programs / f"{name}.launch.json", program.launch)
@@ -496,6 +496,7 @@ class SshTarget:
                 hint=f"is it running? `conveyor setup ENV` starts it; see "
                 f"{self.layout.supervisor_dir}/supervisord.log on the host",
             )
+        self._where[name] = host.name
 
     async def stop(self, name: str, timeout: float) -> None:
         """Stop the program (supervisord: SIGTERM to its group, SIGKILL after its stop
