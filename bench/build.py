@@ -13,7 +13,8 @@ Then, with `conveyor build` (the CLI, timed from start to exit):
 
 1. a first full build (warms every cache);
 2. `--releases - 1` builds after a source-only commit: dependencies reused
-   (hard links), build commands run (`manage.py check`; `next build`);
+   (the stored virtualenv linked; `node_modules` as hard links), build commands
+   run (`manage.py check`; `next build`);
 3. the baseline: a full build after a commit that changes the dependency file
    (a comment), in the same conditions as the reused ones.
 
@@ -21,9 +22,10 @@ Reported: the median reused build against the baseline (whole `conveyor
 build`; Conveyor's own part, i.e. the whole build less the app's build
 commands, whose time the manifest records; and the dependency phase alone),
 and the disk of the first `--releases` releases together against one (`du`,
-which counts a hard-linked file once), with what a reused release adds: its
-directories (a hard link cannot share one; 4 KiB each here) and its own
-files. Targets: a reused build under 10% of a full one and five releases
+which counts a hard-linked file once; a virtualenv in the dependency store
+counts once, with the first release that links it), with what a reused
+release adds: its directories (a hard link cannot share one; 4 KiB each
+here) and its own files. Targets: a reused build under 10% of a full one and five releases
 under 1.3x the disk of one.
 
 The digest check: `seal.check` (what the `verify_release` step runs) on a tree
@@ -213,9 +215,17 @@ def build(project: Path, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def disk_kib(paths: list[str]) -> int:
-    """Disk used by `paths` together; `du` counts each hard-linked file once."""
-    out = run(["du", "-sk", "-c", *paths], Path("/"))
+def disk_kib(releases: list[str]) -> int:
+    """Disk used by `releases` together, with the virtualenvs in the dependency store
+    that they link to; `du` counts each hard-linked file (and each store tree) once."""
+    trees: list[str] = []
+    for release in releases:
+        manifest = json.loads((Path(release) / "conveyor-release.json").read_text())
+        for path in (manifest.get("dependencies") or {}).get("shared") or []:
+            tree = os.path.realpath(Path(release) / path)
+            if tree not in trees:
+                trees.append(tree)
+    out = run(["du", "-sk", "-c", *releases, *trees], Path("/"))
     return int(out.strip().splitlines()[-1].split()[0])
 
 

@@ -230,3 +230,42 @@ def test_prune_leaves_a_service_alone_while_it_is_built(tmp_path: Path) -> None:
     pruned = app.run("prune", "--keep", "1", "--yes")
     assert "deleted app " in pruned.stdout and "kept" not in pruned.stderr
     assert len(app.json("releases")) == 1  # type: ignore[arg-type]
+
+
+VENV_APP = """
+project: venvs
+services:
+  app:
+    source: app
+    dependencies:
+      paths: [.venv]
+      files: [requirements.txt]
+      install: ["python3 -m venv --without-pip .venv"]
+    run: [.venv/bin/python, -c, "pass"]
+environments:
+  dev:
+    listen: 127.0.0.1:1
+"""
+
+
+def test_prune_deletes_a_shared_virtualenv_with_the_last_release_that_uses_it(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path, VENV_APP, {"app/requirements.txt": "# a\n", "app/index.txt": "1\n"})
+    store = app.home / "releases" / ".dependencies"
+    app.run("build")
+    (app.root / "app" / "index.txt").write_text("2\n")
+    app.commit("source only")
+    app.run("build")
+    assert len(list(store.iterdir())) == 1  # two releases, one virtualenv
+    (app.root / "app" / "requirements.txt").write_text("# b\n")
+    app.commit("new requirements")
+    app.run("build")
+    first, second = sorted(store.iterdir(), key=lambda p: p.stat().st_mtime)
+
+    app.run("prune", "--keep", "2", "--yes")  # the oldest release goes, its venv stays
+    assert sorted(store.iterdir()) == sorted([first, second])
+    app.run("prune", "--keep", "1", "--yes")
+    assert list(store.iterdir()) == [second]
+    newest = app.json("releases")[0]  # type: ignore[index]
+    assert (Path(newest["path"]) / ".venv" / "bin" / "python").exists()

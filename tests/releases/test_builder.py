@@ -167,7 +167,9 @@ def test_a_virtualenv_built_in_the_release_runs_from_it(project: Path) -> None:
     assert ran.returncode == 0 and str(tree) in ran.stdout.decode()
 
 
-def test_unchanged_requirements_reuse_the_dependencies_by_hard_links(project: Path) -> None:
+def test_unchanged_requirements_reuse_the_dependencies(project: Path) -> None:
+    """The virtualenv is installed once: releases with the same requirements link the
+    store's sealed copy (its directories too), which outlives the release that made it."""
     (project / "app" / "requirements.txt").write_text("# nothing yet\n")
     set_service(project, dependencies=VENV)
     commit_all(project, "deps")
@@ -181,6 +183,10 @@ def test_unchanged_requirements_reuse_the_dependencies_by_hard_links(project: Pa
     two = Path(second.release.path)
     assert second.release.manifest["dependencies"]["reused_from"] == first.release.id
     assert "dependencies linked from" in Path(second.release.build_log or "").read_text()
+    assert (one / ".venv").is_symlink() and (two / ".venv").is_symlink()
+    assert (one / ".venv").resolve() == (two / ".venv").resolve()
+    assert second.release.manifest["dependencies"]["shared"] == [".venv"]
+    assert sum(1 for d in two.rglob("*") if d.is_dir() and not d.is_symlink()) < 5
     shared = next((two / ".venv" / "lib").rglob("pip/__init__.py"))
     twin = one / shared.relative_to(two)
     assert shared.stat().st_ino == twin.stat().st_ino  # one copy on disk
@@ -230,24 +236,26 @@ def test_services_of_one_code_base_share_one_install(project: Path) -> None:
     assert other.release.manifest["dependencies"]["reused_from"] is None
 
 
-def test_a_build_command_replacing_a_linked_dependency_file_seals_what_it_wrote(
-    project: Path,
-) -> None:
-    """Regression: sealing took the earlier release's hash for every linked file, so a
-    release whose build replaced one failed its very first verification."""
+def test_a_build_command_cannot_change_the_shared_dependencies(project: Path) -> None:
+    """A reused virtualenv is the store's, shared with other releases: a `build:` command
+    that replaces one of its files (even as root) fails with what to do instead, and the
+    release that shares it stays intact."""
     (project / "app" / "requirements.txt").write_text("# nothing yet\n")
     set_service(project, dependencies=VENV)
     commit_all(project, "deps")
-    build(project)
+    first, store, paths = build(project)
     replace = (
         "f=$(ls .venv/lib/*/site-packages/pip/__init__.py) && cp $f $f.new && "
         "echo '# patched' >> $f.new && mv $f.new $f"
     )
     set_service(project, dependencies=VENV, build=[["sh", "-c", replace]])
     commit_all(project, "patch pip")
-    second, store, paths = build(project)
-    assert second.release.manifest["dependencies"]["reused_from"]
-    verify_release(store, paths, "app", second.release.id)
+    with pytest.raises(BuildError) as caught:
+        build(project)
+    assert "services/app/dependencies/install" in (caught.value.hint or "")
+    verify_release(store, paths, "app", first.release.id)
+    venv_lib = Path(first.release.path) / ".venv" / "lib"
+    assert "# patched" not in next(venv_lib.rglob("pip/__init__.py")).read_text()
 
 
 def test_unchanged_files_are_shared_with_the_previous_release(project: Path) -> None:
@@ -274,7 +282,7 @@ def test_unchanged_files_are_shared_with_the_previous_release(project: Path) -> 
     # the list of the linked dependency files is written once and shared
     shared = "conveyor-files-shared.txt"
     assert same(three / shared, two / shared)
-    assert ".venv/pyvenv.cfg" not in (three / shared).read_text()  # written anew: own list
+    assert ".venv/pyvenv.cfg" in (three / shared).read_text()  # the store's virtualenv
     for release in store.list_releases("app"):
         verify_release(store, paths, "app", release.id)
     remove_release_dir(one)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,13 +51,25 @@ class FakeTarget:
     running: dict[str, InstanceSpec] = field(default_factory=dict)
     shipped: list[tuple[str, str]] = field(default_factory=list)  # (host, digest)
     _servers: dict[str, asyncio.Server] = field(default_factory=dict)
+    _held: dict[int, socket.socket] = field(default_factory=dict)  # reserved, not started
 
     def hosts(self, roles: Sequence[str] = ()) -> tuple[str, ...]:
         return self.host_names
 
     async def reserve(self, host: str, taken: set[int], ports: range) -> Endpoint:
+        """A free port, held bound until `start` listens on it: the suite's other workers
+        bind ports of the same range, and one took a port between the two."""
         assert host in self.host_names, host
-        return Endpoint(host, "127.0.0.1", free_local_port("127.0.0.1", taken, ports))
+        while True:
+            port = free_local_port("127.0.0.1", taken | set(self._held), ports)
+            held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                held.bind(("127.0.0.1", port))
+            except OSError:  # taken since free_local_port looked
+                held.close()
+                continue
+            self._held[port] = held
+            return Endpoint(host, "127.0.0.1", port)
 
     async def ship(self, host: str, release_dir: Path, digest: str) -> None:
         self.shipped.append((host, digest))
@@ -69,7 +82,13 @@ class FakeTarget:
             async def answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
                 writer.close()
 
-            self._servers[spec.name] = await asyncio.start_server(answer, "127.0.0.1", spec.port)
+            held = self._held.pop(spec.port, None)
+            if held is not None:
+                self._servers[spec.name] = await asyncio.start_server(answer, sock=held)
+            else:
+                self._servers[spec.name] = await asyncio.start_server(
+                    answer, "127.0.0.1", spec.port
+                )
 
     async def stop(self, name: str, timeout: float) -> None:
         self.running.pop(name, None)

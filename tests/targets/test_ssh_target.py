@@ -20,7 +20,7 @@ import pytest
 
 from conveyor.errors import TargetError
 from conveyor.paths import Paths
-from conveyor.releases import seal
+from conveyor.releases import depstore, seal
 from conveyor.ssh.connection import Connections
 from conveyor.ssh.layout import RemoteLayout
 from conveyor.targets.base import RUNNING
@@ -187,6 +187,47 @@ def test_a_host_behind_a_jump_host_gets_a_tarball(harness: SshHarness) -> None:
     assert harness.sh(1, 'cd "$1" && stat -c "%a" bin/tool && cat app.py', str(final)) == (
         "555\n" + APP
     )
+
+
+def build_venv_release(paths: Paths, release_id: str, module: str) -> tuple[Path, str]:
+    """A sealed release whose `.venv` is a link into the dependency store, as a build that
+    reuses its virtualenv leaves it (`conveyor.releases.depstore`)."""
+    root = paths.release_dir("web", release_id)
+    package = root / ".venv" / "lib" / "python3.11" / "site-packages" / "pkg"
+    package.mkdir(parents=True)
+    (root / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (package / "__init__.py").write_text(module)
+    (root / ".venv" / "lib64").symlink_to("lib")
+    (root / "app.py").write_text(APP)
+    tree = depstore.adopt(paths, f"key-{release_id}", root, [".venv"])
+    sealed = seal.record(root, [], follow=[".venv"], stored=tree)
+    manifest = {"writable": [], "dependencies": {"shared": [".venv"]}}
+    (root / seal.MANIFEST).write_text(json.dumps(manifest))
+    seal.make_read_only(root, [])
+    return root, sealed.digest
+
+
+def test_a_virtualenv_in_the_store_arrives_as_real_directories(harness: SshHarness) -> None:
+    """By rsync (the host has an earlier release) and by tarball (behind a jump host): the
+    host's copy stands alone, and its digest, checked there, is the one built."""
+    host = harness.specs[1].name
+    first, first_digest = build_venv_release(harness.paths, "venv1", "A = 1\n")
+    second, second_digest = build_venv_release(harness.paths, "venv2", "A = 2\n")
+    assert (second / ".venv").is_symlink()
+    harness.run(harness.target.ship(host, first, first_digest))  # rsync: r-releases before
+    behind = harness.inventory.spec(1, jump=harness.inventory.spec(0))
+    target = SshTarget(harness.connections, [behind], harness.layout, harness.paths)
+    harness.run(target.ship(behind.name, second, second_digest))  # a tarball
+    releases = harness.remote_home(1) / "releases" / "web"
+    for name, value in (("venv1", "A = 1"), ("venv2", "A = 2")):
+        shown = harness.sh(
+            1,
+            'cd "$1/$2/.venv" && stat -c %F . && readlink lib64 && '
+            "cat lib/python3.11/site-packages/pkg/__init__.py",
+            str(releases),
+            name,
+        )
+        assert shown.split("\n")[:3] == ["directory", "lib", value]
 
 
 # -- programs --------------------------------------------------------------------------

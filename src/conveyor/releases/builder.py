@@ -29,7 +29,7 @@ from conveyor.errors import BuildError, ReleaseIntegrityError, UsageError
 from conveyor.git import git_info
 from conveyor.paths import Paths, make_dir, passable_mode
 from conveyor.printable import printable
-from conveyor.releases import seal
+from conveyor.releases import depstore, seal
 from conveyor.releases.buildlock import build_lock
 from conveyor.releases.dedupe import link_unchanged
 from conveyor.releases.dependencies import dependency_key, link_tree, reusable
@@ -158,14 +158,17 @@ def _build(
     started = time.monotonic()
     try:
         env = _build_env(svc, service, release_id, loaded.root)
-        dependencies, linked_from, linked = _dependencies(
-            store, svc, service, final, env, build_log, log
+        dependencies, linked_from, linked, shared = _dependencies(
+            store, paths, svc, service, final, env, build_log, log
         )
         commands_started = time.monotonic()
-        _run_build(svc.build, final, env, build_log, service, "build", log)
+        _run_build(svc.build, final, env, build_log, service, "build", log, read_only=shared)
         commands_seconds = _since(commands_started)
         relocatable_scripts(final)  # the release runs from another directory on a host
-        sealed = seal.record(final, svc.writable, earlier=linked_from, linked=linked)
+        follow, stored = _share_dependencies(paths, svc, final, dependencies)
+        sealed = seal.record(
+            final, svc.writable, earlier=linked_from, linked=linked, follow=follow, stored=stored
+        )
         unchanged = _link_unchanged(store, service, final, sealed)
         manifest: dict[str, Any] = {
             "service": service,
@@ -246,7 +249,9 @@ def remove_release_dir(path: Path) -> None:
 def _changes(release: ReleaseRecord) -> str | None:
     """None when the release matches its digest, else a list of what changed."""
     path = Path(release.path)
-    checked = seal.check(path, release.manifest.get("writable") or [])
+    manifest = release.manifest
+    shared = (manifest.get("dependencies") or {}).get("shared") or []
+    checked = seal.check(path, manifest.get("writable") or [], follow=shared)
     if checked.intact(release.digest):
         return None
     fallback = f"    digest {checked.digest[:12]} instead of {release.digest[:12]}"
@@ -305,21 +310,24 @@ def _remove_unfinished(service_dir: Path) -> None:
 
 def _dependencies(
     store: Store,
+    paths: Paths,
     svc: ServiceConfig,
     service: str,
     release_dir: Path,
     env: dict[str, str],
     build_log: Path,
     log: Callable[[str], None],
-) -> tuple[dict[str, Any] | None, Path | None, list[str]]:
-    """Install the dependencies, or link them from an earlier release with the same key.
+) -> tuple[dict[str, Any] | None, Path | None, list[str], Path | None]:
+    """Install the dependencies, or link them from the store or an earlier release with
+    the same key.
 
     Also returns that earlier release and the files linked from it (relative
-    paths), so that sealing takes their recorded hashes instead of reading them.
+    paths), so that sealing takes their recorded hashes instead of reading them,
+    and the store's tree when the release links to it (read-only for `build:`).
     """
     spec = svc.dependencies
     if spec is None:
-        return None, None, []
+        return None, None, [], None
     started = time.monotonic()
     key = dependency_key(spec, release_dir, svc.env, service)
     # The service's own releases first, then those of the other services: a web service
@@ -331,7 +339,14 @@ def _dependencies(
     earlier = reusable(candidates, key, spec.paths)
     if earlier is not None:
         linked: list[str] = []
+        tree = depstore.stored_tree(paths, key)
+        keep_own = tree is not None and not depstore.protectable()
+        if keep_own:
+            tree = None  # hard links: a build command may replace a file of its own
         for path in spec.paths:
+            if tree is not None and (tree / path).is_dir():
+                depstore.link(tree, release_dir, [path])
+                continue
             files = link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
             linked.extend(f"{path}/{f}" for f in files)
         names = ", ".join(spec.files)
@@ -346,9 +361,27 @@ def _dependencies(
             "reused_from_service": owner,
             "seconds": _since(started),
         }
-        return reused, earlier, linked
+        if keep_own:
+            reused["shareable"] = False
+        return reused, earlier, linked, tree
     _run_build(spec.install, release_dir, env, build_log, service, "dependencies/install", log)
-    return {"key": key, "reused_from": None, "seconds": _since(started)}, None, []
+    return {"key": key, "reused_from": None, "seconds": _since(started)}, None, [], None
+
+
+def _share_dependencies(
+    paths: Paths, svc: ServiceConfig, release_dir: Path, dependencies: dict[str, Any] | None
+) -> tuple[list[str], Path | None]:
+    """Hand the release's installed virtualenvs to the store (see `depstore`); returns the
+    dependency paths that are links into it and the store's tree."""
+    if svc.dependencies is None or dependencies is None:
+        return [], None
+    key = dependencies["key"]
+    installed = [p for p in svc.dependencies.paths if depstore.shareable(release_dir, p)]
+    if installed and dependencies.pop("shareable", True):
+        depstore.adopt(paths, key, release_dir, installed)
+    follow = depstore.shared_paths(paths, release_dir, svc.dependencies.paths)
+    dependencies["shared"] = follow
+    return follow, depstore.stored_tree(paths, key) if follow else None
 
 
 def _link_unchanged(
@@ -389,6 +422,8 @@ def _run_build(
     service: str,
     key: str,
     log: Callable[[str], None],
+    *,
+    read_only: Path | None = None,
 ) -> None:
     with log_path.open("ab") as out:
         for command in commands:
@@ -398,7 +433,12 @@ def _run_build(
             out.flush()
             try:
                 done = subprocess.run(
-                    argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+                    argv if read_only is None else depstore.protected_argv(read_only, argv),
+                    cwd=cwd,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
                 )
             except OSError as error:
                 raise BuildError(
@@ -410,6 +450,12 @@ def _run_build(
                     out.flush()
                 tail = _tail(log_path, _BUILD_LOG_TAIL)
                 hint = f"full build log: {log_path}"
+                if read_only is not None:
+                    hint = (
+                        f"the installed dependencies are shared with other releases and "
+                        f"read-only while `build:` runs: a command that changes them belongs "
+                        f"in services/{service}/dependencies/install; {hint}"
+                    )
                 if space.free_bytes(cwd) < space.LOW_WATER_BYTES:
                     full = space.disk_full_error(cwd, f"{key} {service}", log_path.parents[2])
                     hint = f"{full.message}; {full.hint}; {hint}"

@@ -2,7 +2,11 @@
 
 The digest is sha256 over, for every entry in sorted relative-path order, the
 path, then either `L` + the link target (a symlink) or `X`/`F` (executable or
-not) + the sha256 of the file's bytes. One thread hashes faster than a pool
+not) + the sha256 of the file's bytes. A symlink named in `follow` (a release's
+dependencies kept in the shared store, see `conveyor.releases.depstore`) is
+walked as the directory it points to: the digest is the same whether the tree
+lies in the release or elsewhere, as it does on a host that got real
+directories. One thread hashes faster than a pool
 here: most release files are small, and a pool's per-file hand-off costs more
 than the hashing (30,000 files, 136 MB: 0.3 s alone, 0.9 s on a pool).
 """
@@ -28,13 +32,16 @@ class Entry:
     executable: bool
 
 
-def tree_entries(root: Path, *, exclude: frozenset[str] = frozenset()) -> list[Entry]:
+def tree_entries(
+    root: Path, *, exclude: frozenset[str] = frozenset(), follow: frozenset[str] = frozenset()
+) -> list[Entry]:
     """Every file and symlink under `root`, sorted, minus those under `exclude`.
 
     `exclude` holds relative POSIX paths: a file, or a directory whose whole
     subtree is left out (the manifest, a service's writable cache directories).
+    `follow` holds the relative paths of symlinks walked as directories.
     """
-    entries = [e for e in _walk(str(root), "") if not _excluded(e.relative, exclude)]
+    entries = [e for e in _walk(str(root), "", follow) if not _excluded(e.relative, exclude)]
     entries.sort(key=lambda e: e.relative)
     return entries
 
@@ -70,15 +77,15 @@ def combine(entries: list[Entry], hashes: dict[str, bytes], *, extra: bytes = b"
     return total.hexdigest()
 
 
-def _walk(directory: str, prefix: str) -> Iterator[Entry]:
+def _walk(directory: str, prefix: str, follow: frozenset[str]) -> Iterator[Entry]:
     with os.scandir(directory) as listing:
         children = list(listing)
     for child in children:
         relative = prefix + child.name
-        if child.is_symlink():
+        if child.is_symlink() and not (relative in follow and child.is_dir()):
             yield Entry(relative, os.readlink(child.path), False)  # noqa: PTH115 (hot loop)
-        elif child.is_dir(follow_symlinks=False):
-            yield from _walk(child.path, relative + "/")
+        elif child.is_dir(follow_symlinks=relative in follow):
+            yield from _walk(child.path, relative + "/", follow)
         else:
             mode = child.stat(follow_symlinks=False).st_mode
             if stat.S_ISREG(mode):

@@ -5,7 +5,8 @@ every release with an instance (warm ones in a rollback window included),
 the releases of an unfinished deployment, the release `conveyor rollback`
 would go back to in each environment, and the newest build of each service.
 Beyond those, releases that never deployed successfully go first, oldest
-first, then the oldest deployed ones.
+first, then the oldest deployed ones. A virtualenv in the dependency store
+goes with the last release that used it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conveyor.errors import UsageError
+from conveyor.releases import depstore
 from conveyor.releases.builder import remove_release_dir
 from conveyor.releases.buildlock import try_build_lock
 from conveyor.store.records import SUCCEEDED, ReleaseRecord
@@ -75,7 +77,22 @@ def prune_releases(rt: Runtime, releases: Iterable[ReleaseRecord]) -> Pruned:
                     Path(release.build_log).unlink(missing_ok=True)
                 rt.store.delete_release(release.service, release.id)
                 pruned.deleted.append(release)
+    if pruned.deleted:
+        _collect_dependencies(rt)
     return pruned
+
+
+def _collect_dependencies(rt: Runtime) -> None:
+    """Delete the store's virtualenvs no release uses any more, unless a build runs (it
+    may be about to link one: they go next time)."""
+    releases = rt.store.list_releases()
+    services = set(rt.loaded.config.services) | {r.service for r in releases}
+    with contextlib.ExitStack() as stack:
+        for service in sorted(services):
+            if not stack.enter_context(try_build_lock(rt.paths, service)):
+                return
+        keys = {(r.manifest.get("dependencies") or {}).get("key") for r in releases}
+        depstore.collect(rt.paths, {k for k in keys if k})
 
 
 @dataclass(frozen=True)

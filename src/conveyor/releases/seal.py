@@ -7,7 +7,9 @@ check name the files that changed instead of only saying that something did.
 The lines of the dependency files linked from an earlier release go to
 `conveyor-files-shared.txt` instead, which is itself a hard link to the
 earlier release's when it has the same lines (a venv's list is 0.9 MiB, a
-`node_modules`'s 2.6 MiB: written once, not once a release).
+`node_modules`'s 2.6 MiB: written once, not once a release). Dependencies kept
+in the shared store (`depstore`) are symlinks the digest follows (`follow`);
+their lines come from the store's own list, which the shared list then is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from conveyor.releases.digest import Entry, combine, file_hashes, tree_entries
 MANIFEST = "conveyor-release.json"
 FILE_LIST = "conveyor-files.txt"
 SHARED_LIST = "conveyor-files-shared.txt"
+# A tree in the dependency store: each entry as the digest takes it (`X`, `F` or `L`, the
+# hash or link target, the path), so that sealing a release that links it need not walk it.
+ENTRIES = "conveyor-entries.txt"
 _SHOWN_CHANGES = 10
 
 
@@ -67,27 +72,82 @@ def record(
     *,
     earlier: Path | None = None,
     linked: Collection[str] = (),
+    follow: Collection[str] = (),
+    stored: Path | None = None,
+    with_entries: bool = False,
 ) -> Sealed:
     """Create the writable directories, write the file lists and return the digest.
 
     `linked` are relative paths of files made hard links to the same paths in the
     sealed release `earlier` (its dependencies): those still the earlier file's inode
     take its recorded hash instead of being read again, and their lines go to the
-    shared list.
+    shared list. `follow` are the symlinks to dependencies in the store, whose sealed
+    tree `stored` lists their entries (see `depstore`). `with_entries` writes such a
+    list of this tree's entries.
     """
     writable = list(writable)
     for directory in writable:
         (root / directory).mkdir(parents=True, exist_ok=True)
-    entries = tree_entries(root, exclude=excluded_paths(writable))
+    exclude = excluded_paths(writable)
     known = _still_linked(root, earlier, linked) if earlier is not None else {}
+    listed_in_store = _stored_entries(stored, follow) if stored is not None else None
+    if listed_in_store is not None:  # the store's tree as it was sealed: no walk through it
+        entries = [e for e in tree_entries(root, exclude=exclude) if e.relative not in follow]
+        entries += listed_in_store[0]
+        entries.sort(key=lambda e: e.relative)
+        known |= listed_in_store[1]
+    else:
+        entries = tree_entries(root, exclude=exclude, follow=frozenset(follow))
+        if stored is not None:
+            known |= {p: v for p, v in file_list(stored).items() if not v.startswith("->")}
+    present = {e.relative for e in entries}
+    known = {p: v for p, v in known.items() if p in present}
     hashes = {p: bytes.fromhex(h) for p, h in known.items()}
     hashes.update(file_hashes(root, [e for e in entries if e.relative not in hashes]))
     listed = _listing(entries, hashes)
-    own = {p: v for p, v in listed.items() if p not in known}
+    shared = {p for p in listed if p in known or _under(p, follow)}
+    own = {p: v for p, v in listed.items() if p not in shared}
     (root / FILE_LIST).write_text(_lines(own))
-    if known:
-        _write_shared(root, earlier, _lines({p: v for p, v in listed.items() if p in known}))
-    return Sealed(combine(entries, hashes), len(entries), own, frozenset(known))
+    if shared:
+        text = _lines({p: v for p, v in listed.items() if p in shared})
+        _write_shared(root, [d for d in (stored, earlier) if d is not None], text)
+    if with_entries:
+        (root / ENTRIES).write_text(
+            "".join(f"{_kind(e)}\t{listed[e.relative].removeprefix('-> ')}\t{e.relative}\n"
+                    for e in entries)
+        )  # fmt: skip
+    return Sealed(combine(entries, hashes), len(entries), own, frozenset(shared))
+
+
+def _kind(entry: Entry) -> str:
+    return "L" if entry.link is not None else "X" if entry.executable else "F"
+
+
+def _stored_entries(
+    stored: Path, follow: Collection[str]
+) -> tuple[list[Entry], dict[str, str]] | None:
+    """The entries under `follow` of a sealed store tree and their hashes, from its list
+    (None for a tree without one)."""
+    try:
+        text = (stored / ENTRIES).read_text()
+    except OSError:
+        return None
+    entries: list[Entry] = []
+    hashes: dict[str, str] = {}
+    for line in text.splitlines():
+        kind, value, relative = line.split("\t", 2)
+        if not _under(relative, follow):
+            continue
+        if kind == "L":
+            entries.append(Entry(relative, value, False))
+        else:
+            entries.append(Entry(relative, None, kind == "X"))
+            hashes[relative] = value
+    return entries, hashes
+
+
+def _under(relative: str, directories: Collection[str]) -> bool:
+    return any(relative.startswith(d + "/") for d in directories)
 
 
 def _lines(listed: Mapping[str, str]) -> str:
@@ -112,15 +172,16 @@ def _still_linked(root: Path, earlier: Path, linked: Collection[str]) -> dict[st
     return known
 
 
-def _write_shared(root: Path, earlier: Path | None, text: str) -> None:
-    """The shared list: the earlier release's file when it holds the same lines."""
+def _write_shared(root: Path, sources: list[Path], text: str) -> None:
+    """The shared list: a hard link to the store's list or the earlier release's shared
+    list when it holds the same lines."""
     target = root / SHARED_LIST
-    if earlier is not None:
-        theirs = earlier / SHARED_LIST
-        with contextlib.suppress(OSError):
-            if theirs.read_text() == text:
-                os.link(theirs, target)
-                return
+    for source in sources:
+        for theirs in (source / SHARED_LIST, source / FILE_LIST):
+            with contextlib.suppress(OSError):
+                if theirs.read_text() == text:
+                    os.link(theirs, target)
+                    return
     target.write_text(text)
 
 
@@ -130,9 +191,9 @@ def make_read_only(root: Path, writable: Iterable[str]) -> None:
     _make_read_only(root, {root / w for w in writable})
 
 
-def check(root: Path, writable: Iterable[str]) -> Check:
+def check(root: Path, writable: Iterable[str], follow: Collection[str] = ()) -> Check:
     """Hash the release again; when it differs from its file list, say which files changed."""
-    entries = tree_entries(root, exclude=excluded_paths(writable))
+    entries = tree_entries(root, exclude=excluded_paths(writable), follow=frozenset(follow))
     hashes = file_hashes(root, entries)
     digest = combine(entries, hashes)
     now = _listing(entries, hashes)

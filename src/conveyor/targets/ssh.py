@@ -31,6 +31,7 @@ from conveyor.config.models.environments import DEFAULT_PARALLEL
 from conveyor.errors import HostUnreachableError, TargetError
 from conveyor.paths import Paths
 from conveyor.redaction import redact_registered
+from conveyor.releases import depstore
 from conveyor.runas import RunUser
 from conveyor.ssh.connection import Completed, Connections
 from conveyor.ssh.hosts import HostSpec
@@ -291,9 +292,13 @@ class SshTarget:
             if found.state == "ok":
                 return  # shipped before and intact: not sent again
             staging = ssh_ship.staging_dir(final)
-            await _check(self.connections, spec, ssh_ship.clean_argv(staging), "prepare")
-            if found.rsync and spec.jump is None and found.previous is not None:
-                await self._rsync(spec, release_dir, staging, found.previous)
+            by_rsync = found.rsync and spec.jump is None and found.previous is not None
+            follow = depstore.followed(release_dir) if by_rsync else []
+            parents = [str(PurePosixPath(p).parent) for p in follow]
+            clean = ssh_ship.clean_argv(staging, parents)
+            await _check(self.connections, spec, clean, "prepare")
+            if by_rsync:
+                await self._rsync(spec, release_dir, staging, found.previous, follow)
             else:
                 await self._tarball(spec, release_dir, staging)
             checked = await self._verify(spec, staging, final, digest)
@@ -323,11 +328,24 @@ class SshTarget:
         return ssh_ship.parse_verified(done.stdout)
 
     async def _rsync(
-        self, host: HostSpec, local: Path, staging: PurePosixPath, previous: str | None
+        self,
+        host: HostSpec,
+        local: Path,
+        staging: PurePosixPath,
+        previous: str | None,
+        follow: builtins.list[str],
     ) -> None:
-        argv = ssh_ship.rsync_argv(
-            host, self.connections.known_hosts_file, local, staging, previous
-        )
+        """The release's dependencies in the store first (the directories their symlinks
+        name, before the release's own top directory is made read-only), then the rest."""
+        known = self.connections.known_hosts_file
+        for path in follow:
+            earlier = f"{previous}/{path}" if previous else None
+            argv = ssh_ship.rsync_argv(host, known, local / path, staging / path, earlier)
+            await self._rsync_tree(host, local.name, argv)
+        argv = ssh_ship.rsync_argv(host, known, local, staging, previous, follow)
+        await self._rsync_tree(host, local.name, argv)
+
+    async def _rsync_tree(self, host: HostSpec, name: str, argv: list[str]) -> None:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
@@ -345,7 +363,7 @@ class SshTarget:
             # A host gone away mid-copy is a HostUnreachableError, as anywhere else.
             await self.connections.run(host, ["true"], timeout=COMMAND_TIMEOUT)
             raise TargetError(
-                f"host {host.describe()}: cannot send release {local.name}: rsync: "
+                f"host {host.describe()}: cannot send release {name}: rsync: "
                 f"{err.decode(errors='replace').strip()[-500:]}",
                 hint="check the host's disk space and that `conveyor hosts ENV` passes",
             )

@@ -16,11 +16,17 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from conveyor.releases import depstore
+
 
 def pack(release_dir: Path, archive: Path) -> None:
-    """`release_dir` as a tar.gz whose members are relative (`./...`)."""
+    """`release_dir` as a tar.gz whose members are relative (`./...`); its dependencies
+    in the store (`depstore`) go in as the directories they link to."""
+    follow = {f"./{path}" for path in depstore.followed(release_dir)}
     with tarfile.open(archive, "w:gz", compresslevel=6) as tar:
-        tar.add(release_dir, arcname=".")
+        tar.add(release_dir, arcname=".", filter=lambda m: None if m.name in follow else m)
+        for name in sorted(follow):
+            tar.add((release_dir / name).resolve(), arcname=name)
 
 
 class SharedArchives:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -205,9 +206,12 @@ def rsync_argv(
     local: Path,
     staging: PurePosixPath,
     previous: str | None,
+    exclude: Sequence[str] = (),
 ) -> list[str]:
     """rsync of the release `local` into `staging` on the host, compressed, hard-linking
-    the files of `previous` (an absolute path on the host) that did not change."""
+    the files of `previous` (an absolute path on the host) that did not change, leaving
+    out the `exclude` paths (its dependencies in the store: each is sent by an rsync of
+    its own, of the directory its symlink names)."""
     link = [f"--link-dest={previous}"] if previous else []
     return [
         "rsync",
@@ -221,6 +225,7 @@ def rsync_argv(
         # check then refused the release).
         "--checksum",
         *link,
+        *(f"--exclude=/{path}" for path in exclude),
         "--rsh",
         ssh_command(host, known_hosts),
         f"{local}/",
@@ -232,10 +237,14 @@ def _bracketed(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def clean_argv(staging: PurePosixPath) -> list[str]:
-    """Remove what an interrupted shipment left in the staging directory."""
-    script = 'chmod -R u+w "$1" 2>/dev/null; rm -rf "$1" && mkdir -p "$(dirname "$1")"'
-    return ["sh", "-c", script, "sh", str(staging)]
+def clean_argv(staging: PurePosixPath, parents: Sequence[str] = ()) -> list[str]:
+    """Remove what an interrupted shipment left in the staging directory; make the
+    `parents` (relative) inside it, where the store's dependencies go first."""
+    script = (
+        's=$1; shift; chmod -R u+w "$s" 2>/dev/null; rm -rf "$s" && mkdir -p "$(dirname "$s")"'
+        ' && for d; do mkdir -p "$s/$d" || exit 1; done'
+    )
+    return ["sh", "-c", script, "sh", str(staging), *parents]
 
 
 def untar_argv(archive: PurePosixPath, staging: PurePosixPath) -> list[str]:
