@@ -108,3 +108,19 @@ def test_root_cannot_write_into_the_store_from_a_build_command(tmp_path: Path) -
     outside = tmp_path / "outside"
     argv = depstore.protected_argv(tree, ["sh", "-c", f"touch {outside}"])
     assert subprocess.run(argv, check=False).returncode == 0 and outside.exists()
+
+
+def test_an_install_stored_meanwhile_by_another_build_is_linked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two services' builds (each holds only its own lock) store the same key at once: the
+    one that renames second links the first one's tree instead of failing."""
+    paths = Paths(tmp_path / "home").ensure()
+    first = depstore.adopt(paths, "k1", venv_release(paths, "r1"), [".venv"])
+    real = depstore.stored_tree
+    looks = iter([None])  # the second build looks before the first one's rename lands
+    monkeypatch.setattr(depstore, "stored_tree", lambda p, k: next(looks, real(p, k)))
+    two = venv_release(paths, "r2")
+    assert depstore.adopt(paths, "k1", two, [".venv"]) == first
+    assert (two / ".venv").resolve() == (first / ".venv").resolve()
+    assert sorted(p.name for p in depstore.store_root(paths).iterdir()) == ["k1"]

@@ -162,7 +162,8 @@ def _build(
             store, paths, svc, service, final, env, build_log, log
         )
         commands_started = time.monotonic()
-        _run_build(svc.build, final, env, build_log, service, "build", log, read_only=shared)
+        protect = depstore.store_root(paths) if shared is not None else None
+        _run_build(svc.build, final, env, build_log, service, "build", log, read_only=protect)
         commands_seconds = _since(commands_started)
         relocatable_scripts(final)  # the release runs from another directory on a host
         follow, stored = _share_dependencies(paths, svc, final, dependencies)

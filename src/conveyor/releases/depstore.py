@@ -15,7 +15,7 @@ it). `node_modules` keeps hard links: Next.js refuses a symlinked
 
 The store is read-only while a release's `build:` commands run: its modes
 keep out any user but root, and for root the commands run in a private mount
-namespace where the tree is mounted read-only (`protected_argv`). Where that
+namespace where the store is mounted read-only (`protected_argv`). Where that
 cannot be done (a container without CAP_SYS_ADMIN), a release gets hard links
 to the store's files instead, as `node_modules` does.
 
@@ -47,7 +47,8 @@ _READ_ONLY = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
 
 
 def protected_argv(tree: Path, argv: list[str]) -> list[str]:
-    """`argv` run where `tree` is read-only even for root (see the module docstring)."""
+    """`argv` run where `tree` (the store) is read-only even for root (see the module
+    docstring)."""
     if os.geteuid() != 0:
         return argv  # the store's modes keep the command out
     namespace = ["unshare", "--mount", "--propagation", "private"]
@@ -110,7 +111,12 @@ def adopt(paths: Paths, key: str, release_dir: Path, names: Collection[str]) -> 
             seal.record(incoming, [], with_entries=True)
             seal.make_read_only(incoming, [])
             incoming.chmod(passable_mode() | 0o500)
-            incoming.rename(root / key)
+            try:
+                incoming.rename(root / key)
+            except OSError:
+                if stored_tree(paths, key) is None:
+                    raise
+                _remove(incoming)  # another service's build stored the same install first
         except BaseException:
             for name in names:  # back where the build put them
                 if (incoming / name).exists() and not (release_dir / name).exists():
