@@ -5,6 +5,7 @@ real sealed trees, against `conveyor.releases.seal`)."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
@@ -281,3 +282,23 @@ def test_supervisorctl_saying_no_supervisord_answers_is_recognised() -> None:
     assert not supervisord_gone("fleet-api-1a2b-1: added process group\n")
     assert not supervisord_gone("fleet-api-1a2b-1  RUNNING   pid 42, uptime 0:00:03\n")
     assert not supervisord_gone("fleet-api-1a2b-1: ERROR (no such file)\n")
+
+
+def test_the_free_port_probe_skips_ports_in_use_and_names_other_errors() -> None:
+    """The probe the SSH target reserves ports with and a remote router checks its listen
+    address with, run here with this machine's python3."""
+    with socket.socket() as busy, socket.socket() as closed:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        closed.bind(("127.0.0.1", 0))
+        free = closed.getsockname()[1]
+        closed.close()
+        taken = busy.getsockname()[1]
+        argv = ssh_programs.free_port_argv("127.0.0.1", [taken, free])
+        assert subprocess.run(argv, capture_output=True, text=True).stdout == f"{free}\n"
+        alone = ssh_programs.free_port_argv("127.0.0.1", [taken])
+        done = subprocess.run(alone, capture_output=True, text=True)
+        assert (done.returncode, done.stdout) == (0, "")
+    foreign = ssh_programs.free_port_argv("10.77.255.254", [free])  # no address of this machine
+    done = subprocess.run(foreign, capture_output=True, text=True)
+    assert done.returncode != 0 and "assign requested address" in done.stderr

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from conveyor.errors import RouterError
+from conveyor.releases.digest import hash_file
 from conveyor.routers.caddy import (
     ACCESS_LOG_ROLL_KEEP,
     ACCESS_LOG_ROLL_MB,
@@ -47,8 +47,10 @@ from conveyor.routers.caddy_process import (
     caddy_executable,
 )
 from conveyor.routers.caddy_process import run_argv as caddy_run_argv
+from conveyor.ssh.connection import COMMAND_TIMEOUT
 from conveyor.ssh.layout import RemoteLayout
 from conveyor.targets.base import ROUTER_PREFIX
+from conveyor.targets.ssh_programs import free_port_argv
 
 if TYPE_CHECKING:
     from conveyor.engine.runtime import Runtime
@@ -58,7 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["PROGRAM", "RemoteCaddyRouter", "build_remote", "ensure_remote"]
 
 PROGRAM = f"{ROUTER_PREFIX}caddy"  # its supervisord program on the host
-COMMAND_TIMEOUT = 60.0
 START_TIMEOUT = 15.0  # seconds Caddy gets to answer on its admin socket once started
 _SOCKET = re.compile(r"caddy-(?P<host>.+)-(?P<pid>\d+)\.sock")
 
@@ -94,19 +95,6 @@ for path, start in parts:
 out.write(json.dumps({"inode": now.st_ino, "offset": end}).encode() + b"\n")
 for chunk in chunks:
     out.write(chunk)
-"""
-
-# Prints "free", "busy", or the error of binding the address (argv: host, port).
-_LISTEN_FREE = r"""
-import errno, socket, sys
-host, port = sys.argv[1] or "0.0.0.0", int(sys.argv[2])
-probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    probe.bind((host, port))
-    print("free")
-except OSError as exc:
-    print("busy" if exc.errno == errno.EADDRINUSE else exc.strerror)
 """
 
 
@@ -226,9 +214,9 @@ class RemoteCaddyRouter(CaddyRouter):
 
     async def ensure_running(self) -> list[str]:
         """Start Caddy on the host unless it answers; notes for the user."""
-        notes = await self._listener_migration_notes()
         if await self.answers():
-            return notes
+            return []
+        notes = await self._listener_migration_notes()
         binary = await self._on_host(self.layout.caddy_binary)
         await self._ship_binary(binary)
         caddy_dir = await self._on_host(self.layout.caddy_dir)
@@ -273,7 +261,7 @@ class RemoteCaddyRouter(CaddyRouter):
 
     async def _ship_binary(self, binary: PurePosixPath) -> None:
         local = caddy_executable()
-        digest = await asyncio.to_thread(_sha256, local)
+        digest = (await asyncio.to_thread(hash_file, str(local))).hex()
         found = await self.target.connections.run(
             self.host, ["sha256sum", str(binary)], timeout=COMMAND_TIMEOUT
         )
@@ -301,33 +289,22 @@ class RemoteCaddyRouter(CaddyRouter):
         ]
 
     async def _run(self, argv: list[str], what: str, *, input: str | None = None) -> str:
-        done = await self.target.connections.run(
-            self.host, argv, timeout=COMMAND_TIMEOUT, input=input
+        done = await self.target.connections.check(
+            self.host, argv, what, input=input, error=RouterError, prefix="caddy: "
         )
-        if done.exit_status != 0:
-            output = (done.stderr or done.stdout).strip()
-            raise RouterError(
-                f"caddy: host {self.host.describe()}: cannot {what}: "
-                f"{output or f'exit status {done.exit_status}'}",
-                hint="check the host's disk space and the login user's permissions "
-                "(`conveyor hosts ENV` checks every host)",
-            )
         return done.stdout
 
     # -- the host's side of CaddyRouter ------------------------------------------------
 
     async def listen_is_free(self, listen: str) -> bool:
         host, _, port = listen.rpartition(":")
-        answer = (
-            await self._run(
-                ["python3", "-S", "-c", _LISTEN_FREE, host.strip("[]"), port],
-                f"check whether {listen} is free",
-            )
-        ).strip()
-        if answer in ("free", "busy"):
-            return answer == "free"
+        argv = free_port_argv(host.strip("[]"), [int(port)])
+        done = await self.target.connections.run(self.host, argv, timeout=COMMAND_TIMEOUT)
+        if done.exit_status == 0:
+            return done.stdout.strip() == port
         raise RouterError(
-            f"caddy: cannot listen on {listen} on host {self.host.name}: {answer}",
+            f"caddy: cannot listen on {listen} on host {self.host.name}: "
+            f"{(done.stderr or done.stdout).strip() or f'exit status {done.exit_status}'}",
             hint=f"use an address of host {self.host.name}, e.g. {self.host.address}:8080",
         )
 
@@ -391,14 +368,6 @@ def _rolled_name(log: Path) -> Path:
         if not rolled.exists():
             return rolled
         at += timedelta(milliseconds=1)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _remove_stale_sockets(run_dir: Path) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.errors import HostUnreachableError, TargetError
+from conveyor.errors import ConveyorError, HostUnreachableError, TargetError
 from conveyor.ssh import known_hosts
 from conveyor.ssh.hosts import HostSpec
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import asyncssh
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a host and log in
+COMMAND_TIMEOUT = 60.0  # seconds a file or supervisorctl command may take on a host
 KEEPALIVE_INTERVAL = 2.0  # seconds between SSH keepalives on an idle connection
 KEEPALIVE_COUNT_MAX = 3  # unanswered keepalives after which the host is gone
 # What one file upload keeps in flight: 8 x 64 KiB. asyncssh's default against OpenSSH is
@@ -179,6 +180,30 @@ class Connections:
         if key is None:
             raise TargetError(f"host {host.describe()}: it offered no host key")
         return " ".join(key.export_public_key().decode().split()[:2])
+
+    async def check(
+        self,
+        host: HostSpec,
+        argv: list[str],
+        what: str,
+        *,
+        timeout: float = COMMAND_TIMEOUT,
+        input: str | None = None,
+        error: type[ConveyorError] = TargetError,
+        prefix: str = "",
+    ) -> Completed:
+        """`run`, where a non-zero exit raises `error`: `PREFIXhost H: cannot WHAT: the
+        command's output`, and what to check."""
+        done = await self.run(host, argv, timeout=timeout, input=input)
+        if done.exit_status != 0:
+            output = (done.stderr or done.stdout).strip()
+            raise error(
+                f"{prefix}host {host.describe()}: cannot {what}: "
+                f"{output or f'exit status {done.exit_status}'}",
+                hint="check the host's disk space and the login user's permissions "
+                "(`conveyor hosts ENV` checks every host)",
+            )
+        return done
 
     async def run(
         self,

@@ -23,12 +23,11 @@ from pathlib import Path, PurePosixPath
 from conveyor.concurrently import every
 from conveyor.errors import TargetError
 from conveyor.ssh import batch
-from conveyor.ssh.connection import Connections
+from conveyor.ssh.connection import COMMAND_TIMEOUT, Connections
 from conveyor.ssh.hosts import HostSpec
 from conveyor.ssh.layout import ROOT, RemoteLayout
 
 MIN_PYTHON = (3, 8)
-COMMAND_TIMEOUT = 60.0
 SUPERVISORD_WAIT = 15.0  # seconds a freshly started supervisord has to answer
 PYTHON_VERSION = ["python3", "-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
 INSTALL_PYTHON = "apt-get install -y python3  (or your distribution's python3 package)"

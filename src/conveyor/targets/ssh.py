@@ -33,7 +33,7 @@ from conveyor.paths import Paths
 from conveyor.redaction import redact_registered
 from conveyor.releases import depstore
 from conveyor.runas import RunUser
-from conveyor.ssh.connection import Completed, Connections
+from conveyor.ssh.connection import COMMAND_TIMEOUT, Completed, Connections
 from conveyor.ssh.hosts import HostSpec
 from conveyor.ssh.inventory import environment_hosts, run_host
 from conveyor.ssh.layout import RemoteLayout
@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SshTarget", "build", "ensure_supervisord"]
 
-COMMAND_TIMEOUT = 60.0  # seconds a supervisorctl or file command may take on a host
 SHIP_TIMEOUT = 1800.0  # seconds a release may take to cross the wire to one host
 
 
@@ -107,35 +106,15 @@ async def ensure_supervisord(
 
 
 async def _home(connections: Connections, host: HostSpec) -> PurePosixPath:
-    done = await _check(connections, host, ["pwd"], "find the login directory")
+    done = await connections.check(host, ["pwd"], "find the login directory")
     return PurePosixPath(done.stdout.strip())
-
-
-async def _check(
-    connections: Connections,
-    host: HostSpec,
-    argv: list[str],
-    what: str,
-    *,
-    input: str | None = None,
-    timeout: float = COMMAND_TIMEOUT,
-) -> Completed:
-    done = await connections.run(host, argv, timeout=timeout, input=input)
-    if done.exit_status != 0:
-        output = (done.stderr or done.stdout).strip()
-        raise TargetError(
-            f"host {host.describe()}: cannot {what}: {output or f'exit status {done.exit_status}'}",
-            hint="check the host's disk space and the login user's permissions "
-            "(`conveyor hosts ENV` checks every host)",
-        )
-    return done
 
 
 async def _write(connections: Connections, host: HostSpec, path: PurePosixPath, text: str) -> None:
     """Write a file of mode 0600 on the host from stdin (atomic: a temporary, then mv)."""
     script = 'umask 077 && cat > "$1.tmp" && mv -f "$1.tmp" "$1"'
-    await _check(
-        connections, host, ["sh", "-c", script, "sh", str(path)], f"write {path}", input=text
+    await connections.check(
+        host, ["sh", "-c", script, "sh", str(path)], f"write {path}", input=text
     )
 
 
@@ -232,8 +211,7 @@ class SshTarget:
         start = secrets.randbelow(len(free)) if free else 0
         candidates = (free[start:] + free[:start])[:200]
         while candidates:
-            done = await _check(
-                self.connections,
+            done = await self.connections.check(
                 spec,
                 ssh_programs.free_port_argv(listen, candidates),
                 "look for a free port",
@@ -296,7 +274,7 @@ class SshTarget:
             follow = depstore.followed(release_dir) if by_rsync else []
             parents = [str(PurePosixPath(p).parent) for p in follow]
             clean = ssh_ship.clean_argv(staging, parents)
-            await _check(self.connections, spec, clean, "prepare")
+            await self.connections.check(spec, clean, "prepare")
             if by_rsync:
                 await self._rsync(spec, release_dir, staging, found.previous, follow)
             else:
@@ -317,8 +295,7 @@ class SshTarget:
     async def _verify(
         self, host: HostSpec, staging: PurePosixPath, final: PurePosixPath, digest: str
     ) -> ssh_ship.Verified:
-        done = await _check(
-            self.connections,
+        done = await self.connections.check(
             host,
             ssh_ship.verify_argv(staging, final, digest),
             f"check release {final.name}",
@@ -372,8 +349,8 @@ class SshTarget:
         archive = await self._archives.get(local)  # packed once for every host
         remote = staging.parent / f"{staging.name}.tar.gz"
         await self.connections.put(host, archive, str(remote))
-        await _check(
-            self.connections, host, ssh_ship.untar_argv(remote, staging), "unpack the release"
+        await self.connections.check(
+            host, ssh_ship.untar_argv(remote, staging), "unpack the release"
         )
 
     # -- programs ------------------------------------------------------------------

@@ -68,14 +68,21 @@ def render_program(
 # -- reserve --------------------------------------------------------------------
 
 # Tries to bind each candidate port on the interface, prints the first free one.
+# Prints the first of the ports (argv 2...) that can be bound on the address (argv 1;
+# empty: every address), nothing when all are in use; any other error (an address the host
+# does not have, a port below 1024) ends it with the error on stderr. SO_REUSEADDR, as
+# servers bind: a port whose last connections wait in TIME_WAIT is free to listen on.
 _FREE_PORT = (
-    "import socket,sys\n"
-    "h=sys.argv[1]\n"
+    "import errno,socket,sys\n"
+    "h=sys.argv[1] or '0.0.0.0'\n"
     "for p in sys.argv[2:]:\n"
     "    s=socket.socket(socket.AF_INET6 if ':' in h else socket.AF_INET)\n"
+    "    s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
     "    try:\n"
     "        s.bind((h,int(p)))\n"
-    "    except OSError:\n"
+    "    except OSError as e:\n"
+    "        if e.errno!=errno.EADDRINUSE:\n"
+    "            sys.exit(e.strerror)\n"
     "        continue\n"
     "    finally:\n"
     "        s.close()\n"
