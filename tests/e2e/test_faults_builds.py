@@ -263,9 +263,13 @@ def test_prune_deletes_a_shared_virtualenv_with_the_last_release_that_uses_it(
     app.run("build")
     first, second = sorted(store.iterdir(), key=lambda p: p.stat().st_mtime)
 
-    app.run("prune", "--keep", "2", "--yes")  # the oldest release goes, its venv stays
+    kept = app.run("prune", "--keep", "2", "--yes")  # the oldest release goes, its venv stays
     assert sorted(store.iterdir()) == sorted([first, second])
-    app.run("prune", "--keep", "1", "--yes")
+    assert "stored dependencies" not in kept.stdout
+    pruned = app.run("prune", "--keep", "1", "--yes")
     assert list(store.iterdir()) == [second]
+    assert f"deleted the stored dependencies {first.name[:12]} (no release uses them)" in (
+        pruned.stdout
+    )
     newest = app.json("releases")[0]  # type: ignore[index]
     assert (Path(newest["path"]) / ".venv" / "bin" / "python").exists()

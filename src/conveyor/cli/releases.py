@@ -125,11 +125,14 @@ def prune(
             {
                 "deleted": [{"service": r.service, "id": r.id} for r in pruned.deleted],
                 "busy": pruned.busy,
+                "dependencies_deleted": pruned.dependencies,
             }
         )
         return
     for r in pruned.deleted:
         say(f"deleted {r.service} {r.id}")
+    for key in pruned.dependencies:
+        say(f"deleted the stored dependencies {key[:12]} (no release uses them)")
 
 
 def release_json(r: Any) -> dict[str, Any]:

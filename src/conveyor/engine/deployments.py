@@ -927,6 +927,8 @@ def _prune_releases(rt: Runtime, progress: Progress) -> None:
             count = len(pruned.deleted)
             names = ", ".join(f"{r.service} {r.id}" for r in pruned.deleted)
             progress(f"pruned {count} old release{'s' * (count != 1)}: {names}")
+        for key in pruned.dependencies:
+            progress(f"deleted the stored dependencies {key[:12]} (no release uses them)")
         if note := pruned.busy_note():
             progress(note)
 

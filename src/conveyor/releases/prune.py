@@ -65,7 +65,7 @@ def prune_releases(rt: Runtime, releases: Iterable[ReleaseRecord]) -> Pruned:
     by_service: dict[str, list[ReleaseRecord]] = {}
     for release in releases:
         by_service.setdefault(release.service, []).append(release)
-    pruned = Pruned([], [])
+    pruned = Pruned([], [], [])
     for service, doomed in by_service.items():
         with try_build_lock(rt.paths, service) as held:
             if not held:
@@ -78,29 +78,32 @@ def prune_releases(rt: Runtime, releases: Iterable[ReleaseRecord]) -> Pruned:
                 rt.store.delete_release(release.service, release.id)
                 pruned.deleted.append(release)
     if pruned.deleted:
-        _collect_dependencies(rt)
+        pruned.dependencies.extend(_collect_dependencies(rt))
     return pruned
 
 
-def _collect_dependencies(rt: Runtime) -> None:
+def _collect_dependencies(rt: Runtime) -> list[str]:
     """Delete the store's virtualenvs no release uses any more, unless a build runs (it
-    may be about to link one: they go next time)."""
+    may be about to link one: they go next time); returns their keys."""
     releases = rt.store.list_releases()
     services = set(rt.loaded.config.services) | {r.service for r in releases}
     with contextlib.ExitStack() as stack:
         for service in sorted(services):
             if not stack.enter_context(try_build_lock(rt.paths, service)):
-                return
+                return []
         keys = {(r.manifest.get("dependencies") or {}).get("key") for r in releases}
-        depstore.collect(rt.paths, {k for k in keys if k})
+        return depstore.collect(rt.paths, {k for k in keys if k})
 
 
 @dataclass(frozen=True)
 class Pruned:
-    """What pruning deleted, and the services it left alone because they were being built."""
+    """What pruning deleted (releases, and the keys of the stored virtualenvs that went
+    with the last release using them), and the services it left alone because they were
+    being built."""
 
     deleted: list[ReleaseRecord]
     busy: list[str]
+    dependencies: list[str]
 
     def busy_note(self) -> str | None:
         if not self.busy:
