@@ -258,6 +258,34 @@ def test_a_build_command_cannot_change_the_shared_dependencies(project: Path) ->
     assert "# patched" not in next(venv_lib.rglob("pip/__init__.py")).read_text()
 
 
+def test_where_the_store_cannot_be_protected_a_release_gets_hard_links_of_its_own(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root in a container without CAP_SYS_ADMIN (no read-only mount for build commands):
+    the reused virtualenv is hard links in the release, and a build command that replaces
+    one of its files changes that release alone, sealed as it wrote it."""
+    from conveyor.releases import depstore
+
+    (project / "app" / "requirements.txt").write_text("# nothing yet\n")
+    set_service(project, dependencies=VENV)
+    commit_all(project, "deps")
+    first, store, paths = build(project)
+    monkeypatch.setattr(depstore, "protectable", lambda: False)
+    replace = (
+        "f=$(ls .venv/lib/*/site-packages/pip/__init__.py) && cp $f $f.new && "
+        "echo '# patched' >> $f.new && mv $f.new $f"
+    )
+    set_service(project, dependencies=VENV, build=[["sh", "-c", replace]])
+    commit_all(project, "patch pip")
+    second, _, _ = build(project)
+    two = Path(second.release.path)
+    assert not (two / ".venv").is_symlink()
+    assert "# patched" in next((two / ".venv" / "lib").rglob("pip/__init__.py")).read_text()
+    verify_release(store, paths, "app", second.release.id)
+    verify_release(store, paths, "app", first.release.id)  # the store's copy is untouched
+    assert "shareable" not in second.release.manifest["dependencies"]
+
+
 def test_unchanged_files_are_shared_with_the_previous_release(project: Path) -> None:
     (project / "app" / "requirements.txt").write_text("# nothing yet\n")
     (project / "app" / "lib.py").write_text("X = 1\n")

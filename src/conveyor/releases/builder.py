@@ -377,9 +377,10 @@ def _share_dependencies(
     if svc.dependencies is None or dependencies is None:
         return [], None
     key = dependencies["key"]
-    installed = [p for p in svc.dependencies.paths if depstore.shareable(release_dir, p)]
-    if installed and dependencies.pop("shareable", True):
-        depstore.adopt(paths, key, release_dir, installed)
+    if dependencies.pop("shareable", True):  # False: hard links, a build may have changed
+        installed = [p for p in svc.dependencies.paths if depstore.shareable(release_dir, p)]
+        if installed:
+            depstore.adopt(paths, key, release_dir, installed)
     follow = depstore.shared_paths(paths, release_dir, svc.dependencies.paths)
     dependencies["shared"] = follow
     return follow, depstore.stored_tree(paths, key) if follow else None
