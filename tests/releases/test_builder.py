@@ -258,6 +258,42 @@ def test_a_build_command_cannot_change_the_shared_dependencies(project: Path) ->
     assert "# patched" not in next(venv_lib.rglob("pip/__init__.py")).read_text()
 
 
+def test_a_python_run_as_root_from_a_release_leaves_the_shared_virtualenv_alone(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Regression: root (whom the store's modes do not stop) ran a release's python with no
+    PYTHONDONTWRITEBYTECODE and wrote the bytecode caches it missed into the virtualenv
+    that every release with the same requirements shares: all of them failed their
+    check. The store's modules are compiled when it takes them, into the tree even when
+    Conveyor runs with a bytecode cache elsewhere (PYTHONPYCACHEPREFIX)."""
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "pycache"))
+    (project / "app" / "requirements.txt").write_text("# nothing yet\n")
+    module = [
+        ".venv/bin/python",
+        "-c",
+        "import pathlib, site; "
+        "pathlib.Path(site.getsitepackages()[0], 'installed_module.py').write_text('X = 1')",
+    ]
+    set_service(project, dependencies={**VENV, "install": [*VENV["install"], module]})
+    commit_all(project, "deps")
+    first, store, paths = build(project)
+    (project / "app" / "app.py").write_text("print('v2')\n")
+    commit_all(project, "v2")
+    second, _, _ = build(project)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE",)}
+    env.pop("PYTHONPYCACHEPREFIX")
+    python = Path(second.release.path) / ".venv" / "bin" / "python"
+    imported = subprocess.run(
+        [python, "-c", "import installed_module"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert imported.returncode == 0, imported.stderr
+    verify_release(store, paths, "app", first.release.id)
+    verify_release(store, paths, "app", second.release.id)
+
+
 def test_where_the_store_cannot_be_protected_a_release_gets_hard_links_of_its_own(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -42,6 +42,8 @@ from conveyor.releases import seal
 STORE = ".dependencies"
 _INCOMING = ".incoming-"
 _SCRIPT_LIMIT = 1 << 20  # a script is small; a large file in bin/ is a binary
+_COMPILE_TIMEOUT = 600.0  # seconds to compile a virtualenv's modules
+_ELSEWHERE = ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")  # no cache, or not beside
 # `sh -c` program: mount $1 read-only onto itself, then run the rest of the arguments.
 _READ_ONLY = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
 
@@ -101,6 +103,8 @@ def adopt(paths: Paths, key: str, release_dir: Path, names: Collection[str]) -> 
     make_dir(root, passable_mode())
     tree = stored_tree(paths, key)
     if tree is None:
+        for name in names:
+            _compile(release_dir / name)
         incoming = root / f"{_INCOMING}{key}-{secrets.token_hex(4)}"
         incoming.mkdir()
         try:
@@ -175,6 +179,23 @@ def collect(paths: Paths, keys_in_use: Collection[str]) -> list[str]:
             _remove(child)
             deleted.append(child.name)
     return deleted
+
+
+def _compile(venv: Path) -> None:
+    """Write the bytecode cache of every module, with the virtualenv's own python: a
+    python run there as root (which the tree's modes do not stop) would otherwise write
+    the caches it misses into the tree every release shares, and every one of them would
+    then fail its check. Modules that do not compile (a package's files for another
+    Python) are left without one, as pip leaves them."""
+    python = venv / "bin" / "python"
+    if python.exists():
+        argv = [str(python), "-m", "compileall", "-q", "-q", "-j", "0", str(venv)]
+        # The caches go beside the modules, whatever this process was told.
+        env = {k: v for k, v in os.environ.items() if k not in _ELSEWHERE}
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                argv, env=env, capture_output=True, timeout=_COMPILE_TIMEOUT, check=False
+            )
 
 
 def _name_the_store(venv: Path, old: Path, new: Path) -> None:
