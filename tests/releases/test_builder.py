@@ -294,6 +294,37 @@ def test_a_python_run_as_root_from_a_release_leaves_the_shared_virtualenv_alone(
     verify_release(store, paths, "app", second.release.id)
 
 
+def test_a_changed_stored_virtualenv_is_named_and_the_next_build_installs_it_again(
+    project: Path,
+) -> None:
+    """Something wrote into the store (root ignores its modes): the release check says so
+    and what to run, and `conveyor build` of the same source installs a fresh virtualenv
+    instead of linking the changed one again."""
+    (project / "app" / "requirements.txt").write_text("# nothing yet\n")
+    set_service(project, dependencies=VENV)
+    commit_all(project, "deps")
+    first, store, paths = build(project)
+    tree = (Path(first.release.path) / ".venv").resolve()
+    tree.chmod(0o755)
+    (tree / "stray.txt").write_text("written by root\n")
+    with pytest.raises(ReleaseIntegrityError) as caught:
+        verify_release(store, paths, "app", first.release.id)
+    assert "added: .venv/stray.txt" in caught.value.message
+    assert "`conveyor build` installs it again" in (caught.value.hint or "")
+
+    second, _, _ = build(project)  # the same source
+    assert second.release.id != first.release.id
+    assert second.release.manifest["dependencies"]["reused_from"] is None
+    fresh = (Path(second.release.path) / ".venv").resolve()
+    assert fresh == tree and not (fresh / "stray.txt").exists()
+    verify_release(store, paths, "app", second.release.id)
+    (project / "app" / "app.py").write_text("print('v3')\n")
+    commit_all(project, "v3")
+    third, _, _ = build(project)  # links the fresh one
+    assert third.release.manifest["dependencies"]["reused_from"] == second.release.id
+    verify_release(store, paths, "app", third.release.id)
+
+
 def test_where_the_store_cannot_be_protected_a_release_gets_hard_links_of_its_own(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,11 +131,13 @@ def _build(
     _ensure_room_for_build(service, staging, paths)
     source_digest = tree_digest(staging, extra=_recipe(svc).encode())
     existing = store.find_release_by_source(service, source_digest)
+    reinstall = False  # the stored virtualenv it links was changed: install it again
     if existing is not None and Path(existing.path).is_dir():
         changes = _changes(existing)
         if changes is None:
             log(f"{service}: source unchanged, reusing release {existing.id}")
             return BuildResult(existing, reused=True, source=taken, warning=warning)
+        reinstall = bool(_shared_paths(existing))
         log(
             f"{service}: release {existing.id} has this source but was modified after it was "
             f"built; building a new release\n{changes}"
@@ -159,7 +161,7 @@ def _build(
     try:
         env = _build_env(svc, service, release_id, loaded.root)
         dependencies, linked_from, linked, shared = _dependencies(
-            store, paths, svc, service, final, env, build_log, log
+            store, paths, svc, service, final, env, build_log, log, reinstall=reinstall
         )
         commands_started = time.monotonic()
         protect = depstore.store_root(paths) if shared is not None else None
@@ -231,13 +233,28 @@ def verify_release(store: Store, paths: Paths, service: str, release_id: str) ->
         )
     changes = _changes(release)
     if changes is not None:
+        hint = (
+            f"if the app writes these files as it runs, list their directories under "
+            f"services/{service}/writable in conveyor.yml; then `conveyor build` makes a new "
+            f"release (a modified one is never reused)"
+        )
+        if any(f": {path}/" in changes for path in _shared_paths(release)):
+            hint = (
+                "the virtualenv shared by the releases with these requirements (in the "
+                "dependency store) was changed after it was stored (a python run there as "
+                "root without PYTHONDONTWRITEBYTECODE writes bytecode caches): `conveyor "
+                "build` installs it again"
+            )
         raise ReleaseIntegrityError(
             f"release {release_id} of {service} was modified after it was built:\n{changes}",
-            hint=f"if the app writes these files as it runs, list their directories under "
-            f"services/{service}/writable in conveyor.yml; then `conveyor build` makes a new "
-            f"release (a modified one is never reused)",
+            hint=hint,
         )
     return release
+
+
+def _shared_paths(release: ReleaseRecord) -> list[str]:
+    """The release's dependency paths that link the store."""
+    return list((release.manifest.get("dependencies") or {}).get("shared") or [])
 
 
 def remove_release_dir(path: Path) -> None:
@@ -250,9 +267,9 @@ def remove_release_dir(path: Path) -> None:
 def _changes(release: ReleaseRecord) -> str | None:
     """None when the release matches its digest, else a list of what changed."""
     path = Path(release.path)
-    manifest = release.manifest
-    shared = (manifest.get("dependencies") or {}).get("shared") or []
-    checked = seal.check(path, manifest.get("writable") or [], follow=shared)
+    checked = seal.check(
+        path, release.manifest.get("writable") or [], follow=_shared_paths(release)
+    )
     if checked.intact(release.digest):
         return None
     fallback = f"    digest {checked.digest[:12]} instead of {release.digest[:12]}"
@@ -318,6 +335,8 @@ def _dependencies(
     env: dict[str, str],
     build_log: Path,
     log: Callable[[str], None],
+    *,
+    reinstall: bool = False,
 ) -> tuple[dict[str, Any] | None, Path | None, list[str], Path | None]:
     """Install the dependencies, or link them from the store or an earlier release with
     the same key.
@@ -325,6 +344,7 @@ def _dependencies(
     Also returns that earlier release and the files linked from it (relative
     paths), so that sealing takes their recorded hashes instead of reading them,
     and the store's tree when the release links to it (read-only for `build:`).
+    `reinstall`: install anew, and replace the store's tree (it was changed).
     """
     spec = svc.dependencies
     if spec is None:
@@ -337,7 +357,7 @@ def _dependencies(
     candidates = (
         (Path(r.path), (r.manifest.get("dependencies") or {}).get("key")) for r in releases
     )
-    earlier = reusable(candidates, key, spec.paths)
+    earlier = None if reinstall else reusable(candidates, key, spec.paths)
     if earlier is not None:
         linked: list[str] = []
         tree = depstore.stored_tree(paths, key)
@@ -365,8 +385,13 @@ def _dependencies(
         if keep_own:
             reused["shareable"] = False
         return reused, earlier, linked, tree
+    if reinstall:
+        log(f"{service}: the stored dependencies were changed after they were stored: installing")
     _run_build(spec.install, release_dir, env, build_log, service, "dependencies/install", log)
-    return {"key": key, "reused_from": None, "seconds": _since(started)}, None, [], None
+    installed = {"key": key, "reused_from": None, "seconds": _since(started)}
+    if reinstall:
+        installed["replace"] = True
+    return installed, None, [], None
 
 
 def _share_dependencies(
@@ -380,7 +405,8 @@ def _share_dependencies(
     if dependencies.pop("shareable", True):  # False: hard links, a build may have changed
         installed = [p for p in svc.dependencies.paths if depstore.shareable(release_dir, p)]
         if installed:
-            depstore.adopt(paths, key, release_dir, installed)
+            replace = bool(dependencies.pop("replace", False))
+            depstore.adopt(paths, key, release_dir, installed, replace=replace)
     follow = depstore.shared_paths(paths, release_dir, svc.dependencies.paths)
     dependencies["shared"] = follow
     return follow, depstore.stored_tree(paths, key) if follow else None

@@ -41,6 +41,7 @@ from conveyor.releases import seal
 
 STORE = ".dependencies"
 _INCOMING = ".incoming-"
+_REPLACED = ".replaced-"  # a tree that was changed after it was stored, kept until collected
 _SCRIPT_LIMIT = 1 << 20  # a script is small; a large file in bin/ is a binary
 _COMPILE_TIMEOUT = 600.0  # seconds to compile a virtualenv's modules
 _ELSEWHERE = ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")  # no cache, or not beside
@@ -95,12 +96,18 @@ def shareable(release_dir: Path, path: str) -> bool:
     return True
 
 
-def adopt(paths: Paths, key: str, release_dir: Path, names: Collection[str]) -> Path:
+def adopt(
+    paths: Paths, key: str, release_dir: Path, names: Collection[str], *, replace: bool = False
+) -> Path:
     """Move the release's `names` (installed, shareable) into the store under `key` and
     link them back; returns the store's tree. When the store already has the key (another
-    service built the same install meanwhile), the release's own copies are dropped."""
+    service built the same install meanwhile), the release's own copies are dropped, unless
+    `replace`: the stored tree was changed, and is moved aside (`collect` deletes it) for
+    this one."""
     root = store_root(paths)
     make_dir(root, passable_mode())
+    if replace and (root / key).exists():
+        (root / key).rename(root / f"{_REPLACED}{key}-{secrets.token_hex(4)}")
     tree = stored_tree(paths, key)
     if tree is None:
         for name in names:
