@@ -19,6 +19,10 @@ namespace where the store is mounted read-only (`protected_argv`). Where that
 cannot be done (a container without CAP_SYS_ADMIN), a release gets hard links
 to the store's files instead, as `node_modules` does.
 
+A tree's modules are compiled to bytecode when the store takes it, so that a
+python run there as root later writes no cache into it; a tree changed anyway
+is replaced by the next build of a release that links it (`adopt(replace=)`).
+
 A release's digest walks these symlinks as directories, so a host that gets
 the release shipped with real directories computes the same digest. A tree
 stays in the store while any release has its key (`collect`).
