@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -137,7 +136,7 @@ def _build(
         if changes is None:
             log(f"{service}: source unchanged, reusing release {existing.id}")
             return BuildResult(existing, reused=True, source=taken, warning=warning)
-        reinstall = bool(_shared_paths(existing))
+        reinstall = bool(depstore.shared_in(existing.manifest))
         log(
             f"{service}: release {existing.id} has this source but was modified after it was "
             f"built; building a new release\n{changes}"
@@ -238,7 +237,7 @@ def verify_release(store: Store, paths: Paths, service: str, release_id: str) ->
             f"services/{service}/writable in conveyor.yml; then `conveyor build` makes a new "
             f"release (a modified one is never reused)"
         )
-        if any(f": {path}/" in changes for path in _shared_paths(release)):
+        if any(f": {path}/" in changes for path in depstore.shared_in(release.manifest)):
             hint = (
                 "the virtualenv shared by the releases with these requirements (in the "
                 "dependency store) was changed after it was stored (a python run there as "
@@ -252,23 +251,16 @@ def verify_release(store: Store, paths: Paths, service: str, release_id: str) ->
     return release
 
 
-def _shared_paths(release: ReleaseRecord) -> list[str]:
-    """The release's dependency paths that link the store."""
-    return list((release.manifest.get("dependencies") or {}).get("shared") or [])
-
-
 def remove_release_dir(path: Path) -> None:
     """Delete a sealed release directory (files it shares with other releases stay sealed)."""
-    if path.exists():
-        seal.make_removable(path)
-        shutil.rmtree(path)
+    seal.remove(path)
 
 
 def _changes(release: ReleaseRecord) -> str | None:
     """None when the release matches its digest, else a list of what changed."""
     path = Path(release.path)
     checked = seal.check(
-        path, release.manifest.get("writable") or [], follow=_shared_paths(release)
+        path, release.manifest.get("writable") or [], follow=depstore.shared_in(release.manifest)
     )
     if checked.intact(release.digest):
         return None

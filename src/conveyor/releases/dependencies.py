@@ -20,8 +20,7 @@ from pathlib import Path
 
 from conveyor.config import DependenciesConfig, command_argv
 from conveyor.errors import BuildError
-
-_REWRITE_LIMIT = 1 << 20  # scripts are small; a large file in bin/ is a binary
+from conveyor.releases.relocate import rewrite_path
 
 
 def dependency_key(
@@ -80,24 +79,11 @@ def _link_dir(
         elif child.is_dir(follow_symlinks=False):
             _link_dir(child.path, target, prefix + child.name + "/", old, new, linked)
         elif not (
-            (rewrite_all or child.name == "pyvenv.cfg") and _rewritten(child.path, target, old, new)
+            (rewrite_all or child.name == "pyvenv.cfg")
+            and rewrite_path(child.path, target, old, new)
         ):
             try:
                 os.link(child.path, target)
                 linked.append(prefix + child.name)
             except OSError:  # another file system, or the inode's link limit
                 shutil.copy2(child.path, target)
-
-
-def _rewritten(source: str, target: str, old: bytes, new: bytes) -> bool:
-    """Write `source` to `target` with `old` replaced by `new`, if it names `old`."""
-    if os.path.getsize(source) > _REWRITE_LIMIT:  # noqa: PTH202
-        return False
-    with open(source, "rb") as handle:  # noqa: PTH123
-        data = handle.read()
-    if old not in data:
-        return False
-    with open(target, "wb") as handle:  # noqa: PTH123
-        handle.write(data.replace(old, new))
-    shutil.copymode(source, target)
-    return True

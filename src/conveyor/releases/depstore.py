@@ -35,18 +35,18 @@ import functools
 import json
 import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import Any
 
 from conveyor.paths import Paths, make_dir, passable_mode
 from conveyor.releases import seal
+from conveyor.releases.relocate import rewrite_path
 
 STORE = ".dependencies"
 _INCOMING = ".incoming-"
 _REPLACED = ".replaced-"  # a tree that was changed after it was stored, kept until collected
-_SCRIPT_LIMIT = 1 << 20  # a script is small; a large file in bin/ is a binary
 _COMPILE_TIMEOUT = 600.0  # seconds to compile a virtualenv's modules
 _ELSEWHERE = ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")  # no cache, or not beside
 # `sh -c` program: mount $1 read-only onto itself, then run the rest of the arguments.
@@ -166,6 +166,11 @@ def shared_paths(paths: Paths, release_dir: Path, names: Iterable[str]) -> list[
     return found
 
 
+def shared_in(manifest: dict[str, Any]) -> list[str]:
+    """The dependency paths that a release's manifest says link the store."""
+    return list((manifest.get("dependencies") or {}).get("shared") or [])
+
+
 def followed(release_dir: Path) -> list[str]:
     """The dependency paths a sealed release links into the store, from its manifest
     (what shipping sends as real directories)."""
@@ -173,7 +178,7 @@ def followed(release_dir: Path) -> list[str]:
         manifest = json.loads((release_dir / seal.MANIFEST).read_text())
     except (OSError, ValueError):
         return []
-    return list((manifest.get("dependencies") or {}).get("shared") or [])
+    return shared_in(manifest)
 
 
 def collect(paths: Paths, keys_in_use: Collection[str]) -> list[str]:
@@ -215,16 +220,12 @@ def _name_the_store(venv: Path, old: Path, new: Path) -> None:
     them: `relocate`)."""
     scripts = list((venv / "bin").iterdir()) if (venv / "bin").is_dir() else []
     for path in [venv / "pyvenv.cfg", *scripts]:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > _SCRIPT_LIMIT:
-            continue
-        data = path.read_bytes()
-        if os.fsencode(old) in data:
-            path.write_bytes(data.replace(os.fsencode(old), os.fsencode(new)))
+        if path.is_file() and not path.is_symlink():
+            rewrite_path(str(path), str(path), os.fsencode(old), os.fsencode(new))
 
 
 def _remove(path: Path) -> None:
     if path.is_symlink():
         path.unlink()
-    elif path.exists():
-        seal.make_removable(path)
-        shutil.rmtree(path)
+    else:
+        seal.remove(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 _LIMIT = 1 << 20  # a script is small; a large file in bin/ is a binary
@@ -84,4 +85,19 @@ def _interpreter(script: bytes, root: bytes) -> tuple[str | None, bytes]:
     return os.fsdecode(named), rest
 
 
-__all__ = ["relocatable_scripts"]
+def rewrite_path(source: str, target: str, old: bytes, new: bytes) -> bool:
+    """Write `source` to `target` (the same file: in place) with the path `old` replaced
+    by `new`, if it names `old` and is small enough to be a script or a config file."""
+    if os.path.getsize(source) > _LIMIT:  # noqa: PTH202
+        return False
+    with open(source, "rb") as handle:  # noqa: PTH123
+        data = handle.read()
+    if old not in data:
+        return False
+    with open(target, "wb") as handle:  # noqa: PTH123
+        handle.write(data.replace(old, new))
+    shutil.copymode(source, target)
+    return True
+
+
+__all__ = ["relocatable_scripts", "rewrite_path"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -110,7 +111,8 @@ def record(
     (root / FILE_LIST).write_text(_lines(own))
     if shared:
         text = _lines({p: v for p, v in listed.items() if p in shared})
-        _write_shared(root, [d for d in (stored, earlier) if d is not None], text)
+        lists = [stored / FILE_LIST if stored else None, earlier / SHARED_LIST if earlier else None]
+        _write_shared(root, [path for path in lists if path is not None], text)
     if with_entries:
         (root / ENTRIES).write_text(
             "".join(f"{_kind(e)}\t{listed[e.relative].removeprefix('-> ')}\t{e.relative}\n"
@@ -173,15 +175,14 @@ def _still_linked(root: Path, earlier: Path, linked: Collection[str]) -> dict[st
 
 
 def _write_shared(root: Path, sources: list[Path], text: str) -> None:
-    """The shared list: a hard link to the store's list or the earlier release's shared
-    list when it holds the same lines."""
+    """The shared list: a hard link to the first of the `sources` (the store's file list,
+    the earlier release's shared list) that holds the same lines."""
     target = root / SHARED_LIST
-    for source in sources:
-        for theirs in (source / SHARED_LIST, source / FILE_LIST):
-            with contextlib.suppress(OSError):
-                if theirs.read_text() == text:
-                    os.link(theirs, target)
-                    return
+    for theirs in sources:
+        with contextlib.suppress(OSError):
+            if theirs.read_text() == text:
+                os.link(theirs, target)
+                return
     target.write_text(text)
 
 
@@ -208,6 +209,13 @@ def check(root: Path, writable: Iterable[str], follow: Collection[str] = ()) -> 
             elif now[path] != recorded[path]:
                 changes.append(f"modified: {path}")
     return Check(digest, tuple(changes))
+
+
+def remove(root: Path) -> None:
+    """Delete a sealed tree (files it shares with other trees stay sealed)."""
+    if root.exists():
+        make_removable(root)
+        shutil.rmtree(root)
 
 
 def make_removable(root: Path) -> None:
