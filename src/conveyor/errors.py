@@ -123,6 +123,11 @@ class WrongAnswerError(HealthCheckError):
     is chosen by the status."""
 
 
+class PortTakenError(HealthCheckError):
+    """Another program than the instance listens on the instance's port: the health
+    checks were its answers. The hint says what to do."""
+
+
 class SmokeTestError(ConveyorError):
     """A smoke test of a new release failed before the release got any traffic."""
 

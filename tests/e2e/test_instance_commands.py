@@ -3,8 +3,10 @@ the warning about an instance listening on every interface."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -159,3 +161,60 @@ environments:
         app.shutdown()
     assert failed.returncode == 1 and "crash-looping" in failed.stderr, failed.stderr
     assert took < 60
+
+
+# Starts the server in a session of its own and writes its pid: the server is then not
+# the instance's process (nor one of its group), as a program that took the port would be.
+STRANGER = """\
+import os, subprocess, sys, time
+server = subprocess.Popen(
+    [sys.executable, "server.py", "--port", os.environ["PORT"]], start_new_session=True
+)
+open(os.environ["STRANGER_PID_FILE"], "w").write(str(server.pid))
+time.sleep(3600)
+"""
+
+
+def test_health_checks_answered_by_another_program_than_the_instance_fail_the_deploy(
+    tmp_path: Path,
+) -> None:
+    """Regression: a port taken by another program between Conveyor choosing it and the
+    instance listening (another project's deploy on the same machine) passed the health
+    checks with that program's answers, and the router sent it the instance's traffic."""
+    shared = tmp_path / "shared"  # the instance may run as another user (Conveyor as root)
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    pid_file = shared / "stranger.pid"
+    app = make_app(
+        tmp_path,
+        """\
+project: crowded
+services:
+  web:
+    source: .
+    run: python3 stranger.py
+    env: {STRANGER_PID_FILE: "${STRANGER_PID_FILE}"}
+    health: {type: http, path: /health, interval: 200ms}
+    deploy_timeout: 30s
+environments:
+  staging: {listen: "${LISTEN}"}
+""",
+        {"stranger.py": STRANGER, "server.py": SERVER},
+    )
+    app.env["STRANGER_PID_FILE"] = str(pid_file)
+    try:
+        failed = app.run("deploy", "staging", "--build", check=False)
+        (record,) = app.json("history", "staging")  # type: ignore[misc]
+    finally:
+        app.shutdown()
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+    stranger = pid_file.read_text()
+    assert failed.returncode == 1, failed.stderr
+    assert re.search(
+        rf"port \d+ of instance \S+ is held by another program: pid {stranger} \(\S*python\S* "
+        r"server\.py --port \d+\); the health checks were its answers",
+        failed.stderr,
+    ), failed.stderr
+    assert "deploy again (Conveyor chooses another port)" in failed.stderr
+    assert record["status"] == "rolled_back"

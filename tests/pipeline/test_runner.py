@@ -38,7 +38,8 @@ def meet(name: str, group: list[str]) -> list[str]:
         "-c",
         "import pathlib, sys, time; p = pathlib.Path('stamps'); p.mkdir(exist_ok=True); "
         "here = pathlib.Path('here'); here.mkdir(exist_ok=True); "
-        f"(here / '{name}').touch(); s = time.monotonic(); deadline = s + 30\n"
+        # the start is taken before the others can see it: each ends after every start
+        f"s = time.monotonic(); (here / '{name}').touch(); deadline = s + 30\n"
         f"while not all((here / n).exists() for n in {group!r}):\n"
         "    if time.monotonic() > deadline: sys.exit('alone')\n"
         "    time.sleep(0.02)\n"

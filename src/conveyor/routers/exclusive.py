@@ -8,12 +8,10 @@ a share of the requests with routes Conveyor no longer knows about.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
-from pathlib import Path
 
 from conveyor.errors import RouterError
-from conveyor.targets.listening import listening_inodes, listening_pids
+from conveyor.targets.listening import command_line, other_listeners
 
 __all__ = ["listen_port", "refuse_other_listeners"]
 
@@ -24,21 +22,6 @@ def listen_port(listen: str) -> int | None:
     return int(port) if port.isdigit() else None
 
 
-def _command(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "?"
-    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") or "?"
-
-
-def _group(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
 def refuse_other_listeners(router: str, listens: Iterable[str], own: int | None = None) -> None:
     """Raise RouterError naming every process that listens on one of `listens`.
 
@@ -47,13 +30,12 @@ def refuse_other_listeners(router: str, listens: Iterable[str], own: int | None 
     """
     for listen in sorted(set(listens)):
         port = listen_port(listen)
-        if port is None or not listening_inodes(port):
+        if port is None:
             continue
-        visible = listening_pids(port)
-        holders = [p for p in visible if own is None or _group(p) != own]
-        if visible and not holders:
-            continue  # only the router itself
-        named = ", ".join(f"pid {p} ({_command(p)})" for p in holders)
+        holders = other_listeners(port, own)
+        if holders == []:
+            continue  # nothing, or only the router itself
+        named = ", ".join(f"pid {p} ({command_line(p)})" for p in holders or ())
         stop = f"stop it (kill {' '.join(map(str, holders))})" if holders else "stop it"
         raise RouterError(
             f"{router}: another program already listens on {listen}: "

@@ -10,6 +10,7 @@ and for any process.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -88,6 +89,11 @@ def _listening_inodes(ports: set[int], proc_net: Path) -> dict[int, int]:
     return found
 
 
+def listening_ports(ports: Iterable[int], proc_net: Path = PROC_NET) -> set[int]:
+    """Those of `ports` that a TCP socket listens on (any address, IPv4 and IPv6)."""
+    return set(_listening_inodes(set(ports), proc_net).values())
+
+
 def listening_inodes(port: int, proc_net: Path = PROC_NET) -> set[int]:
     """The inodes of the TCP sockets listening on `port` (any address, IPv4 and IPv6)."""
     return set(_listening_inodes({port}, proc_net))
@@ -126,3 +132,34 @@ def listening_pids_by_port(
 def listening_pids(port: int, proc: Path = Path("/proc")) -> list[int]:
     """The processes holding a socket that listens on TCP `port`, sorted (see above)."""
     return listening_pids_by_port([port], proc).get(port, [])
+
+
+def command_line(pid: int, proc: Path = Path("/proc")) -> str:
+    """The command line of process `pid`, spaces between the arguments ("?" when gone)."""
+    try:
+        raw = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") or "?"
+
+
+def other_listeners(port: int, group: int | None) -> list[int] | None:
+    """The processes listening on TCP `port` outside process group `group` (a program
+    supervisord starts leads its group; None: any process counts).
+
+    Empty when nothing else listens; None when a listener belongs to a process this
+    user cannot see (another user's).
+    """
+    if not listening_inodes(port):
+        return []
+    visible = listening_pids(port)
+    if not visible:
+        return None
+    return [pid for pid in visible if group is None or _group_of(pid) != group]
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

@@ -31,7 +31,13 @@ from conveyor.engine.plan import (
 from conveyor.engine.release_env import release_env, release_user, require_command_runnable
 from conveyor.engine.settings import settings_of
 from conveyor.environ import expand_env, instance_argv
-from conveyor.errors import HealthCheckError, SmokeTestError, TargetError, WrongAnswerError
+from conveyor.errors import (
+    HealthCheckError,
+    PortTakenError,
+    SmokeTestError,
+    TargetError,
+    WrongAnswerError,
+)
 from conveyor.printable import printable
 from conveyor.redaction import env_secrets, redact_text
 from conveyor.store.records import InstanceRecord, ReleaseRecord
@@ -43,6 +49,7 @@ from conveyor.targets.base import (
     STOPPED,
     UNKNOWN,
     InstanceSpec,
+    InstanceStatus,
     split_address,
 )
 
@@ -149,6 +156,8 @@ class WaitHealthyHandler(StepHandler[WaitHealthy]):
                         f"instance {name} did not stay healthy for min_ready "
                         f"({min_ready:g}s): {result.detail}"
                     )
+            if not recheck and record.host == LOCAL_HOST:
+                _refuse_a_stranger(record, await target.status(name))
         except HealthCheckError as error:
             raise await _unhealthy(ctx, record, spec, error, logs_command) from error
         ctx.rt.store.set_instance_state(name, "ready")
@@ -201,8 +210,27 @@ async def _unhealthy(
         f"instance {record.name} ({record.service} {record.release_id}) is not healthy: "
         f"{error.message}\n  last {LOG_LINES_ON_FAILURE} log lines:\n{tail}",
         hint=error.hint
-        if isinstance(error, WrongAnswerError)
+        if isinstance(error, WrongAnswerError | PortTakenError)
         else f"see all of it with: {logs_command}",
+    )
+
+
+def _refuse_a_stranger(record: InstanceRecord, status: InstanceStatus) -> None:
+    """Raise HealthCheckError when another program than the instance listens on its port
+    (it took the port after Conveyor chose it): the health checks were its answers, and
+    the router would send it the instance's traffic."""
+    from conveyor.targets.listening import command_line, other_listeners
+
+    _, port = split_address(record.address)
+    strangers = other_listeners(port, status.pid) if status.pid else []
+    if strangers == []:
+        return
+    named = ", ".join(f"pid {p} ({command_line(p)})" for p in strangers or ())
+    raise PortTakenError(
+        f"port {port} of instance {record.name} is held by another program: "
+        f"{named or 'a process of another user'}; the health checks were its answers",
+        hint="that program took the port after Conveyor chose it for the instance: deploy "
+        "again (Conveyor chooses another port), and keep other programs out of `ports`",
     )
 
 
