@@ -77,19 +77,25 @@ def entries(driver: Any) -> list[str]:
 
 def submit(driver: Any, element_id: str) -> None:
     """Click a form's button and wait for the page the form leads to: the click returns
-    once the form is sent, not once the next page is shown."""
+    once the form is sent, not once the next page is shown. The page before is marked,
+    and the wait is for a loaded page without the mark (Chromium answers a question about
+    an element of a page being replaced with an error, not always a stale element)."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.wait import WebDriverWait
 
-    button = driver.find_element(By.ID, element_id)
-    button.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(button))
-    wait_for(
-        "the page after the form",
-        lambda: driver.execute_script("return document.readyState") == "complete",
-        30,
-    )
+    def next_page_loaded() -> bool:
+        try:
+            return bool(
+                driver.execute_script(
+                    "return !window.formSent && document.readyState === 'complete'"
+                )
+            )
+        except WebDriverException:  # between the two pages
+            return False
+
+    driver.execute_script("window.formSent = true")
+    driver.find_element(By.ID, element_id).click()
+    wait_for("the page after the form", next_page_loaded, 30)
 
 
 def press(driver: Any, action: str) -> None:
