@@ -18,6 +18,8 @@ Then, with `conveyor build` (the CLI, timed from start to exit):
 3. the baseline: a full build after a commit that changes the dependency file
    (a comment), in the same conditions as the reused ones.
 
+Before each timed build the disk writes out what the one before wrote (`sync`).
+
 Reported: the median reused build against the baseline (whole `conveyor
 build`; Conveyor's own part, i.e. the whole build less the app's build
 commands, whose time the manifest records; and the dependency phase alone),
@@ -200,6 +202,10 @@ def commit(project: Path, message: str) -> None:
 
 
 def build(project: Path, env: dict[str, str]) -> dict[str, Any]:
+    # The disk first writes out what the build before wrote (a Next.js release: ~500 MB,
+    # 2,000 new directories): back to back, a build otherwise pays for the one before
+    # (its directories take 10x longer to make), which a build after a commit does not.
+    os.sync()
     started = time.perf_counter()
     out = run([str(CONVEYOR), "build", "web", "--json"], project, env)
     wall = time.perf_counter() - started

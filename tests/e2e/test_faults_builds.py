@@ -166,8 +166,9 @@ services:
   web:
     source: .
     run: [python3, app.py, --port, "${PORT}"]
-    health: {type: http, path: /health, interval: 100ms}
-    deploy_timeout: 2s
+    # Three 503s fail it at once; the long timeout leaves a slow start under load its time.
+    health: {type: http, path: /health, interval: 100ms, start_period: 0s}
+    deploy_timeout: 30s
 environments:
   staging:
     listen: ${LISTEN}
@@ -185,6 +186,9 @@ class Sick(BaseHTTPRequestHandler):
         self.send_response(503)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def log_message(self, format, *args):
+        pass  # the log holds the start-up line alone
 
 
 HTTPServer(("127.0.0.1", int(sys.argv[2])), Sick).serve_forever()

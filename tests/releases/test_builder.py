@@ -347,7 +347,9 @@ def test_where_the_store_cannot_be_protected_a_release_gets_hard_links_of_its_ow
     second, _, _ = build(project)
     two = Path(second.release.path)
     assert not (two / ".venv").is_symlink()
-    assert "# patched" in next((two / ".venv" / "lib").rglob("pip/__init__.py")).read_text()
+    patched = next((two / ".venv" / "lib").rglob("pip/__init__.py"))
+    assert "# patched" in patched.read_text()
+    assert patched.stat().st_mode & 0o222 == 0  # sealed like the rest, though written late
     verify_release(store, paths, "app", second.release.id)
     verify_release(store, paths, "app", first.release.id)  # the store's copy is untouched
     assert "shareable" not in second.release.manifest["dependencies"]

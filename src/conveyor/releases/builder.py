@@ -193,7 +193,7 @@ def _build(
             "build_log": str(build_log),
         }
         (final / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        seal.make_read_only(final, svc.writable)
+        seal.make_read_only(final, svc.writable, sealed=sealed.shared)
         open_release(final, svc.writable, run_user(svc.run_as))
         record = ReleaseRecord(
             id=release_id,
@@ -329,18 +329,18 @@ def _dependencies(
     log: Callable[[str], None],
     *,
     reinstall: bool = False,
-) -> tuple[dict[str, Any] | None, Path | None, list[str], Path | None]:
+) -> tuple[dict[str, Any] | None, Path | None, dict[str, int], Path | None]:
     """Install the dependencies, or link them from the store or an earlier release with
     the same key.
 
     Also returns that earlier release and the files linked from it (relative
-    paths), so that sealing takes their recorded hashes instead of reading them,
+    paths and inodes), so that sealing takes their recorded hashes instead of reading them,
     and the store's tree when the release links to it (read-only for `build:`).
     `reinstall`: install anew, and replace the store's tree (it was changed).
     """
     spec = svc.dependencies
     if spec is None:
-        return None, None, [], None
+        return None, None, {}, None
     started = time.monotonic()
     key = dependency_key(spec, release_dir, svc.env, service)
     # The service's own releases first, then those of the other services: a web service
@@ -351,7 +351,7 @@ def _dependencies(
     )
     earlier = None if reinstall else reusable(candidates, key, spec.paths)
     if earlier is not None:
-        linked: list[str] = []
+        linked: dict[str, int] = {}
         tree = depstore.stored_tree(paths, key)
         keep_own = tree is not None and not depstore.protectable()
         if keep_own:
@@ -361,7 +361,7 @@ def _dependencies(
                 depstore.link(tree, release_dir, [path])
                 continue
             files = link_tree(earlier / path, release_dir / path, str(earlier), str(release_dir))
-            linked.extend(f"{path}/{f}" for f in files)
+            linked.update((f"{path}/{f}", inode) for f, inode in files.items())
         names = ", ".join(spec.files)
         owner = next(r.service for r in releases if Path(r.path) == earlier)
         of = "" if owner == service else f" of {owner}"
@@ -383,7 +383,7 @@ def _dependencies(
     installed = {"key": key, "reused_from": None, "seconds": _since(started)}
     if reinstall:
         installed["replace"] = True
-    return installed, None, [], None
+    return installed, None, {}, None
 
 
 def _share_dependencies(

@@ -41,15 +41,15 @@ def dependency_key(
     return key.hexdigest()
 
 
-def link_tree(source: Path, destination: Path, old_root: str, new_root: str) -> list[str]:
+def link_tree(source: Path, destination: Path, old_root: str, new_root: str) -> dict[str, int]:
     """Recreate `source` at `destination` with hard links (copies where links fail).
 
     Files that name `old_root` (scripts in a `bin/` directory, `pyvenv.cfg`)
     are written with `new_root` instead, so that what runs from the new
-    release never reaches into the old one. Returns the paths, relative to
-    `destination`, of the files that are hard links to `source`'s.
+    release never reaches into the old one. Returns the files that are hard
+    links to `source`'s: their paths relative to `destination`, and their inode.
     """
-    linked: list[str] = []
+    linked: dict[str, int] = {}
     _link_dir(str(source), str(destination), "", old_root.encode(), new_root.encode(), linked)
     return linked
 
@@ -65,7 +65,7 @@ def reusable(
 
 
 def _link_dir(
-    source: str, destination: str, prefix: str, old: bytes, new: bytes, linked: list[str]
+    source: str, destination: str, prefix: str, old: bytes, new: bytes, linked: dict[str, int]
 ) -> None:
     os.makedirs(destination, exist_ok=True)  # noqa: PTH103 (a hot loop: no Path objects)
     rewrite_all = os.path.basename(source) in ("bin", "Scripts")  # noqa: PTH119
@@ -84,6 +84,6 @@ def _link_dir(
         ):
             try:
                 os.link(child.path, target)
-                linked.append(prefix + child.name)
+                linked[prefix + child.name] = child.inode()
             except OSError:  # another file system, or the inode's link limit
                 shutil.copy2(child.path, target)

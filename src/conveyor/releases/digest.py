@@ -17,7 +17,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _SMALL = 1 << 16  # files up to this size are read in one call
@@ -30,6 +30,7 @@ class Entry:
     relative: str
     link: str | None  # the target of a symlink
     executable: bool
+    inode: int = field(default=0, compare=False)  # where the walk saw it (0: not known)
 
 
 def tree_entries(
@@ -87,9 +88,9 @@ def _walk(directory: str, prefix: str, follow: frozenset[str]) -> Iterator[Entry
         elif child.is_dir(follow_symlinks=relative in follow):
             yield from _walk(child.path, relative + "/", follow)
         else:
-            mode = child.stat(follow_symlinks=False).st_mode
-            if stat.S_ISREG(mode):
-                yield Entry(relative, None, bool(mode & 0o111))
+            info = child.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode):
+                yield Entry(relative, None, bool(info.st_mode & 0o111), info.st_ino)
 
 
 def _excluded(relative: str, exclude: frozenset[str]) -> bool:

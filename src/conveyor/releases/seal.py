@@ -72,35 +72,36 @@ def record(
     writable: Iterable[str],
     *,
     earlier: Path | None = None,
-    linked: Collection[str] = (),
+    linked: Mapping[str, int] | None = None,
     follow: Collection[str] = (),
     stored: Path | None = None,
     with_entries: bool = False,
 ) -> Sealed:
     """Create the writable directories, write the file lists and return the digest.
 
-    `linked` are relative paths of files made hard links to the same paths in the
-    sealed release `earlier` (its dependencies): those still the earlier file's inode
-    take its recorded hash instead of being read again, and their lines go to the
-    shared list. `follow` are the symlinks to dependencies in the store, whose sealed
-    tree `stored` lists their entries (see `depstore`). `with_entries` writes such a
-    list of this tree's entries.
+    `linked` are the files made hard links to the same paths in the sealed release
+    `earlier` (its dependencies), relative path: inode: those still that inode when
+    the tree is walked take the earlier file's recorded hash instead of being read
+    again, and their lines go to the shared list. `follow` are the symlinks to
+    dependencies in the store, whose sealed tree `stored` lists their entries (see
+    `depstore`). `with_entries` writes such a list of this tree's entries.
     """
     writable = list(writable)
     for directory in writable:
         (root / directory).mkdir(parents=True, exist_ok=True)
     exclude = excluded_paths(writable)
-    known = _still_linked(root, earlier, linked) if earlier is not None else {}
     listed_in_store = _stored_entries(stored, follow) if stored is not None else None
     if listed_in_store is not None:  # the store's tree as it was sealed: no walk through it
         entries = [e for e in tree_entries(root, exclude=exclude) if e.relative not in follow]
+    else:
+        entries = tree_entries(root, exclude=exclude, follow=frozenset(follow))
+    known = _still_linked(entries, earlier, linked) if earlier is not None and linked else {}
+    if listed_in_store is not None:
         entries += listed_in_store[0]
         entries.sort(key=lambda e: e.relative)
         known |= listed_in_store[1]
-    else:
-        entries = tree_entries(root, exclude=exclude, follow=frozenset(follow))
-        if stored is not None:
-            known |= {p: v for p, v in file_list(stored).items() if not v.startswith("->")}
+    elif stored is not None:
+        known |= {p: v for p, v in file_list(stored).items() if not v.startswith("->")}
     present = {e.relative for e in entries}
     known = {p: v for p, v in known.items() if p in present}
     hashes = {p: bytes.fromhex(h) for p, h in known.items()}
@@ -156,21 +157,20 @@ def _lines(listed: Mapping[str, str]) -> str:
     return "".join(f"{v}\t{p}\n" for p, v in listed.items())
 
 
-def _still_linked(root: Path, earlier: Path, linked: Collection[str]) -> dict[str, str]:
-    """The recorded hashes of the `linked` files that are still the earlier release's."""
+def _still_linked(
+    entries: Iterable[Entry], earlier: Path, linked: Mapping[str, int]
+) -> dict[str, str]:
+    """The recorded hashes of the `linked` files that are still the earlier release's
+    (the inode the walk saw is the one linked: a build command did not replace it)."""
     recorded = file_list(earlier)
     known: dict[str, str] = {}
-    new_base, old_base = str(root) + os.sep, str(earlier) + os.sep
-    for relative in linked:
-        value = recorded.get(relative)
-        if value is None or value.startswith("->"):
+    for entry in entries:
+        inode = linked.get(entry.relative)
+        if inode is None or inode != entry.inode:
             continue
-        try:
-            new, old = os.lstat(new_base + relative), os.lstat(old_base + relative)
-        except OSError:
-            continue  # a build command removed it
-        if (new.st_ino, new.st_dev) == (old.st_ino, old.st_dev):
-            known[relative] = value
+        value = recorded.get(entry.relative)
+        if value is not None and not value.startswith("->"):
+            known[entry.relative] = value
     return known
 
 
@@ -186,10 +186,15 @@ def _write_shared(root: Path, sources: list[Path], text: str) -> None:
     target.write_text(text)
 
 
-def make_read_only(root: Path, writable: Iterable[str]) -> None:
+def make_read_only(root: Path, writable: Iterable[str], *, sealed: Collection[str] = ()) -> None:
     """Take the write bits off every file and directory but the `writable` ones, and make
-    them readable (the top directory decides who may enter)."""
-    _make_read_only(root, {root / w for w in writable})
+    them readable (the top directory decides who may enter). `sealed` are relative paths
+    of files already sealed (still linked to an earlier release's): not looked at."""
+    base = str(root) + os.sep
+    _read_only_tree(str(root), {str(root / w) for w in writable}, {base + p for p in sealed})
+    # The top directory keeps everyone else out (`conveyor.runas.open_release` lets the
+    # app's user in); what is inside is readable by whoever may enter.
+    root.chmod(0o500)
 
 
 def check(root: Path, writable: Iterable[str], follow: Collection[str] = ()) -> Check:
@@ -234,13 +239,6 @@ def make_removable(root: Path) -> None:
                 path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
-def _make_read_only(root: Path, writable: set[Path]) -> None:
-    _read_only_tree(str(root), {str(w) for w in writable})
-    # The top directory keeps everyone else out (`conveyor.runas.open_release` lets the
-    # app's user in); what is inside is readable by whoever may enter.
-    root.chmod(0o500)
-
-
 def sealed_mode(mode: int) -> int:
     """A sealed entry's permission bits: no writes, read (and enter or run, where the
     owner may) for all."""
@@ -248,18 +246,18 @@ def sealed_mode(mode: int) -> int:
     return 0o444 | executable
 
 
-def _read_only_tree(directory: str, writable: set[str]) -> None:
+def _read_only_tree(directory: str, writable: set[str], sealed: set[str]) -> None:
     """Files first, then each directory after its contents: a read-only directory takes no
     new entries. Files already sealed (dependencies linked from a sealed release) are left
     alone."""
     with os.scandir(directory) as listing:
         children = list(listing)
     for child in children:
-        if child.is_symlink() or child.path in writable:
+        if child.is_symlink() or child.path in writable or child.path in sealed:
             continue
         mode = child.stat(follow_symlinks=False).st_mode
         if stat.S_ISDIR(mode):
-            _read_only_tree(child.path, writable)
+            _read_only_tree(child.path, writable, sealed)
         if stat.S_IMODE(mode) != sealed_mode(mode):
             os.chmod(child.path, sealed_mode(mode))  # noqa: PTH101 (hot loop)
 
