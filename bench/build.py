@@ -14,7 +14,8 @@ Then, with `conveyor build` (the CLI, timed from start to exit):
 1. a first full build (warms every cache);
 2. `--releases - 1` builds after a source-only commit: dependencies reused
    (the stored virtualenv linked; `node_modules` as hard links), build commands
-   run (`manage.py check`; `next build`);
+   run (`manage.py check`; `next build`, with its `.next/cache` kept from the
+   build before, `build_cache:`);
 3. the baseline: a full build after a commit that changes the dependency file
    (a comment), in the same conditions as the reused ones.
 
@@ -103,6 +104,7 @@ services:
         - npm ci --prefer-offline --no-audit --no-fund
     build:
       - node_modules/.bin/next build
+    build_cache: [.next/cache]
     writable: [.next/cache]
     run: node_modules/.bin/next start -H 127.0.0.1 -p $PORT
 environments:

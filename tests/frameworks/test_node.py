@@ -49,6 +49,7 @@ def test_create_next_app(tmp_path: Path) -> None:
     assert service["build"] == ["npm run build"]
     assert service["run"] == 'exec node_modules/.bin/next start -H "$HOST" -p "$PORT"'
     assert service["writable"] == [".next/cache", ".next/server/route-cache"]
+    assert service["build_cache"] == [".next/cache"]
     assert service["env"] == {"NEXT_TELEMETRY_DISABLED": "1"}
     assert {".next/", "node_modules/"} <= set(service["exclude"])
     parse_config(render(found, project="app"), {}, source="test")

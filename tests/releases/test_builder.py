@@ -487,3 +487,36 @@ def test_concurrent_builds_of_one_source_give_one_release(project: Path) -> None
     _, store, _ = build(project)
     assert len(store.list_releases("app")) == 1
     assert sum("built release" in out for out in outputs) == 1
+
+
+COUNTING_BUILD = (
+    "mkdir -p cache && echo $(( $(cat cache/count 2>/dev/null || echo 0) + 1 )) > cache/count"
+    " && cp cache/count built-count"
+)
+
+
+def test_the_build_cache_goes_from_build_to_build_and_never_takes_what_the_app_wrote(
+    project: Path,
+) -> None:
+    set_service(project, build=[COUNTING_BUILD], build_cache=["cache"], writable=["cache"])
+    commit_all(project, "a build that counts its builds in its cache")
+
+    def build_count(n: int) -> str:
+        (project / "app" / "app.py").write_text(f"print('build {n}')\n")
+        commit_all(project, f"build {n}")
+        result, _, _ = build(project)
+        built.append(Path(result.release.path))
+        return (built[-1] / "built-count").read_text().strip()
+
+    built: list[Path] = []
+    assert build_count(1) == "1"
+    assert build_count(2) == "2"
+    # What an instance writes into its release's cache directory is not the build's.
+    (built[-1] / "cache" / "count").write_text("999\n")
+    assert build_count(3) == "3"
+    # A failed build leaves the cache as the last good build left it.
+    set_service(project, build=[COUNTING_BUILD, "false"], build_cache=["cache"], writable=["cache"])
+    with pytest.raises(BuildError):
+        build_count(4)
+    set_service(project, build=[COUNTING_BUILD], build_cache=["cache"], writable=["cache"])
+    assert build_count(5) == "4"

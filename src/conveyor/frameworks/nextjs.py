@@ -28,6 +28,8 @@ def detect(root: Path) -> Detected | None:
     service = {
         "dependencies": install.dependencies(),
         "build": [build or f"{NEXT} build"],
+        # Turbopack's cache, kept from build to build: `next build` takes half the time
+        "build_cache": [".next/cache"],
         "exclude": [".next/", f"{NODE_MODULES}/"],
         "writable": list(WRITABLE),
         "run": f'exec {NEXT} start -H "$HOST" -p "$PORT"',

@@ -28,7 +28,7 @@ from conveyor.errors import BuildError, ReleaseIntegrityError, UsageError
 from conveyor.git import git_info
 from conveyor.paths import Paths, make_dir, passable_mode
 from conveyor.printable import printable
-from conveyor.releases import depstore, seal
+from conveyor.releases import buildcache, depstore, seal
 from conveyor.releases.buildlock import build_lock
 from conveyor.releases.dedupe import link_unchanged
 from conveyor.releases.dependencies import dependency_key, link_tree, reusable
@@ -162,10 +162,12 @@ def _build(
         dependencies, linked_from, linked, shared = _dependencies(
             store, paths, svc, service, final, env, build_log, log, reinstall=reinstall
         )
+        buildcache.restore(paths, service, svc.build_cache, final, log)
         commands_started = time.monotonic()
         protect = depstore.store_root(paths) if shared is not None else None
         _run_build(svc.build, final, env, build_log, service, "build", log, read_only=protect)
         commands_seconds = _since(commands_started)
+        buildcache.save(paths, service, svc.build_cache, final, log)
         relocatable_scripts(final)  # the release runs from another directory on a host
         follow, stored = _share_dependencies(paths, svc, final, dependencies)
         sealed = seal.record(

@@ -170,6 +170,12 @@ class ServiceConfig(_Model):
         description="Commands run in the release directory to build it, in order, with the "
         "service's env. Each is a string (run by /bin/sh -c) or a list of strings (argv).",
     )
+    build_cache: list[ReleasePath] = Field(
+        default_factory=list,
+        description='Directories the build commands keep between builds (Next.js: ".next/cache",'
+        " where Turbopack caches): copied into a new release before its build commands run, "
+        "and taken from it once they succeed, before any instance runs.",
+    )
     writable: list[ReleasePath] = Field(
         default_factory=list,
         description="Directories of the release the app writes to at run time (e.g. Next.js's "
