@@ -47,6 +47,8 @@ def _claim(interface: str, port: int) -> socket.socket | None:
 
 def _let_go_of_settled_claims(now: float) -> None:
     """Close the claims of ports that listen by now, and of old ones."""
+    if not _claims:
+        return
     listening = listening_ports({port for _, port in _claims})
     for key, (sock, since) in list(_claims.items()):
         if key[1] in listening or now - since > CLAIM_SECONDS:

@@ -216,9 +216,9 @@ async def _unhealthy(
 
 
 def _refuse_a_stranger(record: InstanceRecord, status: InstanceStatus) -> None:
-    """Raise HealthCheckError when another program than the instance listens on its port
-    (it took the port after Conveyor chose it): the health checks were its answers, and
-    the router would send it the instance's traffic."""
+    """Raise PortTakenError when another program than the instance (the process group
+    supervisord started) listens on its port: it took the port after Conveyor chose it,
+    the health checks were its answers, and the router would send it the traffic."""
     from conveyor.targets.listening import command_line, other_listeners
 
     _, port = split_address(record.address)
