@@ -14,6 +14,7 @@ A cache that cannot be read or written costs a slower build, never a failed one.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Sequence
@@ -60,7 +61,7 @@ def save(
     incoming = cache.with_name(f".incoming-{service}-{secrets.token_hex(4)}")
     try:
         make_dir(cache.parent, 0o700)
-        for left in cache.parent.glob(f".*-{service}-*"):  # by a killed build of the service
+        for left in _left_by_a_killed_build(cache.parent, service):
             shutil.rmtree(left, ignore_errors=True)
         incoming.mkdir(mode=0o700)
         for relative in kept:
@@ -77,3 +78,10 @@ def save(
         log(f"{service}: build cache not kept ({exc.strerror or exc}); the next build starts cold")
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
+
+
+def _left_by_a_killed_build(directory: Path, service: str) -> list[Path]:
+    """The `.incoming-`/`.replaced-` directories of `service` (not of `web-api` for `web`:
+    another service may be building now)."""
+    own = re.compile(rf"\.(incoming|replaced)-{re.escape(service)}-[0-9a-f]{{8}}")
+    return [path for path in directory.iterdir() if own.fullmatch(path.name)]
