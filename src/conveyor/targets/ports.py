@@ -33,15 +33,15 @@ def claim_name(interface: str, port: int) -> bytes:
 
 
 def _claim(interface: str, port: int) -> socket.socket | None:
-    """Claim `port` for this process; None when another process holds the claim."""
+    """Claim `port` for this process; None when another process holds the claim. Where
+    there are no abstract sockets (not Linux) the socket stays unbound: no claim."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(claim_name(interface, port))
     except OSError as exc:
-        sock.close()
         if exc.errno == errno.EADDRINUSE:
+            sock.close()
             return None
-        raise
     return sock
 
 
