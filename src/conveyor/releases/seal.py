@@ -91,17 +91,18 @@ def record(
         (root / directory).mkdir(parents=True, exist_ok=True)
     exclude = excluded_paths(writable)
     listed_in_store = _stored_entries(stored, follow) if stored is not None else None
+    known: dict[str, str] = {}
     if listed_in_store is not None:  # the store's tree as it was sealed: no walk through it
         entries = [e for e in tree_entries(root, exclude=exclude) if e.relative not in follow]
-    else:
-        entries = tree_entries(root, exclude=exclude, follow=frozenset(follow))
-    known = _still_linked(entries, earlier, linked) if earlier is not None and linked else {}
-    if listed_in_store is not None:
         entries += listed_in_store[0]
         entries.sort(key=lambda e: e.relative)
-        known |= listed_in_store[1]
-    elif stored is not None:
-        known |= {p: v for p, v in file_list(stored).items() if not v.startswith("->")}
+        known = listed_in_store[1]
+    else:
+        entries = tree_entries(root, exclude=exclude, follow=frozenset(follow))
+        if stored is not None:
+            known = {p: v for p, v in file_list(stored).items() if not v.startswith("->")}
+    if earlier is not None and linked:  # the store's entries have no inode: never linked
+        known |= _still_linked(entries, earlier, linked)
     present = {e.relative for e in entries}
     known = {p: v for p, v in known.items() if p in present}
     hashes = {p: bytes.fromhex(h) for p, h in known.items()}
