@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conveyor.errors import RouterError
-from conveyor.targets.listening import command_line, other_listeners
+from conveyor.targets.listening import named_listeners, other_listeners
 
 __all__ = ["listen_port", "refuse_other_listeners"]
 
@@ -35,11 +35,10 @@ def refuse_other_listeners(router: str, listens: Iterable[str], own: int | None 
         holders = other_listeners(port, own)
         if holders == []:
             continue  # nothing, or only the router itself
-        named = ", ".join(f"pid {p} ({command_line(p)})" for p in holders or ())
         stop = f"stop it (kill {' '.join(map(str, holders))})" if holders else "stop it"
         raise RouterError(
             f"{router}: another program already listens on {listen}: "
-            f"{named or 'a process of another user'}; starting the router too would "
+            f"{named_listeners(holders)}; starting the router too would "
             "split the requests between them",
             hint=f"{stop} and retry, or change the environment's listen address",
         )

@@ -143,6 +143,14 @@ def command_line(pid: int, proc: Path = Path("/proc")) -> str:
     return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace") or "?"
 
 
+def named_listeners(pids: list[int] | None) -> str:
+    """`other_listeners`' answer for a message: "pid 42 (caddy run), ...", or who it is
+    when this user cannot see it."""
+    return ", ".join(f"pid {p} ({command_line(p)})" for p in pids or ()) or (
+        "a process of another user"
+    )
+
+
 def other_listeners(port: int, group: int | None) -> list[int] | None:
     """The processes listening on TCP `port` outside process group `group` (a program
     supervisord starts leads its group; None: any process counts).

@@ -219,16 +219,15 @@ def _refuse_a_stranger(record: InstanceRecord, status: InstanceStatus) -> None:
     """Raise PortTakenError when another program than the instance (the process group
     supervisord started) listens on its port: it took the port after Conveyor chose it,
     the health checks were its answers, and the router would send it the traffic."""
-    from conveyor.targets.listening import command_line, other_listeners
+    from conveyor.targets.listening import named_listeners, other_listeners
 
     _, port = split_address(record.address)
     strangers = other_listeners(port, status.pid) if status.pid else []
     if strangers == []:
         return
-    named = ", ".join(f"pid {p} ({command_line(p)})" for p in strangers or ())
     raise PortTakenError(
         f"port {port} of instance {record.name} is held by another program: "
-        f"{named or 'a process of another user'}; the health checks were its answers",
+        f"{named_listeners(strangers)}; the health checks were its answers",
         hint="that program took the port after Conveyor chose it for the instance: deploy "
         "again (Conveyor chooses another port), and keep other programs out of `ports`",
     )
